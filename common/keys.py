@@ -1,0 +1,134 @@
+"""Every Redis key, stream and group name of the system, in one place.
+
+Keys of a region carry the hash tag `{region}`: on Redis Cluster all keys of a
+region live in one slot, so each atomic step (a Lua script) touches one slot,
+and regions spread over the shards. See docs/internals.md for the owners.
+"""
+
+from __future__ import annotations
+
+from .ids import region_of
+
+PREFIX = "rh"
+PRODUCTS = ("standard", "xl", "premium")
+
+# Consumer groups on a region's event stream.
+GROUP_DISPATCH = "dispatch"
+GROUP_DRIVER_STATS = "driver-stats"
+
+
+def tag(region: str) -> str:
+    return f"{PREFIX}:{{{region}}}"
+
+
+# --- trips (trip_service; driver_service performs driver-side transitions) ---
+def trip(trip_id: str) -> str:
+    return f"{tag(region_of(trip_id))}:trip:{trip_id}"
+
+
+def trip_events(trip_id: str) -> str:
+    return f"{tag(region_of(trip_id))}:trip:{trip_id}:events"
+
+
+def pending(region: str, product: str) -> str:
+    return f"{tag(region)}:pending:{product}"
+
+
+def rider_trips(rider_id: str) -> str:
+    return f"{tag(region_of(rider_id))}:rider:{rider_id}:trips"
+
+
+def rider_active(rider_id: str) -> str:
+    return f"{tag(region_of(rider_id))}:rider:{rider_id}:active"
+
+
+def demand(region: str, product: str) -> str:
+    return f"{tag(region)}:demand:{product}"
+
+
+def expiry_deadlines(region: str) -> str:
+    return f"{tag(region)}:deadline:expiry"
+
+
+# --- drivers (driver_service) ---
+def driver(driver_id: str) -> str:
+    return f"{tag(region_of(driver_id))}:driver:{driver_id}"
+
+
+def driver_trips(driver_id: str) -> str:
+    return f"{tag(region_of(driver_id))}:driver:{driver_id}:trips"
+
+
+def geo(region: str, product: str) -> str:
+    return f"{tag(region)}:geo:{product}"
+
+
+def supply(region: str, product: str) -> str:
+    return f"{tag(region)}:supply:{product}"
+
+
+def offers(driver_id: str) -> str:
+    return f"{tag(region_of(driver_id))}:offers:{driver_id}"
+
+
+def offer_deadlines(region: str) -> str:
+    return f"{tag(region)}:deadline:offers"
+
+
+# --- events ---
+def events(region: str) -> str:
+    return f"{tag(region)}:events"
+
+
+def dead_letters(region: str) -> str:
+    return f"{tag(region)}:events:dead"
+
+
+def deliveries(region: str, stream_id: str) -> str:
+    return f"{tag(region)}:deliveries:{stream_id}"
+
+
+def seen(region: str, group: str, event_id: str) -> str:
+    return f"{tag(region)}:seen:{group}:{event_id}"
+
+
+def stream_region(stream: str) -> str:
+    """The region of a stream key built by `events()` or `dead_letters()`."""
+    start = stream.index("{") + 1
+    return stream[start : stream.index("}", start)]
+
+
+# --- gateway (identity) ---
+GW = "gw"
+
+
+def account(user_name: str) -> str:
+    return f"{GW}:account:{{{user_name}}}"
+
+
+def subject(subject_id: str) -> str:
+    return f"{GW}:subject:{subject_id}"
+
+
+def session(token_hash: str) -> str:
+    return f"{GW}:session:{token_hash}"
+
+
+def subject_sessions(subject_id: str) -> str:
+    return f"{GW}:subject:{subject_id}:sessions"
+
+
+def idempotency(subject_id: str, key_hash: str) -> str:
+    return f"{GW}:idem:{subject_id}:{key_hash}"
+
+
+def rate_token(token_hash: str) -> str:
+    return f"{GW}:rl:token:{token_hash}"
+
+
+def login_failures_user(user_name: str) -> str:
+    return f"{GW}:rl:login:user:{user_name}"
+
+
+def login_failures_addr(addr: str) -> str:
+    return f"{GW}:rl:login:addr:{addr}"

@@ -1,0 +1,265 @@
+"""The HTTP edge shared by every process: problem+json errors, request ids and
+trace context, metrics, body limits, JSON via orjson, health and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import errors, metrics
+from .settings import Settings
+from .tracing import (
+    clean_request_id,
+    new_span_id,
+    new_trace_id,
+    parse_traceparent,
+    request_id_var,
+    span_id_var,
+    trace_id_var,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+PROBLEM_TYPE = "application/problem+json"
+SETTINGS = web.AppKey("settings", Settings)
+READY_CHECKS = web.AppKey("ready_checks", dict)
+
+Model = TypeVar("Model", bound=BaseModel)
+ReadyCheck = Callable[[], Awaitable[None]]
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def json_response(data: Any, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.json_bytes_response(data, status=status, headers=headers, dumps=orjson.dumps)
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    type_: str = "about:blank",
+    errors_: list[dict] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if errors_:
+        body["errors"] = errors_
+    if extra:
+        body.update(extra)
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type=PROBLEM_TYPE
+    )
+
+
+def error_response(exc: errors.AppError) -> web.Response:
+    return problem_response(
+        exc.status,
+        exc.title,
+        exc.detail,
+        type_=exc.type_,
+        errors_=exc.errors,
+        headers=exc.headers,
+        extra=exc.extra,
+    )
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info
+    route = info.route if info is not None else None
+    resource = route.resource if route is not None else None
+    if resource is None:
+        return "unmatched"
+    return resource.canonical
+
+
+def edge_middleware(service: str):
+    """Request id, trace context, problem+json for every error, metrics."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        rid = clean_request_id(request.headers.get("X-Request-ID")) or new_trace_id()[:16]
+        parent = parse_traceparent(request.headers.get("traceparent"))
+        request_id_var.set(rid)
+        trace_id_var.set(parent[0] if parent else new_trace_id())
+        span_id_var.set(new_span_id())
+        try:
+            response = await handler(request)
+        except errors.AppError as exc:
+            response = error_response(exc)
+        except web.HTTPException as exc:
+            response = _http_exception_problem(exc)
+        except (RedisConnectionError, ConnectionRefusedError) as exc:
+            logger.warning("redis unavailable: %s", exc)
+            response = problem_response(
+                503,
+                "Service unavailable",
+                "The database is not reachable; retry shortly.",
+                type_="/problems/unavailable",
+                headers={"Retry-After": "1"},
+            )
+        except (RedisTimeoutError, asyncio.TimeoutError) as exc:
+            logger.warning("timeout: %r", exc)
+            response = problem_response(
+                504,
+                "Timeout",
+                "A dependency did not answer in time.",
+                type_="/problems/timeout",
+                headers={"Retry-After": "1"},
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("unhandled error on %s %s", request.method, request.path)
+            response = problem_response(
+                500, "Internal error", "An unexpected error occurred.", type_="about:blank"
+            )
+        if not response.prepared:
+            response.headers["X-Request-ID"] = rid
+        route = _route_name(request)
+        metrics.HTTP_REQUESTS.labels(service, request.method, route, str(response.status)).inc()
+        metrics.HTTP_LATENCY.labels(service, route).observe(time.perf_counter() - started)
+        return response
+
+    return middleware
+
+
+def _http_exception_problem(exc: web.HTTPException) -> web.StreamResponse:
+    if exc.status < 400:
+        return exc
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    detail = None
+    if exc.status == 413:
+        detail = f"The body must be at most {MAX_BODY} bytes."
+    elif exc.status == 405:
+        detail = "Method not allowed on this route."
+    elif exc.status == 404:
+        detail = "No such route."
+    elif exc.text and not exc.text.startswith(f"{exc.status}:"):
+        detail = exc.text
+    return problem_response(exc.status, exc.reason, detail, headers=headers)
+
+
+def validation_errors(exc: ValidationError, prefix: str = "") -> list[dict]:
+    out = []
+    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
+        if prefix:
+            loc = f"{prefix}.{loc}" if loc else prefix
+        out.append({"field": loc or "body", "message": err["msg"]})
+    return out
+
+
+async def read_body(request: web.Request, *, optional: bool = False) -> Any:
+    """The JSON body: 415 if not JSON, 400 if unreadable, 413 if too big."""
+    if not request.body_exists or request.content_length == 0:
+        if optional:
+            return {}
+        raise errors.BadRequest("A JSON body is required.")
+    ctype = request.content_type
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        if optional and not request.can_read_body:
+            return {}
+        raise errors.UnsupportedMediaType("The body must be application/json.")
+    raw = await request.read()
+    if not raw.strip():
+        if optional:
+            return {}
+        raise errors.BadRequest("A JSON body is required.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.BadRequest(f"The body is not valid JSON: {exc}") from None
+
+
+async def parse_body(request: web.Request, model: type[Model], *, optional: bool = False) -> Model:
+    data = await read_body(request, optional=optional)
+    if not isinstance(data, dict):
+        raise errors.Invalid(
+            "The body must be a JSON object.",
+            errors=[{"field": "body", "message": "must be an object"}],
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise errors.Invalid(errors=validation_errors(exc)) from None
+
+
+def parse_query(request: web.Request, model: type[Model]) -> Model:
+    """Query parameters: a wrong type is 400, out of range is 422 (API.md)."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        errs = validation_errors(exc)
+        kinds = {e["type"] for e in exc.errors()}
+        type_errors = {"int_parsing", "float_parsing", "bool_parsing", "int_from_float"}
+        if kinds & type_errors:
+            raise errors.BadRequest(
+                "A query parameter has the wrong type.", errors=errs
+            ) from None
+        raise errors.Invalid(errors=errs) from None
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, ReadyCheck] = request.app[READY_CHECKS]
+    names = list(checks)
+    results = await asyncio.gather(
+        *(asyncio.wait_for(checks[n](), 1.5) for n in names), return_exceptions=True
+    )
+    states = {}
+    for name, result in zip(names, results):
+        states[name] = "ok" if not isinstance(result, BaseException) else f"down: {result!r}"[:200]
+    ok = all(v == "ok" for v in states.values())
+    if ok:
+        return json_response({"status": "ready", "checks": states})
+    return problem_response(
+        503,
+        "Not ready",
+        "A dependency is down.",
+        type_="/problems/not-ready",
+        headers={"Retry-After": "1"},
+        extra={"checks": states},
+    )
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body, ctype = metrics.render()
+    return web.Response(body=body, headers={"Content-Type": ctype})
+
+
+def create_base_app(settings: Settings) -> web.Application:
+    """An application with the shared middleware and the operations routes.
+
+    Services add their own routes, cleanup contexts and readiness checks
+    (`app[READY_CHECKS]["redis"] = ...`).
+    """
+    app = web.Application(
+        middlewares=[edge_middleware(settings.service)], client_max_size=MAX_BODY
+    )
+    app[SETTINGS] = settings
+    app[READY_CHECKS] = {}
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    return app

@@ -1,0 +1,1 @@
+"""driver_service: see docs/internals.md."""

@@ -1,0 +1,1 @@
+"""trip_service: see docs/internals.md."""
