@@ -1,0 +1,189 @@
+"""The consumer-group runner against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from common import keys
+from common.events import entry_fields, envelope
+from common.streams import StreamConsumer, ensure_group, read_deliveries, trim_stream
+from tests.waiting import eventually
+
+REGION = "sf"
+STREAM = keys.events(REGION)
+GROUP = "testers"
+
+# The idempotent effect of a handler: one atomic step that counts an event
+# only the first time its id is seen (what the services' scripts do).
+COUNT_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', 3600) then
+  return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+end
+return 0
+"""
+
+
+async def publish(redis, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        env = envelope("trip.requested", "test", trip_id=f"trp_sf_{i}", data={"i": i})
+        ids.append(await redis.xadd(STREAM, entry_fields(env)))
+    return ids
+
+
+def consumer(redis, name: str, handler, **kw) -> StreamConsumer:
+    kw.setdefault("claim_idle_ms", 100)
+    kw.setdefault("block_ms", 50)
+    return StreamConsumer(redis, STREAM, GROUP, name, handler, **kw)
+
+
+async def pending_count(redis) -> int:
+    return (await redis.xpending(STREAM, GROUP))["pending"]
+
+
+async def test_each_message_is_handled_once_and_acked(redis):
+    ids = await publish(redis, 25)
+    seen: list[str] = []
+
+    async def handler(entry):
+        seen.append(entry.id)
+
+    c = consumer(redis, "c1", handler, batch=10)
+    task = asyncio.create_task(c.run())
+    await eventually(lambda: len(seen) == 25)
+    c.stop()
+    await task
+    assert seen == ids
+    assert await pending_count(redis) == 0
+    records = await read_deliveries(redis, REGION, ids[0])
+    assert len(records) == 1
+    assert records[0]["group"] == GROUP and records[0]["consumer"] == "c1"
+    assert records[0]["attempts"] == 1
+    assert records[0]["acked_at"] >= records[0]["delivered_at"]
+
+
+async def test_entries_of_a_killed_consumer_are_reclaimed_by_another(redis):
+    ids = await publish(redis, 5)
+    started = asyncio.Event()
+
+    async def hangs(entry):
+        started.set()
+        await asyncio.Event().wait()  # never returns: the process "dies" here
+
+    victim = consumer(redis, "victim", hangs, batch=5)
+    task = asyncio.create_task(victim.run())
+    await started.wait()
+    task.cancel()  # killed before its ack
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await pending_count(redis) == 5
+
+    handled: list[tuple[str, int]] = []
+
+    async def ok(entry):
+        handled.append((entry.id, entry.attempts))
+
+    rescuer = consumer(redis, "rescuer", ok)
+    task = asyncio.create_task(rescuer.run())
+    await eventually(lambda: len(handled) == 5)
+    rescuer.stop()
+    await task
+    assert [h[0] for h in handled] == ids
+    assert all(attempts == 2 for _, attempts in handled)
+    assert await pending_count(redis) == 0
+    history = await read_deliveries(redis, REGION, ids[0])
+    assert [(r["consumer"], r["attempts"]) for r in history] == [("victim", 1), ("rescuer", 2)]
+    assert history[0]["acked_at"] is None and history[1]["acked_at"] is not None
+
+
+async def test_a_handler_that_always_fails_dead_letters_with_its_reason(redis):
+    await publish(redis, 1)
+    attempts: list[int] = []
+
+    async def fails(entry):
+        attempts.append(entry.attempts)
+        raise ValueError("fare table missing")
+
+    c = consumer(redis, "c1", fails, max_deliveries=3)
+    task = asyncio.create_task(c.run())
+    dead = await eventually(lambda: redis.xrange(keys.dead_letters(REGION)))
+    c.stop()
+    await task
+    assert attempts == [1, 2, 3]
+    assert len(dead) == 1
+    fields = dead[0][1]
+    assert fields["reason"] == "ValueError: fare table missing"
+    assert fields["attempts"] == "3" and fields["group"] == GROUP
+    assert fields["type"] == "trip.requested" and "env" in fields
+    assert await pending_count(redis) == 0  # acknowledged with the dead letter
+
+
+async def test_a_redelivered_entry_changes_nothing_twice(redis):
+    await publish(redis, 3)
+    count_once = redis.register_script(COUNT_ONCE)
+    crashed: set[str] = set()
+
+    async def effect_then_crash_once(entry):
+        env = entry.envelope
+        await count_once(
+            keys=[keys.seen(REGION, GROUP, env["id"]), "counts"], args=[env["trip_id"]]
+        )
+        if entry.id not in crashed:
+            crashed.add(entry.id)
+            raise ConnectionError("lost the connection before the ack")
+
+    c = consumer(redis, "c1", effect_then_crash_once)
+    task = asyncio.create_task(c.run())
+    await eventually(lambda: c.stats.handled == 3)
+    c.stop()
+    await task
+    assert c.stats.failed == 3
+    assert await redis.hgetall("counts") == {f"trp_sf_{i}": "1" for i in range(3)}
+
+
+async def test_shutdown_loses_nothing(redis):
+    ids = await publish(redis, 200)
+    handled: list[str] = []
+
+    async def slow(entry):
+        handled.append(entry.id)
+        await asyncio.sleep(0.001)
+
+    first = consumer(redis, "first", slow, batch=20)
+    task = asyncio.create_task(first.run())
+    await eventually(lambda: len(handled) >= 30)
+    first.stop()
+    await task
+    # The batch in hand was finished and acknowledged: nothing is left pending.
+    assert await pending_count(redis) == 0
+    assert 30 <= len(handled) < 200
+
+    second = consumer(redis, "second", slow, batch=50)
+    task = asyncio.create_task(second.run())
+    await eventually(lambda: len(handled) == 200)
+    second.stop()
+    await task
+    assert sorted(handled) == sorted(ids) and len(set(handled)) == 200
+
+
+async def test_trim_keeps_what_any_group_still_needs(redis):
+    ids = await publish(redis, 10)
+    await ensure_group(redis, STREAM, "slow-group")
+    await ensure_group(redis, STREAM, GROUP)
+    # GROUP reads everything and acks the first 6; slow-group reads 3, acks none.
+    reply = await redis.xreadgroup(GROUP, "a", {STREAM: ">"}, count=10)
+    assert len(reply[0][1]) == 10
+    await redis.xack(STREAM, GROUP, *ids[:6])
+    await redis.xreadgroup("slow-group", "b", {STREAM: ">"}, count=3)
+    await trim_stream(redis, STREAM, keep_ms=0)
+    assert [sid for sid, _ in await redis.xrange(STREAM)] == ids  # slow-group pends on the first
+    await redis.xack(STREAM, "slow-group", *ids[:3])
+    await trim_stream(redis, STREAM, keep_ms=0)
+    # slow-group has not read past ids[2]; GROUP still pends ids[6:].
+    assert [sid for sid, _ in await redis.xrange(STREAM)] == ids[3:]
+    await redis.xreadgroup("slow-group", "b", {STREAM: ">"}, count=10)
+    await redis.xack(STREAM, "slow-group", *ids)
+    await trim_stream(redis, STREAM, keep_ms=0)
+    assert [sid for sid, _ in await redis.xrange(STREAM)] == ids[6:]
