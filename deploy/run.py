@@ -1,0 +1,203 @@
+"""`make run`: the whole system on one machine, on the embedded default.
+
+Starts Redis with JSON (unless REDIS_URL names one), trip_service,
+driver_service, the gateway and, unless DEMO_TRAFFIC=0, the simulated city;
+prints the dashboard link (logged in as ops) and a status line every few
+seconds. Ctrl-C stops everything it started, Redis last.
+
+Settings (environment): REDIS_URL, REDIS_PORT (embedded, default 6379),
+GATEWAY_PORT (8080), TRIP_SERVICE_PORT (8081), DRIVER_SERVICE_PORT (8082),
+DATA_DIR (.data), DEMO_TRAFFIC (1), STATUS_EVERY_S (5), OPS_USER_NAME,
+OPS_PASSWORD (made up when unset), and everything the services read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from common.embedded import EmbeddedRedis, EmbeddedRedisError, free_port
+from deploy.processes import ROOT, ServiceProcess
+
+
+def say(message: str) -> None:
+    print(f"[run] {message}", flush=True)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(name: str, default: int) -> int:
+    wanted = int(os.environ.get(name, default))
+    if port_free(wanted):
+        return wanted
+    port = free_port()
+    say(f"port {wanted} is busy; using {port} instead (set {name} to choose)")
+    return port
+
+
+def http_json(method: str, url: str, body: dict | None = None, token: str | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        raw = resp.read()
+        return resp.status, (json.loads(raw) if raw else None)
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, _ = http_json("GET", f"{url}/readyz")
+            if status == 200:
+                return
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url}/readyz did not answer 200 within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def status_line(gateway: str, token: str, previous: dict) -> str:
+    try:
+        _, overview = http_json("GET", f"{gateway}/v1/ops/overview", token=token)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return f"overview unavailable: {exc}"
+    by_status = overview.get("trips_by_status") or {}
+    trips = " ".join(f"{k}={v}" for k, v in sorted(by_status.items()) if v)
+    groups = overview.get("consumer_groups") or []
+    lag = sum((g.get("lag") or 0) for g in groups)
+    pending = sum((g.get("pending") or 0) for g in groups)
+    eps = overview.get("events_per_second")
+    drivers = overview.get("drivers") or {}
+    online = drivers.get("online_total", drivers.get("online"))
+    parts = [f"trips: {trips or 'none yet'}"]
+    if eps is not None:
+        parts.append(f"events/s={eps:.1f}" if isinstance(eps, (int, float)) else f"events/s={eps}")
+    if online is not None:
+        parts.append(f"drivers online={online}")
+    parts.append(f"lag={lag} pending={pending}")
+    dead = overview.get("dead_letters")
+    if dead:
+        parts.append(f"dead letters={dead}")
+    return " | ".join(parts)
+
+
+def main() -> int:
+    data_dir = Path(os.environ.get("DATA_DIR", ROOT / ".data"))
+    log_dir = data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    started: list = []
+    redis_server = None
+    stopping = {"now": False}
+
+    def on_signal(signum, frame):
+        stopping["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    try:
+        redis_url = os.environ.get("REDIS_URL")
+        if redis_url:
+            say(f"using Redis at {redis_url}")
+        else:
+            port = choose_port("REDIS_PORT", 6379)
+            fsync = os.environ.get("DURABILITY", "always")
+            say(f"starting embedded Redis with JSON on port {port} (AOF appendfsync {fsync}) ...")
+            redis_server = EmbeddedRedis(data_dir / "redis", port, appendfsync=fsync).start()
+            redis_url = redis_server.url
+            say(f"  Redis ready, data in {redis_server.data_dir}")
+
+        ops_user = os.environ.get("OPS_USER_NAME") or "ops"
+        ops_password = os.environ.get("OPS_PASSWORD") or secrets.token_urlsafe(18)
+        env = {"REDIS_URL": redis_url, "OPS_USER_NAME": ops_user, "OPS_PASSWORD": ops_password}
+
+        trip = ServiceProcess(
+            "trip_service", env, port=choose_port("TRIP_SERVICE_PORT", 8081),
+            log_path=log_dir / "trip_service.log",
+        )
+        driver = ServiceProcess(
+            "driver_service", env, port=choose_port("DRIVER_SERVICE_PORT", 8082),
+            log_path=log_dir / "driver_service.log",
+        )
+        for proc in (trip, driver):
+            say(f"starting {proc.module} on {proc.url} ...")
+            started.append(proc.start(timeout=60))
+        gateway = ServiceProcess(
+            "gateway",
+            {**env, "TRIP_SERVICE_URL": trip.url, "DRIVER_SERVICE_URL": driver.url},
+            port=choose_port("GATEWAY_PORT", 8080),
+            log_path=log_dir / "gateway.log",
+        )
+        say(f"starting gateway on {gateway.url} ...")
+        started.append(gateway.start(timeout=60))
+        wait_ready(gateway.url)
+        say("  gateway ready (/readyz 200)")
+
+        _, session = http_json(
+            "POST", f"{gateway.url}/v1/sessions", {"user_name": ops_user, "password": ops_password}
+        )
+        token = session["token"]
+
+        if os.environ.get("DEMO_TRAFFIC", "1") != "0":
+            say("starting the simulated city ...")
+            city = ServiceProcess(
+                "deploy.city", {}, args=["--gateway", gateway.url], health_path=None,
+                log_path=log_dir / "city.log",
+            )
+            started.append(city.start())
+        else:
+            say("DEMO_TRAFFIC=0: no simulated riders and drivers")
+
+        print(flush=True)
+        say(f"dashboard:  {gateway.url}/#token={token}")
+        say(f"API:        {gateway.url}/openapi.json   ops login: {ops_user} / {ops_password}")
+        say(f"logs:       {log_dir}")
+        say("Ctrl-C stops everything.")
+        print(flush=True)
+
+        every = float(os.environ.get("STATUS_EVERY_S", "5"))
+        next_status = time.monotonic() + every
+        while not stopping["now"]:
+            for proc in started:
+                if not proc.running:
+                    say(f"{proc.module} exited with {proc.process.returncode}; see {proc.log_path}")
+                    stopping["now"] = True
+            if time.monotonic() >= next_status:
+                next_status += every
+                say(status_line(gateway.url, token, {}))
+            time.sleep(0.2)
+        return 0
+    except (EmbeddedRedisError, RuntimeError, urllib.error.URLError) as exc:
+        say(f"cannot start: {exc}")
+        return 1
+    finally:
+        say("stopping ...")
+        for proc in reversed(started):
+            proc.stop()
+        if redis_server is not None:
+            redis_server.stop()
+        say("stopped.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
