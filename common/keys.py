@@ -132,3 +132,20 @@ def login_failures_user(user_name: str) -> str:
 
 def login_failures_addr(addr: str) -> str:
     return f"{GW}:rl:login:addr:{addr}"
+
+
+# --- additions (append-only) ---
+def pickups(region: str, product: str) -> str:
+    """GEO of the pickups of requested trips (the same members as `pending`),
+    to find the waiting trips near a driver who becomes available."""
+    return f"{tag(region)}:pickups:{product}"
+
+
+def trip_status_counts(region: str) -> str:
+    """Hash status -> number of trips in it, kept by the transition scripts."""
+    return f"{tag(region)}:trips:by_status"
+
+
+def drivers_online(region: str) -> str:
+    """Hash product -> number of online drivers, kept by the status scripts."""
+    return f"{tag(region)}:drivers:online"

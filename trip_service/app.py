@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from common.redisconn import REDIS, redis_ctx
 from common.service import serve
 from common.settings import Settings
-from common.web import READY_CHECKS, create_base_app
+from common.web import READY_CHECKS, SETTINGS, create_base_app
+
+from .handlers import STORE, add_routes
+from .store import TripStore
+
+
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The scripts are registered on the process's pool (loaded on demand)."""
+    app[STORE] = TripStore(app[REDIS], app[SETTINGS])
+    yield
 
 
 def create_app(settings: Settings) -> web.Application:
     app = create_base_app(settings)
     app.cleanup_ctx.append(redis_ctx(settings))
+    app.cleanup_ctx.append(store_ctx)
+    add_routes(app)
 
     async def redis_ready() -> None:
         await app[REDIS].ping()

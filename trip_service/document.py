@@ -1,0 +1,101 @@
+"""The trip document: the state shared by trip_service and driver_service.
+
+Stored as RedisJSON at `keys.trip(id)`. Fields the public trip object shows
+are listed in `PUBLIC_FIELDS`; the rest are bookkeeping for the scripts:
+`requested_ms`/`expires_ms`/`started_ms` (server clock), `cell` (surge cell
+of the pickup), `offer` (the open offer, at most one), `refused` (drivers who
+declined, let an offer expire or cancelled: never offered this trip again).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.geo import haversine_m, surge_cell
+
+from .fares import FARE_MODELS, estimate_duration_s
+
+PUBLIC_FIELDS = (
+    "id",
+    "status",
+    "rider_id",
+    "product",
+    "pickup",
+    "dropoff",
+    "fare_estimate",
+    "surge",
+    "distance_m",
+    "duration_s",
+    "requested_at",
+    "assigned_at",
+    "arrived_at",
+    "started_at",
+    "completed_at",
+    "cancelled_at",
+    "cancelled_by",
+    "cancel_reason",
+    "expired_at",
+    "fare",
+    "rating",
+    "driver_id",
+)
+
+
+def point(lat: float, lon: float) -> dict:
+    return {"lat": float(lat), "lon": float(lon)}
+
+
+def quote(product: str, pickup: dict, dropoff: dict, surge) -> dict:
+    """Distance, duration and fare of a ride (the estimate and the frozen fare)."""
+    distance = haversine_m(pickup["lat"], pickup["lon"], dropoff["lat"], dropoff["lon"])
+    duration = estimate_duration_s(distance)
+    model = FARE_MODELS[product]
+    return {
+        "product": product,
+        "fare": model.money(distance, duration, surge),
+        "surge": float(surge),
+        "distance_m": int(round(distance)),
+        "duration_s": duration,
+    }
+
+
+def new_trip(
+    trip_id: str, region: str, rider_id: str, product: str, pickup: dict, dropoff: dict, surge
+) -> dict:
+    """The document before the script stamps the server times on it."""
+    q = quote(product, pickup, dropoff, surge)
+    return {
+        "id": trip_id,
+        "region": region,
+        "status": "requested",
+        "rider_id": rider_id,
+        "product": product,
+        "pickup": pickup,
+        "dropoff": dropoff,
+        "fare_estimate": q["fare"],
+        "surge": q["surge"],
+        "distance_m": q["distance_m"],
+        "duration_s": q["duration_s"],
+        "cell": surge_cell(pickup["lat"], pickup["lon"]),
+        "refused": [],
+        "offer": None,
+    }
+
+
+def same_request(doc: dict, rider_id: str, product: str, pickup: dict, dropoff: dict) -> bool:
+    return (
+        doc.get("rider_id") == rider_id
+        and doc.get("product") == product
+        and doc.get("pickup") == pickup
+        and doc.get("dropoff") == dropoff
+    )
+
+
+def render(doc: dict[str, Any], queue_position: int | None = None) -> dict[str, Any]:
+    """The trip object of the API (plus `driver_id`) from the document."""
+    out = {k: doc[k] for k in PUBLIC_FIELDS if doc.get(k) is not None}
+    if doc.get("status") == "requested":
+        out.pop("driver_id", None)
+        if queue_position is not None:
+            out["queue_position"] = queue_position
+    return out

@@ -1,0 +1,87 @@
+-- Trip helpers shared by every script that changes a trip (trip_service and
+-- driver_service). Replies: {'ok', doc_json, 'type,type'},
+-- {'exists', doc_json, ''} or {'err', code, detail}.
+
+local function is_null(v)
+  return v == nil or v == cjson.null
+end
+
+local function reply_err(code, detail)
+  return {'err', code, detail}
+end
+
+local function load_doc(key)
+  local raw = redis.call('JSON.GET', key)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+
+-- Set one top-level field (nil deletes it) in the stored document and in the
+-- decoded copy the script works on.
+local function jset(key, doc, field, value)
+  if value == nil then
+    redis.call('JSON.DEL', key, '$.' .. field)
+  else
+    redis.call('JSON.SET', key, '$.' .. field, cjson.encode(value))
+  end
+  doc[field] = value
+end
+
+local function one_of(csv, value)
+  for item in string.gmatch(csv, '[^,]+') do
+    if item == value then return true end
+  end
+  return false
+end
+
+local function contains(list, value)
+  if is_null(list) then return false end
+  for _, item in ipairs(list) do
+    if item == value then return true end
+  end
+  return false
+end
+
+local function hdecr(hash_key, field)
+  if redis.call('HINCRBY', hash_key, field, -1) <= 0 then
+    redis.call('HDEL', hash_key, field)
+  end
+end
+
+-- The status field and the per-status counters move together.
+local function set_status(key, doc, counts_key, status)
+  hdecr(counts_key, doc.status)
+  redis.call('HINCRBY', counts_key, status, 1)
+  jset(key, doc, 'status', status)
+end
+
+-- A requested trip is ranked (score: requested_ms, so it keeps its place),
+-- findable near a driver, counted in its cell's demand and due to expire.
+-- q = {pending=, pickups=, demand=, expiry=}
+local function join_queue(doc, q)
+  redis.call('ZADD', q.pending, doc.requested_ms, doc.id)
+  redis.call('GEOADD', q.pickups, doc.pickup.lon, doc.pickup.lat, doc.id)
+  redis.call('HINCRBY', q.demand, doc.cell, 1)
+  redis.call('ZADD', q.expiry, doc.expires_ms, doc.id)
+end
+
+local function leave_queue(doc, q)
+  redis.call('ZREM', q.pending, doc.id)
+  redis.call('ZREM', q.pickups, doc.id)
+  hdecr(q.demand, doc.cell)
+  redis.call('ZREM', q.expiry, doc.id)
+end
+
+local function release_rider(active_key, trip_id)
+  if redis.call('GET', active_key) == trip_id then
+    redis.call('DEL', active_key)
+  end
+end
+
+-- The assigned driver, or the driver the trip is offered to, or one who
+-- refused it: a driver who may hear 409 about this trip rather than 404.
+local function related(doc, driver_id)
+  if doc.driver_id == driver_id then return true end
+  if not is_null(doc.offer) and doc.offer.driver_id == driver_id then return true end
+  return contains(doc.refused, driver_id)
+end

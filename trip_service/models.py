@@ -1,0 +1,72 @@
+"""Bodies and queries of the internal HTTP API (docs/internals.md)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from common import ids
+
+Product = Literal["standard", "xl", "premium"]
+
+
+class Point(BaseModel):
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+
+    def as_dict(self) -> dict:
+        return {"lat": self.lat, "lon": self.lon}
+
+
+def _rider(value: str) -> str:
+    if not ids.is_id(value, ids.RIDER):
+        raise ValueError("must be a rider id (rdr_<region>_<ULID>)")
+    return value
+
+
+class EstimateBody(BaseModel):
+    region: str = Field(min_length=1, max_length=16)
+    pickup: Point
+    dropoff: Point
+
+
+class TripBody(BaseModel):
+    trip_id: str | None = None
+    rider_id: str
+    pickup: Point
+    dropoff: Point
+    product: Product
+
+    _check_rider = field_validator("rider_id")(_rider)
+
+    @field_validator("trip_id")
+    @classmethod
+    def _trip(cls, value: str | None) -> str | None:
+        if value is not None and not ids.is_id(value, ids.TRIP):
+            raise ValueError("must be a trip id (trp_<region>_<ULID>)")
+        return value
+
+
+class CancelBody(BaseModel):
+    rider_id: str
+    reason: str | None = Field(default=None, max_length=500)
+
+    _check_rider = field_validator("rider_id")(_rider)
+
+
+class RatingBody(BaseModel):
+    rider_id: str
+    stars: int = Field(ge=1, le=5, strict=True)
+    comment: str | None = Field(default=None, max_length=500)
+
+    _check_rider = field_validator("rider_id")(_rider)
+
+
+class PageQuery(BaseModel):
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=512)
+
+
+class OverviewQuery(BaseModel):
+    limit: int = Field(default=50, ge=1, le=500)

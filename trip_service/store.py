@@ -1,0 +1,294 @@
+"""Trip storage: the scripts that change trips and the reads of trips."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import orjson
+
+from common import errors, ids, keys
+from common.geo import surge_cell
+from common.regions import Region
+from common.settings import Settings
+from common.streams import read_deliveries
+from common.timeutil import iso
+
+from . import document
+from .fares import PRODUCTS
+from .pagination import page_desc
+from .scripting import LUA_DIR, TRIP_LIBRARY, ScriptSet, unpack, wait_for_replicas
+from .statemachine import transition
+from .surge import surge_multiplier
+
+PRODUCER = "trip_service"
+
+
+def region_errors(region: Region, point: dict, field: str) -> list[dict]:
+    """422 entries for a point outside the region (one per coordinate)."""
+    out = []
+    if not region.min_lat <= point["lat"] <= region.max_lat:
+        out.append({
+            "field": f"{field}.lat",
+            "message": f"outside region {region.name} "
+            f"(latitude {region.min_lat} to {region.max_lat})",
+        })
+    if not region.min_lon <= point["lon"] <= region.max_lon:
+        out.append({
+            "field": f"{field}.lon",
+            "message": f"outside region {region.name} "
+            f"(longitude {region.min_lon} to {region.max_lon})",
+        })
+    return out
+
+
+class TripStore:
+    def __init__(self, redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.scripts = ScriptSet(redis, LUA_DIR, PRODUCER, [TRIP_LIBRARY])
+
+    # --- helpers ---------------------------------------------------------
+    def region_of_trip(self, trip_id: str) -> str:
+        """The trip's region, or 404 for an id that cannot be ours."""
+        parsed = ids.parse_id(trip_id)
+        if parsed is None or parsed[0] != ids.TRIP or self.settings.region(parsed[1]) is None:
+            raise errors.NotFound("no such trip")
+        return parsed[1]
+
+    def rider_region(self, rider_id: str) -> Region:
+        region = self.settings.region(ids.region_of(rider_id))
+        if region is None:
+            raise errors.Invalid(
+                "The rider's region is not served here.",
+                errors=[{"field": "rider_id", "message": "unknown region"}],
+            )
+        return region
+
+    async def _run(self, name: str, keys_: list[str], args: list, n_events: int = 2):
+        reply = await self.scripts.run(name, keys_, args, n_events=n_events)
+        kind, doc = unpack(reply)
+        if kind == "ok":
+            await wait_for_replicas(self.redis, self.settings.wait_replicas)
+        return kind, doc
+
+    # --- fares -----------------------------------------------------------
+    async def surges(self, region: str, cell: str) -> dict[str, Decimal]:
+        """The surge of each product for a new request with its pickup in `cell`."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for product in PRODUCTS:
+                pipe.hget(keys.demand(region, product), cell)
+                pipe.hget(keys.supply(region, product), cell)
+            counts = await pipe.execute()
+        out = {}
+        for i, product in enumerate(PRODUCTS):
+            demand = int(counts[2 * i] or 0)
+            supply = int(counts[2 * i + 1] or 0)
+            out[product] = surge_multiplier(demand + 1, supply)
+        return out
+
+    async def estimates(self, region_name: str, pickup: dict, dropoff: dict) -> list[dict]:
+        region = self.settings.region(region_name)
+        if region is None:
+            raise errors.Invalid(errors=[{"field": "region", "message": "unknown region"}])
+        errs = region_errors(region, pickup, "pickup")
+        if errs:
+            raise errors.Invalid("The pickup is outside the service area.", errors=errs)
+        surges = await self.surges(region.name, surge_cell(pickup["lat"], pickup["lon"]))
+        return [document.quote(p, pickup, dropoff, surges[p]) for p in PRODUCTS]
+
+    # --- transitions -----------------------------------------------------
+    async def request(
+        self, rider_id: str, product: str, pickup: dict, dropoff: dict, trip_id: str | None
+    ) -> dict:
+        region = self.rider_region(rider_id)
+        errs = region_errors(region, pickup, "pickup")
+        if errs:
+            raise errors.Invalid("The pickup is outside the rider's region.", errors=errs)
+        if trip_id is None:
+            trip_id = ids.new_id(ids.TRIP, region.name)
+        elif ids.region_of(trip_id) != region.name:
+            raise errors.Invalid(
+                errors=[{"field": "trip_id", "message": "must be in the rider's region"}]
+            )
+        surge = (await self.surges(region.name, surge_cell(pickup["lat"], pickup["lon"])))[product]
+        doc = document.new_trip(trip_id, region.name, rider_id, product, pickup, dropoff, surge)
+        r = region.name
+        kind, stored = await self._run(
+            "request_trip",
+            [
+                keys.trip(trip_id),
+                keys.trip_events(trip_id),
+                keys.rider_active(rider_id),
+                keys.rider_trips(rider_id),
+                keys.pending(r, product),
+                keys.pickups(r, product),
+                keys.demand(r, product),
+                keys.expiry_deadlines(r),
+                keys.trip_status_counts(r),
+                keys.events(r),
+            ],
+            [orjson.dumps(doc).decode(), int(self.settings.trip_expiry_s * 1000)],
+        )
+        if kind == "exists" and not document.same_request(stored, rider_id, product, pickup, dropoff):
+            raise errors.Conflict("This trip id belongs to another request.")
+        return stored
+
+    async def cancel(self, trip_id: str, rider_id: str, reason: str | None) -> dict:
+        r = self.region_of_trip(trip_id)
+        product = await self._product(trip_id)
+        t = transition("rider_cancel")
+        _, doc = await self._run(
+            "cancel_trip_by_rider",
+            [
+                keys.trip(trip_id),
+                keys.trip_events(trip_id),
+                keys.rider_active(rider_id),
+                keys.pending(r, product),
+                keys.pickups(r, product),
+                keys.demand(r, product),
+                keys.expiry_deadlines(r),
+                keys.trip_status_counts(r),
+                keys.events(r),
+            ],
+            [rider_id, t.sources_csv, t.target, reason or ""],
+        )
+        return doc
+
+    async def rate(self, trip_id: str, rider_id: str, stars: int, comment: str | None) -> dict:
+        r = self.region_of_trip(trip_id)
+        t = transition("rate")
+        _, doc = await self._run(
+            "rate_trip",
+            [keys.trip(trip_id), keys.trip_events(trip_id), keys.events(r)],
+            [rider_id, t.sources_csv, stars, comment or ""],
+        )
+        return doc
+
+    async def _product(self, trip_id: str) -> str:
+        product = await self.redis.execute_command("JSON.GET", keys.trip(trip_id), "$.product")
+        if not product or product == "[]":
+            raise errors.NotFound("no such trip")
+        return orjson.loads(product)[0]
+
+    # --- reads -----------------------------------------------------------
+    async def get(self, trip_id: str) -> dict:
+        """The rendered trip, with `queue_position` while requested."""
+        r = self.region_of_trip(trip_id)
+        raw = await self.redis.execute_command("JSON.GET", keys.trip(trip_id))
+        if raw is None:
+            raise errors.NotFound("no such trip")
+        doc = orjson.loads(raw)
+        position = None
+        if doc["status"] == "requested":
+            rank = await self.redis.zrank(keys.pending(r, doc["product"]), trip_id)
+            position = rank + 1 if rank is not None else None
+        return document.render(doc, position)
+
+    async def docs(self, trip_ids: list[str]) -> list[dict]:
+        if not trip_ids:
+            return []
+        raws = await self.redis.execute_command(
+            "JSON.MGET", *[keys.trip(t) for t in trip_ids], "$"
+        )
+        return [orjson.loads(raw)[0] for raw in raws if raw]
+
+    async def rider_trips(self, rider_id: str, limit: int, cursor: str | None) -> dict:
+        self.rider_region(rider_id)
+        trip_ids, next_cursor = await page_desc(
+            self.redis, keys.rider_trips(rider_id), limit, cursor
+        )
+        docs = await self.docs(trip_ids)
+        return {"items": [document.render(d) for d in docs], "next_cursor": next_cursor}
+
+    async def timeline(self, trip_id: str) -> dict:
+        r = self.region_of_trip(trip_id)
+        if not await self.redis.exists(keys.trip(trip_id)):
+            raise errors.NotFound("no such trip")
+        raw = await self.redis.lrange(keys.trip_events(trip_id), 0, -1)
+        items = [orjson.loads(x) for x in raw]
+        deliveries = await asyncio.gather(
+            *(read_deliveries(self.redis, r, item["stream_id"]) for item in items)
+        )
+        events = []
+        for item, dels in zip(items, deliveries):
+            env = item["event"]
+            events.append({
+                "id": env["id"],
+                "stream_id": item["stream_id"],
+                "type": env["type"],
+                "occurred_at": env["occurred_at"],
+                "producer": env["producer"],
+                "trace_id": env["trace_id"],
+                "driver_id": env.get("driver_id"),
+                "data": env.get("data", {}),
+                "deliveries": [
+                    {
+                        "group": d["group"],
+                        "consumer": d["consumer"],
+                        "attempts": d["attempts"],
+                        "delivered_at": iso(d["delivered_at"]) if d.get("delivered_at") else None,
+                        "acked_at": iso(d["acked_at"]) if d.get("acked_at") else None,
+                        **({"error": d["error"]} if d.get("error") else {}),
+                    }
+                    for d in dels
+                ],
+            })
+        return {"trip_id": trip_id, "events": events}
+
+    async def overview(self, limit: int) -> dict:
+        """Trips by status (counters, not a scan) and the pending queues in rank order."""
+        seconds, micros = await self.redis.time()
+        now = seconds * 1000 + micros // 1000
+        by_status: dict[str, int] = {}
+        by_region: dict[str, dict] = {}
+        pending: list[dict] = []
+        pending_total: dict[str, int] = {}
+        for region in self.settings.regions:
+            r = region.name
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(keys.trip_status_counts(r))
+                for product in PRODUCTS:
+                    pipe.zrange(keys.pending(r, product), 0, limit - 1, withscores=True)
+                    pipe.zcard(keys.pending(r, product))
+                replies = await pipe.execute()
+            counts = {k: int(v) for k, v in replies[0].items() if int(v) > 0}
+            by_region[r] = counts
+            for status, n in counts.items():
+                by_status[status] = by_status.get(status, 0) + n
+            for i, product in enumerate(PRODUCTS):
+                rows, total = replies[1 + 2 * i], replies[2 + 2 * i]
+                pending_total[product] = pending_total.get(product, 0) + total
+                offers = await self._offers([m for m, _ in rows])
+                for position, ((trip_id, score), offer) in enumerate(zip(rows, offers), 1):
+                    item = {
+                        "trip_id": trip_id,
+                        "region": r,
+                        "product": product,
+                        "queue_position": position,
+                        "requested_at": iso(int(score)),
+                        "waiting_s": round(max(now - score, 0) / 1000, 1),
+                    }
+                    if offer:
+                        item["offered_to"] = offer["driver_id"]
+                        item["offer_expires_at"] = offer["expires_at"]
+                    pending.append(item)
+        pending.sort(key=lambda p: (p["requested_at"], p["trip_id"]))
+        return {
+            "trips_by_status": by_status,
+            "trips_by_region": by_region,
+            "pending_total": pending_total,
+            "pending": pending[:limit],
+        }
+
+    async def _offers(self, trip_ids: list[str]) -> list[dict | None]:
+        if not trip_ids:
+            return []
+        raws = await self.redis.execute_command(
+            "JSON.MGET", *[keys.trip(t) for t in trip_ids], "$.offer"
+        )
+        out = []
+        for raw in raws:
+            value = orjson.loads(raw) if raw else []
+            out.append(value[0] if value and value[0] else None)
+        return out
