@@ -1,0 +1,131 @@
+"""Idempotency keys for POST /v1/trips.
+
+A record per (rider, SHA-256 of the key) holds the fingerprint of the
+validated body, the trip id reserved for the request and, once the first
+attempt succeeded, its status and body for 24 hours. The first attempt holds a
+lease; a concurrent duplicate waits for its outcome and replays it, so
+concurrent duplicates create one trip. A failed attempt stores nothing; one
+whose outcome is unknown (a timeout) keeps only the reserved trip id so the
+retry repeats the creation with the same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from common import errors, keys
+
+from .config import GatewayConfig
+from .scripts import GatewayScripts
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+POLL_S = 0.05
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: int
+    body: bytes
+    replayed: bool
+
+
+def fingerprint(payload: Any) -> str:
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def check_key(value: str) -> str:
+    if not _KEY.match(value):
+        raise errors.Invalid(
+            "The Idempotency-Key header is malformed.",
+            errors=[
+                {
+                    "field": "Idempotency-Key",
+                    "message": "must be 1-255 visible ASCII characters",
+                }
+            ],
+        )
+    return value
+
+
+class Idempotency:
+    def __init__(self, scripts: GatewayScripts, config: GatewayConfig, lease_s: float) -> None:
+        self.scripts = scripts
+        self.ttl_ms = config.idempotency_ttl_s * 1000
+        self.wait_s = config.idempotency_wait_s
+        self.lease_ms = int(lease_s * 1000)
+
+    async def run(
+        self,
+        subject_id: str,
+        key: str,
+        payload: Any,
+        new_trip_id: Callable[[], str],
+        attempt: Callable[[str], Awaitable[tuple[int, bytes]]],
+    ) -> Outcome:
+        record_key = keys.idempotency(subject_id, hashlib.sha256(key.encode()).hexdigest())
+        fp = fingerprint(payload)
+        owner = os.urandom(12).hex()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
+        while True:
+            reply = await self.scripts.run(
+                "idem_acquire", [record_key], [fp, owner, self.lease_ms, self.ttl_ms, new_trip_id()]
+            )
+            state = reply[0]
+            if state == "acquired":
+                return await self._attempt(record_key, owner, reply[1], attempt)
+            if state == "done":
+                return Outcome(int(reply[1]), reply[2].encode(), True)
+            if state == "mismatch":
+                raise errors.Invalid(
+                    "This Idempotency-Key was used with a different body.",
+                    errors=[
+                        {
+                            "field": "Idempotency-Key",
+                            "message": "was already used with a different request body",
+                        }
+                    ],
+                )
+            # busy: the first attempt is still running; wait for its outcome.
+            if loop.time() >= deadline:
+                raise errors.Conflict(
+                    "A request with this Idempotency-Key is still in progress.",
+                    headers={"Retry-After": "1"},
+                )
+            await asyncio.sleep(POLL_S)
+
+    async def _attempt(
+        self,
+        record_key: str,
+        owner: str,
+        trip_id: str,
+        attempt: Callable[[str], Awaitable[tuple[int, bytes]]],
+    ) -> Outcome:
+        try:
+            status, body = await attempt(trip_id)
+        except (errors.Timeout, errors.Unavailable, asyncio.CancelledError):
+            await asyncio.shield(self._finish(record_key, owner, "unknown"))
+            raise
+        except BaseException:
+            await asyncio.shield(self._finish(record_key, owner, "forget"))
+            raise
+        if 200 <= status < 300:
+            await self._finish(record_key, owner, "done", status, body)
+        else:
+            await self._finish(record_key, owner, "forget")
+        return Outcome(status, body, False)
+
+    async def _finish(
+        self, record_key: str, owner: str, outcome: str, status: int = 0, body: bytes = b""
+    ) -> None:
+        await self.scripts.run(
+            "idem_finish", [record_key], [owner, outcome, status, body, self.ttl_ms]
+        )

@@ -1,0 +1,262 @@
+"""Identity, owned by the gateway: accounts, credentials, profiles, sessions.
+
+Storage (all under `gw:`, see common/keys.py):
+- `gw:account:{user_name}`: JSON string `{subject_id, role, region, hash,
+  state}`; created with SET NX, which makes user names unique atomically.
+  A driver's account is `pending` (with a TTL) until driver_service has
+  created the driver document, and only then `active`: login treats a pending
+  account as unknown, and a gateway that dies mid-sign-up leaves nothing
+  behind once the TTL runs out.
+- `gw:subject:<id>`: JSON string, the profile the gateway owns (names, e-mail,
+  age, bio, region). A driver's car, product, status and rating belong to
+  driver_service.
+- `gw:session:<sha256 of the token>`: hash `{subject_id, role, region,
+  user_name, created_at, max_exp}`. Only the digest is stored, so a copy of
+  the database yields no usable token. The key's TTL is the sliding expiry;
+  `max_exp` the absolute limit. Logout deletes it.
+
+Hashing is argon2id in a small thread pool: a hash takes tens of
+milliseconds of CPU and would otherwise stall every request on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from common import errors, keys
+from common.settings import Settings
+from common.timeutil import iso, now_ms
+
+from .config import GatewayConfig
+from .scripts import GatewayScripts
+
+logger = logging.getLogger(__name__)
+
+# A pending driver account outlives any sign-up attempt (upstream timeout x retries).
+PENDING_ACCOUNT_TTL_S = 120
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller of a request."""
+
+    subject_id: str
+    role: str
+    region: str
+    user_name: str
+    token_hash: str
+    expires_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    token: str
+    role: str
+    subject_id: str
+    expires_at_ms: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "role": self.role,
+            "subject_id": self.subject_id,
+            "expires_at": iso(self.expires_at_ms),
+        }
+
+
+class Hasher:
+    """argon2id off the event loop."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self._ph = PasswordHasher(
+            time_cost=config.argon2_time_cost,
+            memory_cost=config.argon2_memory_kib,
+            parallelism=config.argon2_parallelism,
+            type=Type.ID,
+        )
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, config.hash_workers), thread_name_prefix="argon2"
+        )
+        self._dummy: str | None = None
+
+    async def hash(self, password: str) -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._ph.hash, password)
+
+    async def verify(self, encoded: str | None, password: str) -> bool:
+        """Constant work whether or not the account exists: an unknown user is
+        checked against a dummy hash, so timing does not reveal user names."""
+        if encoded is None:
+            if self._dummy is None:
+                self._dummy = await self.hash(secrets.token_urlsafe(16))
+            encoded = self._dummy
+            password = password + "\x00"  # never matches the dummy
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, self._ph.verify, encoded, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, encoded: str) -> bool:
+        try:
+            return self._ph.check_needs_rehash(encoded)
+        except InvalidHashError:
+            return True
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Identity:
+    def __init__(
+        self, redis, scripts: GatewayScripts, hasher: Hasher, settings: Settings
+    ) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.hasher = hasher
+        self.settings = settings
+
+    # -- accounts ------------------------------------------------------------
+    async def reserve_account(
+        self, user_name: str, subject_id: str, role: str, region: str, password: str,
+        *, pending: bool = False,
+    ) -> None:
+        """Take the user name for a new account, or raise Conflict."""
+        record = {
+            "subject_id": subject_id,
+            "role": role,
+            "region": region,
+            "hash": await self.hasher.hash(password),
+            "state": "pending" if pending else "active",
+        }
+        created = await self.redis.set(
+            keys.account(user_name),
+            orjson.dumps(record),
+            nx=True,
+            ex=PENDING_ACCOUNT_TTL_S if pending else None,
+        )
+        if not created:
+            raise errors.Conflict(
+                "This user name is taken.",
+                errors=[{"field": "user_name", "message": "is taken"}],
+            )
+
+    async def activate_account(self, user_name: str, subject_id: str) -> bool:
+        raw = await self.redis.get(keys.account(user_name))
+        if raw is None:
+            return False
+        record = orjson.loads(raw)
+        record["state"] = "active"
+        done = await self.scripts.run(
+            "account_cas", [keys.account(user_name)], [subject_id, orjson.dumps(record)]
+        )
+        return bool(done)
+
+    async def abandon_account(self, user_name: str, subject_id: str) -> None:
+        """Undo a sign-up that failed half-way; only our own record is removed."""
+        await self.scripts.run("account_cas", [keys.account(user_name)], [subject_id, ""])
+        await self.discard_profile(subject_id)
+
+    async def save_profile(self, profile: dict[str, Any]) -> None:
+        await self.redis.set(keys.subject(profile["id"]), orjson.dumps(profile))
+
+    async def discard_profile(self, subject_id: str) -> None:
+        await self.redis.delete(keys.subject(subject_id))
+
+    async def profile(self, subject_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(keys.subject(subject_id))
+        return orjson.loads(raw) if raw else None
+
+    async def account(self, user_name: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(keys.account(user_name))
+        return orjson.loads(raw) if raw else None
+
+    async def ensure_ops(self, user_name: str, password: str) -> None:
+        """Create or update the ops account from the configuration at start."""
+        existing = await self.account(user_name)
+        subject_id = f"ops_{user_name}"
+        if existing is not None and existing.get("role") != "ops":
+            logger.error(
+                "OPS_USER_NAME %r is the user name of a %s account; no ops account created",
+                user_name,
+                existing.get("role"),
+            )
+            return
+        if existing is not None and await self.hasher.verify(existing.get("hash"), password):
+            return
+        record = {
+            "subject_id": subject_id,
+            "role": "ops",
+            "region": "",
+            "hash": await self.hasher.hash(password),
+            "state": "active",
+        }
+        await self.save_profile(
+            {"id": subject_id, "role": "ops", "user_name": user_name, "created_at": iso(now_ms())}
+        )
+        await self.redis.set(keys.account(user_name), orjson.dumps(record))
+        logger.info("ops account %r ready", user_name)
+
+    # -- sessions ------------------------------------------------------------
+    async def check_credentials(self, user_name: str, password: str) -> dict[str, Any] | None:
+        """The account if the password matches, else None (same work either way)."""
+        account = await self.account(user_name)
+        usable = account is not None and account.get("state") == "active"
+        ok = await self.hasher.verify(account["hash"] if usable else None, password)
+        if not (ok and usable):
+            return None
+        if self.hasher.needs_rehash(account["hash"]):
+            account["hash"] = await self.hasher.hash(password)
+            await self.scripts.run(
+                "account_cas",
+                [keys.account(user_name)],
+                [account["subject_id"], orjson.dumps(account)],
+            )
+        return account
+
+    async def create_session(self, user_name: str, account: dict[str, Any]) -> NewSession:
+        token = secrets.token_urlsafe(32)
+        expires = await self.scripts.run(
+            "session_create",
+            [keys.session(token_digest(token))],
+            [
+                account["subject_id"],
+                account["role"],
+                account.get("region") or "",
+                user_name,
+                self.settings.session_ttl_s * 1000,
+                self.settings.session_max_s * 1000,
+            ],
+        )
+        return NewSession(token, account["role"], account["subject_id"], int(expires))
+
+    async def authenticate(self, token: str) -> Principal | None:
+        if not _TOKEN.match(token):
+            return None
+        digest = token_digest(token)
+        found = await self.scripts.run(
+            "session_touch", [keys.session(digest)], [self.settings.session_ttl_s * 1000]
+        )
+        if not found:
+            return None
+        subject_id, role, region, user_name, expires = found
+        return Principal(subject_id, role, region, user_name, digest, int(expires))
+
+    async def revoke(self, principal: Principal) -> None:
+        await self.redis.delete(keys.session(principal.token_hash))

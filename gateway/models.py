@@ -1,0 +1,436 @@
+"""The public API's shapes: the pydantic models that validate requests and
+describe responses. /openapi.json is generated from these same classes.
+
+Request bodies are strict (no string-to-number coercion, no float-to-int),
+ignore unknown members, and never have a field the server owns (ids, status,
+fare, driver). Query models are lax because query values arrive as strings.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+
+from common.keys import PRODUCTS
+
+Product = Literal["standard", "xl", "premium"]
+Role = Literal["rider", "driver", "ops"]
+TripStatus = Literal[
+    "requested", "assigned", "arrived", "in_progress", "completed", "cancelled", "expired"
+]
+assert PRODUCTS == ("standard", "xl", "premium")
+
+# The WHATWG "valid e-mail address": what browsers accept in <input type=email>.
+EMAIL_RE = re.compile(
+    r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)+$"
+)
+
+UserName = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=32, pattern=r"^[a-z0-9_.-]+$"),
+    Field(description="3-32 characters of `[a-z0-9_.-]`; unique."),
+]
+Password = Annotated[
+    str,
+    Field(min_length=8, max_length=256, description="At least 8 characters (at most 256)."),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=254),
+    Field(description="A valid e-mail address.", examples=["ada@example.com"]),
+]
+IsoTime = Annotated[
+    str, Field(description="ISO 8601 UTC with milliseconds.", examples=["2026-11-27T10:00:00.123Z"])
+]
+
+
+class Body(BaseModel):
+    """A request body: strict types, unknown members ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class Out(BaseModel):
+    """A response shape (documentation and tests; handlers build plain dicts)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def _check_email(value: str) -> str:
+    if not EMAIL_RE.match(value):
+        raise ValueError("must be a valid e-mail address")
+    return value
+
+
+def _check_region(value: str | None, info: ValidationInfo) -> str | None:
+    regions = (info.context or {}).get("regions")
+    if value is not None and regions is not None and value not in regions:
+        raise ValueError(f"unknown region; one of: {', '.join(regions)}")
+    return value
+
+
+def _check_in_region(value: "Point", info: ValidationInfo) -> "Point":
+    region = (info.context or {}).get("home_region")
+    if region is not None and not region.contains(value.lat, value.lon):
+        raise ValueError(f"must be inside the service area of region {region.name!r}")
+    return value
+
+
+# --- values ------------------------------------------------------------------
+class Point(Body):
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False, examples=[37.7749])
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False, examples=[-122.4194])
+
+
+class Money(Out):
+    amount: str = Field(description="A decimal string.", examples=["12.40"])
+    currency: str = Field(examples=["USD"])
+
+
+class Car(Body):
+    make: Name
+    model: Name
+    color: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=30)]
+    plate: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=16, pattern=r"^[A-Za-z0-9 -]+$"
+        ),
+    ]
+    seats: int = Field(ge=1, le=8)
+
+
+# --- accounts and sessions ----------------------------------------------------
+class RiderSignup(Body):
+    user_name: UserName
+    password: Password
+    first_name: Name
+    last_name: Name
+    email: Email
+    age: int = Field(gt=0, le=150, description="A positive integer (at most 150).")
+    bio: Annotated[str, StringConstraints(max_length=500)] | None = None
+    region: str | None = Field(
+        None, description="Home region; the first configured region when absent."
+    )
+
+    _email = field_validator("email")(_check_email)
+    _region = field_validator("region")(_check_region)
+
+
+class DriverSignup(Body):
+    user_name: UserName
+    password: Password
+    first_name: Name
+    last_name: Name
+    email: Email
+    car: Car
+    product: Product
+    region: str | None = Field(
+        None, description="Home region; the first configured region when absent."
+    )
+
+    _email = field_validator("email")(_check_email)
+    _region = field_validator("region")(_check_region)
+
+
+class Login(Body):
+    user_name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class Session(Out):
+    token: str = Field(description="Opaque bearer token; send as `Authorization: Bearer <token>`.")
+    role: Role
+    subject_id: str
+    expires_at: IsoTime = Field(
+        description="When the session ends if unused: each authenticated request slides it "
+        "forward by the session TTL, up to an absolute limit from sign-in."
+    )
+
+
+class RiderProfile(Out):
+    id: str
+    role: Literal["rider"]
+    user_name: str
+    first_name: str
+    last_name: str
+    email: str
+    age: int
+    bio: str | None = None
+    region: str
+    created_at: IsoTime
+
+
+class Location(Out):
+    lat: float
+    lon: float
+    heading: float | None = None
+    speed_mps: float | None = None
+    updated_at: IsoTime | None = None
+
+
+class CarOut(Out):
+    make: str
+    model: str
+    color: str
+    plate: str
+    seats: int
+
+
+class DriverProfile(Out):
+    id: str
+    role: Literal["driver"]
+    user_name: str
+    first_name: str
+    last_name: str
+    email: str
+    region: str
+    created_at: IsoTime
+    car: CarOut
+    product: Product
+    status: str = Field(description="`offline`, `online` (available) or `busy` (on a trip).")
+    rating: float | None = Field(None, description="Average stars; null before the first rating.")
+    location: Location | None = None
+
+
+class OpsProfile(Out):
+    id: str
+    role: Literal["ops"]
+    user_name: str
+    created_at: IsoTime | None = None
+
+
+# --- rider --------------------------------------------------------------------
+class EstimateRequest(Body):
+    pickup: Point
+    dropoff: Point
+
+    _pickup = field_validator("pickup")(_check_in_region)
+
+
+class Estimate(Out):
+    product: Product
+    fare: Money
+    surge: float
+    distance_m: float
+    duration_s: float
+    pickup_eta_s: float | None = Field(description="Null where no driver of the product is near.")
+
+
+class Estimates(Out):
+    estimates: list[Estimate]
+    missing: list[str] | None = Field(
+        None,
+        description="Present when an optional part could not be fetched: `pickup_eta_s` "
+        "(driver_service did not answer; every `pickup_eta_s` is then null).",
+    )
+
+
+class TripCreate(Body):
+    pickup: Point
+    dropoff: Point
+    product: Product
+
+    _pickup = field_validator("pickup")(_check_in_region)
+
+
+class Rating(Out):
+    stars: int
+    comment: str | None = None
+    rated_at: IsoTime
+
+
+class TripDriver(Out):
+    id: str
+    first_name: str
+    rating: float | None = None
+    car: CarOut
+    location: Location | None = None
+    pickup_eta_s: float | None = None
+
+
+class Trip(Out):
+    id: str
+    status: TripStatus
+    rider_id: str
+    driver_id: str | None = Field(None, description="The assigned driver, once there is one.")
+    product: Product
+    pickup: Point
+    dropoff: Point
+    fare_estimate: Money
+    surge: float
+    requested_at: IsoTime
+    assigned_at: IsoTime | None = None
+    arrived_at: IsoTime | None = None
+    started_at: IsoTime | None = None
+    completed_at: IsoTime | None = None
+    cancelled_at: IsoTime | None = None
+    cancelled_by: str | None = None
+    cancel_reason: str | None = None
+    expired_at: IsoTime | None = None
+    fare: Money | None = None
+    queue_position: int | None = Field(
+        None,
+        description="While requested: the place among the requested trips of the region "
+        "and product, oldest first (1 = next to be offered).",
+    )
+    driver: TripDriver | None = Field(
+        None,
+        description="GET /v1/trips/{id} only, once a driver is assigned. Null with "
+        "`missing: [\"driver\"]` when driver_service could not be reached.",
+    )
+    rating: Rating | None = None
+    missing: list[str] | None = Field(
+        None, description="Optional parts that could not be fetched (partial answer)."
+    )
+
+
+class TripList(Out):
+    items: list[Trip]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+
+
+class TripListQuery(BaseModel):
+    limit: int = Field(20, ge=1, le=100)
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+
+
+class CancelRequest(Body):
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class RatingRequest(Body):
+    stars: int = Field(ge=1, le=5)
+    comment: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+class Delivery(Out):
+    group: str
+    consumer: str
+    delivered_at: IsoTime | None
+    acked_at: IsoTime | None
+    attempts: int
+
+
+class TimelineEvent(Out):
+    id: str = Field(description="The event id (ULID).")
+    stream_id: str | None = Field(None, description="The stream entry id.")
+    type: str
+    occurred_at: IsoTime
+    producer: str
+    trace_id: str
+    deliveries: list[Delivery]
+
+
+class Timeline(Out):
+    trip_id: str
+    events: list[TimelineEvent]
+
+
+class NearbyQuery(BaseModel):
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    radius_m: int = Field(3000, ge=1, le=50_000)
+    product: Product | None = None
+
+
+class NearbyDriver(Out):
+    distance_m: float
+    location: Point
+    product: Product
+    pickup_eta_s: float | None = None
+
+
+class Nearby(Out):
+    count: int
+    drivers: list[NearbyDriver]
+
+
+# --- driver -------------------------------------------------------------------
+class DriverStatusRequest(Body):
+    status: Literal["online", "offline"]
+
+
+class LocationUpdate(Body):
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    heading: float | None = Field(None, ge=0, lt=360, allow_inf_nan=False)
+    speed_mps: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
+
+
+class OffersQuery(BaseModel):
+    wait: int = Field(0, ge=0, le=20, description="Seconds to wait for an offer (long poll).")
+
+
+class Offer(Out):
+    trip_id: str
+    pickup: Point
+    dropoff: Point
+    product: Product
+    fare_estimate: Money
+    distance_to_pickup_m: float
+    expires_at: IsoTime
+
+
+# --- operations and errors ----------------------------------------------------
+class FieldError(Out):
+    field: str = Field(description="Dotted path of the member (`pickup.lat`), or a parameter name.")
+    message: str
+
+
+class Problem(Out):
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class Health(Out):
+    status: str
+
+
+class Ready(Out):
+    status: str
+    checks: dict[str, str] = Field(description="Each dependency: `ok` or `down: <reason>`.")
+
+
+class OpsOverview(Out):
+    trips_by_status: dict[str, int] | None = None
+    pending: list[dict[str, Any]] | None = Field(
+        None, description="The pending queue in rank order, with waiting times."
+    )
+    drivers: dict[str, Any] | None = Field(
+        None, description="Drivers online and available by product."
+    )
+    consumer_groups: list[dict[str, Any]] | None = Field(
+        None, description="Lag and pending count of every consumer group."
+    )
+    dead_letters: int | None = None
+    events_per_s: float = Field(description="Events seen on the region streams, last 10 s.")
+    sse_clients: int
+    missing: list[str] | None = Field(
+        None, description="Parts whose service did not answer: `trips`, `drivers`."
+    )
+
+
+class SseMessage(Out):
+    """One server-sent event, as it appears on the wire."""
+
+    id: str = Field(description="The stream entry id; send back as `Last-Event-ID` to resume.")
+    event: str = Field(description="The event type, e.g. `trip.assigned`.")
+    data: dict[str, Any] = Field(
+        description="The event envelope: `{id, type, version, occurred_at, producer, trace_id, "
+        "trip_id?, driver_id?, data}`."
+    )

@@ -1,0 +1,247 @@
+"""Operations: the overview, every event live, the OpenAPI document, the
+dashboard, and the documentation of the base app's health routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from common import errors, keys
+from common.web import healthz, metrics_handler, readyz
+
+from .. import models
+from ..api import Call, Header, Response
+from ..live import DROPPED, parse_stream_id
+from ..sse import open_stream
+from ..upstream import Reply
+from . import api
+from .shared import json, ok
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+OPENAPI_DOC = web.AppKey("openapi_doc", bytes)
+OPS = ("ops",)
+REPLAY_LIMIT = 1000
+
+PLACEHOLDER = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Ride-hailing operations</title></head>
+<body><h1>Ride-hailing operations</h1>
+<p>The dashboard is not installed on this gateway.</p>
+<p>The API is described at <a href="/openapi.json">/openapi.json</a>;
+health at <a href="/readyz">/readyz</a>, metrics at <a href="/metrics">/metrics</a>.</p>
+</body></html>
+"""
+
+
+@api.route(
+    "GET",
+    "/v1/ops/overview",
+    summary="The state of the system at a glance",
+    tags="operations",
+    roles=OPS,
+    responses=ok(models.OpsOverview, "Trips, the pending queue, drivers, consumer groups."),
+    errors=(503, 504),
+    description="Trips by status, the pending queue in rank order with waiting times "
+    "(trip_service); drivers online and available by product, consumer-group lag and "
+    "pending counts, dead letters (driver_service); events per second (this gateway). "
+    "Both services are asked at once; a part whose service fails is listed in `missing`. "
+    "503 when neither answers.",
+)
+async def ops_overview(call: Call) -> web.Response:
+    upstreams = call.services.upstreams
+    trips, drivers = await asyncio.gather(
+        upstreams.trips.get("/internal/ops/overview"),
+        upstreams.drivers.get("/internal/ops/overview"),
+        return_exceptions=True,
+    )
+    out: dict[str, Any] = {}
+    missing = []
+    for name, result in (("trips", trips), ("drivers", drivers)):
+        if isinstance(result, Reply) and isinstance(result.body, dict):
+            for key, value in result.body.items():
+                # driver_service's `drivers` summary lands under `drivers`.
+                out.setdefault(key, value)
+        else:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result
+            logger.warning("ops overview without %s: %r", name, result)
+            missing.append(name)
+    if len(missing) == 2:
+        failure = trips if isinstance(trips, errors.AppError) else None
+        raise failure or errors.Unavailable(
+            "Neither service answered.", headers={"Retry-After": "1"}
+        )
+    hub = call.services.hub
+    out["events_per_s"] = hub.events_per_s()
+    out["sse_clients"] = hub.client_count
+    if missing:
+        out["missing"] = missing
+    return json(out)
+
+
+@api.route(
+    "GET",
+    "/v1/ops/events",
+    summary="Every event of every region, live (server-sent events)",
+    tags="operations",
+    roles=OPS,
+    headers=(
+        Header(
+            "Last-Event-ID",
+            "Resume: events of every region after this stream entry id (by time), "
+            f"at most {REPLAY_LIMIT} per region, then live ones.",
+        ),
+    ),
+    responses={
+        200: Response(
+            "One SSE message per event (`id:` stream entry id, `event:` type, `data:` "
+            "envelope). Never ends by itself. A client that falls behind is disconnected.",
+            models.SseMessage,
+            content_type="text/event-stream",
+        )
+    },
+)
+async def ops_events(call: Call) -> web.StreamResponse:
+    hub = call.services.hub
+    redis = call.services.redis
+    after = parse_stream_id(call.request.headers.get("Last-Event-ID"))
+    sub = hub.subscribe(None)
+    try:
+        sent: dict[str, tuple[int, int]] = {}
+        async with open_stream(call) as stream:
+            if after is not None:
+                start = f"({after[0]}-{after[1]}"
+                for region in hub.regions:
+                    entries = await redis.xrange(keys.events(region), min=start, count=REPLAY_LIMIT)
+                    for stream_id, fields in entries:
+                        if "env" not in fields:
+                            continue
+                        await stream.send(fields["env"], id=stream_id, event=fields.get("type"))
+                        sent[region] = parse_stream_id(stream_id) or (0, 0)
+            while True:
+                live = await sub.next()
+                if live is DROPPED:
+                    break
+                last = sent.get(live.region)
+                if last is not None and live.order <= last:
+                    continue
+                await stream.send(live.env, id=live.stream_id, event=live.type)
+                sent[live.region] = live.order
+        return stream
+    finally:
+        hub.unsubscribe(sub)
+
+
+@api.route(
+    "GET",
+    "/openapi.json",
+    summary="This document",
+    tags="operations",
+    roles=None,
+    responses={200: Response("The OpenAPI 3.1 document.", None, content_type="application/json")},
+)
+async def openapi_json(call: Call) -> web.Response:
+    return web.Response(
+        body=call.request.app[OPENAPI_DOC],
+        content_type="application/json",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@api.route(
+    "GET",
+    "/",
+    summary="The operations dashboard",
+    tags="operations",
+    roles=None,
+    responses={200: Response("A web page; its data needs an ops session.", None, "text/html")},
+    description="Open `/#token=<session token>` to sign the page in with an ops session.",
+)
+async def dashboard(call: Call) -> web.StreamResponse:
+    index = STATIC_DIR / "index.html"
+    if index.is_file():
+        return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+    return web.Response(body=PLACEHOLDER, content_type="text/html")
+
+
+@api.route(
+    "GET",
+    "/static/{path:.+}",
+    summary="Files of the dashboard",
+    tags="operations",
+    roles=None,
+    responses={200: Response("The file.", None, "application/octet-stream")},
+    errors=(404,),
+)
+async def static_file(call: Call) -> web.StreamResponse:
+    name = call.path("path")
+    root = STATIC_DIR.resolve()
+    try:
+        target = (root / name).resolve()
+    except (OSError, ValueError):
+        raise errors.NotFound("No such file.") from None
+    # Only files inside the folder: no `..`, no symlinks out of it.
+    if root not in target.parents or not target.is_file():
+        raise errors.NotFound("No such file.")
+    return web.FileResponse(target, headers={"Cache-Control": "no-cache"})
+
+
+# The base app (common.web) serves these; they are declared here for the document.
+@api.route(
+    "GET",
+    "/healthz",
+    summary="Liveness",
+    tags="operations",
+    roles=None,
+    responses=ok(models.Health, "The process runs."),
+    in_schema=True,
+    installed=False,
+)
+async def get_healthz(call: Call) -> web.Response:
+    return await healthz(call.request)
+
+
+@api.route(
+    "GET",
+    "/readyz",
+    summary="Readiness: Redis and both services",
+    tags="operations",
+    roles=None,
+    responses={
+        200: Response("Every dependency answers.", models.Ready),
+        503: Response(
+            "A dependency is down; `checks` names it (problem+json).",
+            models.Problem,
+            content_type="application/problem+json",
+        ),
+    },
+    installed=False,
+)
+async def get_readyz(call: Call) -> web.Response:
+    return await readyz(call.request)
+
+
+@api.route(
+    "GET",
+    "/metrics",
+    summary="Prometheus metrics",
+    tags="operations",
+    roles=None,
+    responses={200: Response("Prometheus text format.", None, "text/plain")},
+    description="Requests by route and status, latency histograms, upstream errors and "
+    "latency, circuit-breaker state, SSE clients, events seen, consumer-group lag and "
+    "pending counts, dead letters.",
+    installed=False,
+)
+async def get_metrics(call: Call) -> web.Response:
+    return await metrics_handler(call.request)
+
+
+def render_openapi(doc: dict) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2)

@@ -1,0 +1,72 @@
+"""Helpers shared by the route modules: the documented answers and the
+object-level checks every route taking an id performs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from common import errors
+from common.ids import DRIVER, RIDER, TRIP, is_id
+from common.web import json_response
+
+from ..api import Call, Response
+from ..identity import Principal
+
+RETRY_AFTER = {"Retry-After": "Seconds to wait before retrying."}
+
+
+def ok(model, description: str = "OK") -> dict[int, Response]:
+    return {200: Response(description, model)}
+
+
+def no_content(description: str) -> Response:
+    return Response(description, None, content_type="")
+
+
+def no_such_trip() -> errors.NotFound:
+    return errors.NotFound("No such trip.")
+
+
+def check_trip_id(trip_id: str) -> str:
+    """A malformed id names no trip: 404 without asking anyone."""
+    if not is_id(trip_id, TRIP):
+        raise no_such_trip()
+    return trip_id
+
+
+def can_see_trip(principal: Principal, trip: dict[str, Any]) -> bool:
+    """The rider who requested it, the driver assigned to it, and operations."""
+    if principal.role == "ops":
+        return True
+    if principal.role == "rider":
+        return trip.get("rider_id") == principal.subject_id
+    if principal.role == "driver":
+        return bool(trip.get("driver_id")) and trip.get("driver_id") == principal.subject_id
+    return False
+
+
+async def load_trip(call: Call, trip_id: str) -> dict[str, Any]:
+    """The trip document, or 404 if it does not exist or is not the caller's."""
+    check_trip_id(trip_id)
+    reply = await call.services.upstreams.trips.get(f"/internal/trips/{trip_id}")
+    trip = reply.body
+    if not isinstance(trip, dict) or not can_see_trip(call.caller, trip):
+        raise no_such_trip()
+    return trip
+
+
+def require_subject(principal: Principal) -> str:
+    kind = {"rider": RIDER, "driver": DRIVER}.get(principal.role)
+    if kind is None or not is_id(principal.subject_id, kind):
+        raise errors.Forbidden("This route is for riders and drivers.")
+    return principal.subject_id
+
+
+def json(data: Any, status: int = 200, headers: dict | None = None) -> web.Response:
+    return json_response(data, status=status, headers=headers)
+
+
+def empty(status: int = 204) -> web.Response:
+    return web.Response(status=status)

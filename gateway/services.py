@@ -1,0 +1,34 @@
+"""What the handlers use, built once per process by the app's cleanup contexts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from common.settings import Settings
+
+from .config import GatewayConfig
+
+if TYPE_CHECKING:
+    from .idempotency import Idempotency
+    from .identity import Identity
+    from .live import EventHub
+    from .ratelimit import RateLimiter
+    from .upstream import Upstreams
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    config: GatewayConfig
+    redis: object
+    identity: "Identity"
+    limiter: "RateLimiter"
+    idempotency: "Idempotency"
+    upstreams: "Upstreams"
+    hub: "EventHub"
+
+
+SERVICES = web.AppKey("services", Services)

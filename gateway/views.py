@@ -1,0 +1,114 @@
+"""Public shapes built from the internal documents of the services.
+
+Only members of the public contract leave the gateway: internal bookkeeping
+on a trip (which drivers declined it, offer state, indexes) stays inside.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.timeutil import iso
+
+TRIP_FIELDS = (
+    "id",
+    "status",
+    "rider_id",
+    "driver_id",
+    "product",
+    "pickup",
+    "dropoff",
+    "fare_estimate",
+    "surge",
+    "distance_m",
+    "duration_s",
+    "requested_at",
+    "assigned_at",
+    "arrived_at",
+    "started_at",
+    "completed_at",
+    "cancelled_at",
+    "cancelled_by",
+    "cancel_reason",
+    "expired_at",
+    "fare",
+    "queue_position",
+    "rating",
+)
+DRIVER_FIELDS = ("car", "product", "status", "rating", "location")
+TRIP_DRIVER_FIELDS = ("id", "first_name", "rating", "car", "location", "pickup_eta_s")
+OFFER_FIELDS = (
+    "trip_id",
+    "pickup",
+    "dropoff",
+    "product",
+    "fare_estimate",
+    "distance_to_pickup_m",
+    "expires_at",
+)
+
+
+def _pick(doc: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    return {k: doc[k] for k in fields if doc.get(k) is not None}
+
+
+def trip(doc: dict[str, Any]) -> dict[str, Any]:
+    out = _pick(doc, TRIP_FIELDS)
+    if out.get("status") != "requested":
+        out.pop("queue_position", None)
+    return out
+
+
+def trip_driver(doc: dict[str, Any]) -> dict[str, Any]:
+    return _pick(doc, TRIP_DRIVER_FIELDS)
+
+
+def offer(doc: dict[str, Any]) -> dict[str, Any]:
+    return _pick(doc, OFFER_FIELDS)
+
+
+def rider_profile(profile: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in profile.items() if k != "password"}
+
+
+def driver_profile(profile: dict[str, Any], driver: dict[str, Any]) -> dict[str, Any]:
+    out = dict(profile)
+    out.update(_pick(driver, DRIVER_FIELDS))
+    out.setdefault("rating", None)
+    return out
+
+
+def _iso_or_none(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return iso(int(value))
+    return str(value)
+
+
+def timeline_event(event: dict[str, Any]) -> dict[str, Any]:
+    deliveries = [
+        {
+            "group": d.get("group"),
+            "consumer": d.get("consumer"),
+            "delivered_at": _iso_or_none(d.get("delivered_at")),
+            "acked_at": _iso_or_none(d.get("acked_at")),
+            "attempts": d.get("attempts"),
+            **({"error": d["error"]} if d.get("error") else {}),
+        }
+        for d in event.get("deliveries") or []
+    ]
+    out = {
+        "id": event.get("id"),
+        "stream_id": event.get("stream_id"),
+        "type": event.get("type"),
+        "occurred_at": event.get("occurred_at"),
+        "producer": event.get("producer"),
+        "trace_id": event.get("trace_id"),
+        "deliveries": deliveries,
+    }
+    if event.get("driver_id"):
+        out["driver_id"] = event["driver_id"]
+    if event.get("data") is not None:
+        out["data"] = event["data"]
+    return out
