@@ -115,7 +115,10 @@ class EmbeddedRedis:
         return self
 
     def wait_ready(self, timeout: float = 15.0) -> None:
-        client = redis_sync.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        # 127.0.0.1, not "localhost": a minimal machine may not resolve it.
+        client = redis_sync.Redis(
+            host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1
+        )
         deadline = time.monotonic() + timeout
         try:
             while True:

@@ -49,7 +49,7 @@ async def test_the_json_check_passes_on_the_embedded_default(redis, redis_server
 
 
 def write_then_kill(server: EmbeddedRedis, n: int) -> tuple[redis_sync.Redis, list[int]]:
-    client = redis_sync.Redis(port=server.port, decode_responses=True)
+    client = redis_sync.Redis(host="127.0.0.1", port=server.port, decode_responses=True)
     acknowledged = []
     for i in range(n):
         client.json().set(f"doc:{i}", "$", {"n": i, "status": "requested"})
@@ -90,7 +90,7 @@ def test_the_same_check_sees_losses_without_persistence(tmp_path):
 
 def test_a_clean_stop_and_restart_keeps_data(tmp_path):
     server = EmbeddedRedis(tmp_path / "data", free_port()).start()
-    client = redis_sync.Redis(port=server.port, decode_responses=True)
+    client = redis_sync.Redis(host="127.0.0.1", port=server.port, decode_responses=True)
     try:
         client.set("k", "v")
         server.stop()
