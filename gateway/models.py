@@ -312,7 +312,7 @@ class CancelRequest(Body):
 
 class RatingRequest(Body):
     stars: int = Field(ge=1, le=5)
-    comment: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    comment: Annotated[str, StringConstraints(max_length=500)] | None = None
 
 
 class Delivery(Out):
