@@ -22,5 +22,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Headless locust against the local system (started here, DEMO_TRAFFIC=0) or LOAD_HOST;
+# CSV and HTML reports in reports/. LOAD_USERS, LOAD_SPAWN_RATE, LOAD_TIME: docs/load-testing.md.
+load: $(STAMP)
+	$(PY) -m tests.load.run
+
 clean:
 	rm -rf $(VENV) .data reports .pytest_cache
