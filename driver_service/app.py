@@ -2,22 +2,128 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
 from aiohttp import web
 
-from common.redisconn import REDIS, redis_ctx
+from common import keys
+from common.redisconn import REDIS, create_redis, redis_ctx
 from common.service import serve
 from common.settings import Settings
-from common.web import READY_CHECKS, create_base_app
+from common.streams import StreamConsumer
+from common.web import READY_CHECKS, SETTINGS, create_base_app
+
+from .dispatcher import Dispatcher
+from .handlers import DISPATCHER, POLLER, STORE, add_routes
+from .maintenance import StreamMaintenance
+from .offers import BLOCKING_POOL_SIZE, BLOCKING_SOCKET_TIMEOUT_S, OfferPoller
+from .ratings import RatingConsumer
+from .store import DriverStore
+from .sweeper import Sweeper
+from .tasks import TASKS, check_alive, worker_ctx
+
+# Short enough that shutdown (which waits for the read in hand) is quick.
+CONSUMER_BLOCK_MS = 250
+CONSUMER_BATCH = 64
 
 
-def create_app(settings: Settings) -> web.Application:
+@dataclass(frozen=True, slots=True)
+class Workers:
+    """Which background workers run (tests turn some off to drive them by hand)."""
+
+    dispatch: bool = True
+    driver_stats: bool = True
+    sweeper: bool = True
+    maintenance: bool = True
+
+
+DISPATCH_CONSUMERS = web.AppKey("dispatch_consumers", list)
+STATS_CONSUMERS = web.AppKey("stats_consumers", list)
+SWEEPER = web.AppKey("sweeper", Sweeper)
+MAINTENANCE = web.AppKey("maintenance", StreamMaintenance)
+
+
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[STORE] = store = DriverStore(app[REDIS], settings)
+    app[DISPATCHER] = Dispatcher(store, settings)
+    yield
+
+
+async def blocking_ctx(app: web.Application) -> AsyncIterator[None]:
+    """A separate pool for long polls: its socket timeout exceeds any wait."""
+    blocking = create_redis(
+        app[SETTINGS].redis_url,
+        max_connections=BLOCKING_POOL_SIZE,
+        socket_timeout=BLOCKING_SOCKET_TIMEOUT_S,
+    )
+    app[POLLER] = OfferPoller(app[STORE], blocking)
+    yield
+    await blocking.aclose()
+
+
+def _consumers(app: web.Application, group: str, handler) -> list[StreamConsumer]:
+    settings: Settings = app[SETTINGS]
+    return [
+        StreamConsumer(
+            app[REDIS],
+            keys.events(region.name),
+            group,
+            f"{settings.consumer_name}-{group}",
+            handler,
+            batch=CONSUMER_BATCH,
+            block_ms=CONSUMER_BLOCK_MS,
+            claim_idle_ms=settings.claim_idle_ms,
+            max_deliveries=settings.max_deliveries,
+        )
+        for region in settings.regions
+    ]
+
+
+def _dispatch_workers(app: web.Application) -> list:
+    app[DISPATCH_CONSUMERS] = _consumers(app, keys.GROUP_DISPATCH, app[DISPATCHER].handle)
+    return app[DISPATCH_CONSUMERS]
+
+
+def _stats_workers(app: web.Application) -> list:
+    app[STATS_CONSUMERS] = _consumers(
+        app, keys.GROUP_DRIVER_STATS, RatingConsumer(app[STORE]).handle
+    )
+    return app[STATS_CONSUMERS]
+
+
+def _sweeper_workers(app: web.Application) -> list:
+    app[SWEEPER] = Sweeper(app[STORE], app[DISPATCHER], app[SETTINGS])
+    return [app[SWEEPER]]
+
+
+def _maintenance_workers(app: web.Application) -> list:
+    app[MAINTENANCE] = StreamMaintenance(app[REDIS], app[SETTINGS])
+    return [app[MAINTENANCE]]
+
+
+def create_app(settings: Settings, workers: Workers = Workers()) -> web.Application:
     app = create_base_app(settings)
+    app[TASKS] = {}
     app.cleanup_ctx.append(redis_ctx(settings))
+    app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(blocking_ctx)
+    if workers.dispatch:
+        app.cleanup_ctx.append(worker_ctx("dispatch", _dispatch_workers))
+    if workers.driver_stats:
+        app.cleanup_ctx.append(worker_ctx("driver-stats", _stats_workers))
+    if workers.sweeper:
+        app.cleanup_ctx.append(worker_ctx("sweeper", _sweeper_workers))
+    if workers.maintenance:
+        app.cleanup_ctx.append(worker_ctx("stream-maintenance", _maintenance_workers))
+    add_routes(app)
 
     async def redis_ready() -> None:
         await app[REDIS].ping()
 
     app[READY_CHECKS]["redis"] = redis_ready
+    app[READY_CHECKS]["workers"] = check_alive(app)
     return app
 
 

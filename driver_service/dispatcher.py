@@ -1,0 +1,159 @@
+"""The dispatcher: the `dispatch` consumer group on each region's events.
+
+Each waiting trip (requested, no open offer) goes to the nearest available
+driver of its product who has not refused it, through an atomic offer script
+that checks both sides, so two dispatchers (replicas) can never offer one
+trip twice at once nor one driver two trips. Whenever a driver becomes
+available, the waiting trips near them are dispatched again, oldest first.
+
+Handlers are idempotent by construction: every action is "offer this trip if
+it is still waiting", so a redelivered event changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from common import errors, ids
+from common.settings import Settings
+from common.streams import Entry
+from common.tracing import new_trace_id, trace_id_var
+from trip_service.fares import PRODUCTS
+
+from . import document
+from .matching import eligible, radius_steps, rank_order, search_count
+from .store import DriverStore
+
+logger = logging.getLogger(__name__)
+
+# Events after which the trip waits for a driver again.
+TRIP_WAITS = frozenset({"trip.requested", "trip.offer_declined", "trip.offer_expired",
+                        "trip.driver_cancelled"})
+# Events after which their driver is available again.
+DRIVER_FREED = frozenset({"trip.offer_declined", "trip.offer_expired", "trip.driver_cancelled",
+                          "trip.completed", "trip.cancelled", "trip.expired", "driver.online"})
+# Offers tried for one trip in one pass before leaving it to the next event.
+MAX_OFFER_ATTEMPTS = 32
+# The safety net re-offers this many of the oldest waiting trips per product.
+REMATCH_BATCH = 50
+NOBODY = "nobody"
+
+
+class Dispatcher:
+    def __init__(self, store: DriverStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.offers_made = 0
+
+    # --- the consumer handler --------------------------------------------
+    async def handle(self, entry: Entry) -> None:
+        type_ = entry.type
+        if type_ not in TRIP_WAITS and type_ not in DRIVER_FREED:
+            return
+        env = entry.envelope
+        # Offers caused by this event carry its trace.
+        trace_id_var.set(env.get("trace_id") or new_trace_id())
+        trip_id = env.get("trip_id") or ""
+        driver_id = env.get("driver_id") or ""
+        if type_ == "trip.cancelled" and driver_id:
+            await self.store.release_after_cancel(trip_id, driver_id)
+        trips = [trip_id] if type_ in TRIP_WAITS and trip_id else []
+        around = driver_id if type_ in DRIVER_FREED and driver_id else None
+        await self.dispatch(trips, around)
+
+    # --- dispatch ----------------------------------------------------------
+    async def dispatch(self, trip_ids: Iterable[str], around: str | None = None) -> int:
+        """Offer `trip_ids` and, if `around` is an available driver, the waiting
+        trips near them, in rank order (oldest first). Returns offers made."""
+        explicit = [t for t in trip_ids if t]
+        driver = await self.store.driver_doc(around) if around else None
+        near: list[str] = []
+        if driver is not None and document.is_available(driver):
+            loc = driver["location"]
+            near = await self.store.waiting_near(
+                driver["region"], driver["product"], loc["lat"], loc["lon"],
+                self.settings.dispatch_radius_m,
+            )
+        else:
+            around = None
+        candidates = list(dict.fromkeys([*explicit, *near]))
+        if not candidates:
+            return 0
+        ordered = await self._rank(candidates)
+        made = 0
+        around_open = around is not None
+        for trip_id in ordered:
+            only_near = trip_id not in explicit
+            if only_near and not around_open:
+                continue
+            trip = await self.store.trip_doc(trip_id)
+            if not _waiting(trip):
+                continue
+            if only_near and around in trip.get("refused", ()):
+                continue
+            offered_to, why = await self.offer_trip(trip)
+            if offered_to:
+                made += 1
+            if around_open and (offered_to == around or (only_near and why == NOBODY)):
+                # The driver took this trip, or was taken meanwhile by another
+                # dispatcher (an available driver in range would have got it).
+                around_open = False
+        return made
+
+    async def _rank(self, trip_ids: list[str]) -> list[str]:
+        by_queue: dict[tuple[str, str], list[str]] = {}
+        facts = {}
+        for trip_id in trip_ids:
+            try:
+                facts[trip_id] = await self.store.trip_facts(trip_id)
+            except errors.NotFound:
+                continue
+            f = facts[trip_id]
+            by_queue.setdefault((f.region, f.product), []).append(trip_id)
+        scores: dict[str, float] = {}
+        for (region, product), members in by_queue.items():
+            scores.update(await self.store.ranks(region, product, members))
+        return rank_order(scores)
+
+    async def offer_trip(self, trip: dict) -> tuple[str | None, str]:
+        """Offer one waiting trip to the nearest eligible driver:
+        (driver id, "ok"), or (None, why): NOBODY in range could take it, or
+        the trip is no longer waiting ("trip_gone", "trip_offered")."""
+        region = ids.region_of(trip["id"])
+        pickup = trip["pickup"]
+        excluded = set(trip.get("refused") or ())
+        attempts = 0
+        for radius in radius_steps(self.settings.dispatch_radius_m):
+            count = search_count(len(excluded))
+            found = await self.store.search_drivers(
+                region, trip["product"], pickup["lat"], pickup["lon"], radius, count
+            )
+            for candidate in eligible(found, excluded):
+                attempts += 1
+                outcome = await self.store.offer(trip, candidate)
+                if outcome == "ok":
+                    self.offers_made += 1
+                    return candidate.driver_id, outcome
+                if outcome in ("trip_gone", "trip_offered"):
+                    return None, outcome
+                # driver_busy (taken meanwhile) or refused: try the next one.
+                excluded.add(candidate.driver_id)
+                if attempts >= MAX_OFFER_ATTEMPTS:
+                    return None, NOBODY
+        return None, NOBODY
+
+    async def rematch(self, region: str) -> int:
+        """Safety net, run by the sweeper: drivers move, so a trip nobody was
+        in range of may have one now. The oldest waiting trips are tried again."""
+        made = 0
+        for product in PRODUCTS:
+            for trip_id in await self.store.oldest_waiting(region, product, REMATCH_BATCH):
+                trip = await self.store.trip_doc(trip_id)
+                if _waiting(trip) and (await self.offer_trip(trip))[0]:
+                    made += 1
+        return made
+
+
+def _waiting(trip: dict | None) -> bool:
+    return trip is not None and trip.get("status") == "requested" and not trip.get("offer")

@@ -1,0 +1,84 @@
+"""The driver document (RedisJSON at `keys.driver(id)`).
+
+A driver is *available* when online, located, not on a trip and without an
+open offer; exactly then it is in the GEO index of its product and counted in
+the supply of its cell (`supply_cell`). `offer` is the open offer (at most
+one), `trip_id` the trip the driver holds. `rating` is the average of the
+riders' stars (`rating_sum` / `rating_count`), null before the first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trip_service.statemachine import WITH_DRIVER
+
+
+def new_driver(driver_id: str, region: str, first_name: str, last_name: str, car: dict,
+               product: str) -> dict:
+    return {
+        "id": driver_id,
+        "region": region,
+        "first_name": first_name,
+        "last_name": last_name,
+        "car": car,
+        "product": product,
+        "status": "offline",
+        "rating": None,
+        "rating_count": 0,
+        "rating_sum": 0,
+        "location": None,
+        "cell": None,
+        "supply_cell": None,
+        "offer": None,
+        "trip_id": None,
+    }
+
+
+def same_registration(doc: dict, first_name: str, last_name: str, car: dict, product: str) -> bool:
+    return (
+        doc.get("first_name") == first_name
+        and doc.get("last_name") == last_name
+        and doc.get("car") == car
+        and doc.get("product") == product
+    )
+
+
+def is_available(doc: dict) -> bool:
+    return (
+        doc.get("status") == "online"
+        and doc.get("trip_id") is None
+        and doc.get("offer") is None
+        and doc.get("location") is not None
+    )
+
+
+def render(doc: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "id": doc["id"],
+        "region": doc.get("region"),
+        "first_name": doc["first_name"],
+        "last_name": doc["last_name"],
+        "car": doc["car"],
+        "product": doc["product"],
+        "status": doc["status"],
+        "rating": doc.get("rating"),
+        "ratings": doc.get("rating_count", 0),
+        "location": doc.get("location"),
+        "available": is_available(doc),
+        "active_trip_id": doc.get("trip_id"),
+        "registered_at": doc.get("registered_at"),
+    }
+    if doc.get("online_since"):
+        out["online_since"] = doc["online_since"]
+    if doc.get("offer"):
+        out["open_offer_trip_id"] = doc["offer"]["trip_id"]
+    return out
+
+
+def render_offer(offer: dict) -> dict:
+    return {k: v for k, v in offer.items() if k != "expires_ms"}
+
+
+def holds_trip(trip: dict, driver_id: str) -> bool:
+    return trip.get("driver_id") == driver_id and trip.get("status") in WITH_DRIVER

@@ -1,0 +1,68 @@
+"""Stream upkeep: consumer-group gauges for /metrics and trimming of the
+region streams below what any group still needs (MINID, never MAXLEN)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from common import keys, metrics
+from common.settings import Settings
+from common.streams import group_stats, trim_stream
+
+logger = logging.getLogger(__name__)
+
+GAUGE_INTERVAL_S = 5.0
+TRIM_INTERVAL_S = 60.0
+# History kept on the stream for live readers (SSE); trip timelines live in
+# each trip's own event list and do not need the stream.
+STREAM_RETENTION_MS = 3_600_000
+
+
+class StreamMaintenance:
+    def __init__(self, redis, settings: Settings, *, gauge_interval_s: float = GAUGE_INTERVAL_S,
+                 trim_interval_s: float = TRIM_INTERVAL_S,
+                 retention_ms: int = STREAM_RETENTION_MS) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.gauge_interval_s = gauge_interval_s
+        self.trim_interval_s = trim_interval_s
+        self.retention_ms = retention_ms
+        self._stopping = asyncio.Event()
+        self.trimmed = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_trim = loop.time()
+        while not self._stopping.is_set():
+            try:
+                await self.update_gauges()
+                if loop.time() - last_trim >= self.trim_interval_s:
+                    last_trim = loop.time()
+                    await self.trim_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("stream maintenance failed")
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.gauge_interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def update_gauges(self) -> None:
+        for region in self.settings.regions:
+            stream = keys.events(region.name)
+            for g in await group_stats(self.redis, stream):
+                metrics.CONSUMER_LAG.labels(stream, g["group"]).set(g["lag"] or 0)
+                metrics.CONSUMER_PENDING.labels(stream, g["group"]).set(g["pending"])
+
+    async def trim_once(self, retention_ms: int | None = None) -> int:
+        keep = self.retention_ms if retention_ms is None else retention_ms
+        removed = 0
+        for region in self.settings.regions:
+            removed += await trim_stream(self.redis, keys.events(region.name), keep)
+        self.trimmed += removed
+        return removed
