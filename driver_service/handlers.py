@@ -6,7 +6,6 @@ from aiohttp import web
 
 from common.redisconn import REDIS
 from common.web import SETTINGS, json_response, parse_body, parse_query
-from trip_service import document as trip_document
 
 from . import document, ops
 from .dispatcher import Dispatcher
@@ -76,7 +75,7 @@ async def next_offer(request: web.Request) -> web.Response:
 async def accept(request: web.Request) -> web.Response:
     m = request.match_info
     doc = await _store(request).accept(m["driver_id"], m["trip_id"])
-    return json_response(trip_document.render(doc))
+    return json_response(await _store(request).render_trip(doc))
 
 
 async def decline(request: web.Request) -> web.Response:
@@ -98,14 +97,14 @@ async def trip_action(request: web.Request) -> web.Response:
     else:
         body = await parse_body(request, ReasonBody, optional=True)
         doc = await store.cancel(m["driver_id"], m["trip_id"], body.reason)
-    return json_response(trip_document.render(doc))
+    return json_response(await store.render_trip(doc))
 
 
 async def active_trip(request: web.Request) -> web.Response:
     trip = await _store(request).active_trip(request.match_info["driver_id"])
     if trip is None:
         return web.Response(status=204)
-    return json_response(trip_document.render(trip))
+    return json_response(await _store(request).render_trip(trip))
 
 
 async def driver_trips(request: web.Request) -> web.Response:

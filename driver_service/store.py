@@ -485,6 +485,16 @@ class DriverStore:
         return await self.redis.zrange(keys.pending(region, product), 0, limit - 1)
 
     # --- reads for the API -------------------------------------------------
+    async def render_trip(self, doc: dict) -> dict:
+        """The trip object, with its queue position while requested."""
+        position = None
+        if doc.get("status") == Status.REQUESTED:
+            rank = await self.redis.zrank(
+                keys.pending(ids.region_of(doc["id"]), doc["product"]), doc["id"]
+            )
+            position = rank + 1 if rank is not None else None
+        return trip_document.render(doc, position)
+
     async def open_offer(self, driver_id: str) -> dict | None:
         """The driver's open offer, if it is still open on the trip too."""
         raw = await self.redis.execute_command("JSON.GET", keys.driver(driver_id), "$.offer")

@@ -21,6 +21,7 @@ leave_queue(t, {pending = KEYS[4], pickups = KEYS[5], demand = KEYS[6], expiry =
 local data = {}
 if holder ~= '' then
   jset(KEYS[1], t, 'offer', cjson.null)
+  redis.call('JSON.ARRAPPEND', KEYS[1], '$.refused', cjson.encode(holder))
   redis.call('ZREM', KEYS[9], trip_id)
   local dk = {driver = KEYS[11], geo = KEYS[12], supply = KEYS[13], offers = KEYS[14]}
   local d = load_doc(dk.driver)
