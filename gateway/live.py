@@ -102,6 +102,7 @@ class EventHub:
         self._by_trip: dict[str, set[Subscriber]] = {}
         self._all: set[Subscriber] = set()
         self._tasks: list[asyncio.Task] = []
+        self._stopping = asyncio.Event()
         self._seen: deque[tuple[float, int]] = deque()
         self.positions: dict[str, str] = {}
 
@@ -156,13 +157,16 @@ class EventHub:
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        # Readers notice the flag after their current XREAD BLOCK returns:
+        # cancelling a blocked read mid-reply can wedge the pooled connection.
+        self._stopping.set()
+        grace = self.block_ms / 1000 + 2.0
         for task in self._tasks:
             try:
-                await task
-            except asyncio.CancelledError:
-                pass
+                await asyncio.wait_for(asyncio.shield(task), grace)
+            except asyncio.TimeoutError:
+                logger.warning("stream reader %s did not stop; cancelling it", task.get_name())
+                task.cancel()
             except Exception:
                 logger.exception("stream reader %s failed", task.get_name())
         self._tasks.clear()
@@ -184,7 +188,7 @@ class EventHub:
         stream = keys.events(region)
         backoff = READ_BACKOFF_S
         position: str | None = None
-        while True:
+        while not self._stopping.is_set():
             try:
                 if position is None:
                     position = await self._start_id(stream)
@@ -197,7 +201,10 @@ class EventHub:
                 raise
             except (RedisError, OSError) as exc:
                 logger.warning("reading %s failed (%r); retrying in %.1fs", stream, exc, backoff)
-                await asyncio.sleep(backoff)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                except asyncio.TimeoutError:
+                    pass
                 backoff = min(backoff * 2, READ_BACKOFF_MAX_S)
                 continue
             if not reply:

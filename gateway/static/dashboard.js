@@ -207,7 +207,9 @@ function normalizeOverview(o) {
     dropoff: pointOf(p.dropoff),
     offeredTo: p.offered_to || p.offer_driver_id || null,
   }));
-  out.eps = num(o.events_per_second ?? (o.events && (o.events.per_second ?? o.events.events_per_second)));
+  out.eps = num(o.events_per_s ?? o.events_per_second ?? (o.events && o.events.per_second));
+  out.openOffers = num(o.open_offers);
+  out.missing = Array.isArray(o.missing) ? o.missing : [];
 
   // Drivers by product: {online: {p: n}, available: {p: n}} or {by_product: {p: {online, available}}}.
   const d = o.drivers || {};
@@ -220,6 +222,13 @@ function normalizeOverview(o) {
     const v = d[key] ?? o[`drivers_${key}`];
     if (v && typeof v === "object" && !Array.isArray(v)) {
       for (const [p, n] of Object.entries(v)) if (typeof n !== "object") put(p, key, n);
+    }
+  }
+  // driver_service's shape: {standard: {online, available}, xl: {...}, ...}.
+  for (const [p, v] of Object.entries(d)) {
+    if (v && typeof v === "object" && !Array.isArray(v) && ("online" in v || "available" in v)) {
+      put(p, "online", v.online);
+      put(p, "available", v.available);
     }
   }
   const byProduct = d.by_product || d.products;
@@ -247,7 +256,7 @@ function normalizeOverview(o) {
     groups = Object.entries(groups).map(([name, g]) => ({ name, ...(typeof g === "object" ? g : { lag: g }) }));
   }
   out.groups = groups.map((g) => ({
-    name: [g.stream, g.name || g.group].filter(Boolean).join(" / ") || "?",
+    name: [g.stream, g.group || g.name].filter(Boolean).join(" / ") || "?",
     consumers: Array.isArray(g.consumers) ? g.consumers.length : num(g.consumers),
     lag: num(g.lag),
     pending: num(g.pending),
@@ -279,6 +288,8 @@ async function pollOverview() {
     if (o.driverLocations) applyDriverPositions(o.driverLocations, "ops overview");
     renderOverview(o);
     hideBanner("overview");
+    if (o.missing.length) showBanner("partial", `Overview is partial: no answer from ${o.missing.join(" and ")}.`);
+    else hideBanner("partial");
   } catch (err) {
     if (!auth.token) return;
     setHealth("overview", "bad", "overview");
@@ -335,9 +346,7 @@ function applyDriverPositions(list, source) {
     }
   });
   for (const [key, d] of state.drivers) {
-    if (d.sourceTag === source || d.sourceTag === undefined) {
-      if (!seen.has(key)) state.drivers.delete(key);
-    }
+    if (d.sourceTag === source && !seen.has(key)) state.drivers.delete(key);
   }
   for (const key of seen) state.drivers.get(key).sourceTag = source;
   state.driverSource = source;
@@ -356,7 +365,7 @@ function matchAnonymous(x, taken) {
 }
 
 function currentPos(d, now) {
-  const t = Math.min(1, (now - d.t0) / NEARBY_EVERY_MS);
+  const t = Math.min(1, (now - d.t0) / (d.dur || NEARBY_EVERY_MS));
   return { lat: d.from.lat + (d.to.lat - d.from.lat) * t, lon: d.from.lon + (d.to.lon - d.from.lon) * t };
 }
 
@@ -379,6 +388,7 @@ async function pollNearby() {
       id: x.id || x.driver_id || null, pos: pointOf(x.location), status: "available", product: x.product || "",
     })).filter((x) => x.pos);
     applyDriverPositions(list, "nearby");
+    state.driverSource = "nearby search (available) and trip details (busy)";
   } catch (_) {
     // The overview banner already says when the gateway is down.
   }
@@ -387,6 +397,93 @@ async function pollNearby() {
 function regionCenter() {
   const b = bounds();
   return b ? { lat: (b.min_lat + b.max_lat) / 2, lon: (b.min_lon + b.max_lon) / 2 } : null;
+}
+
+// ---------------------------------------------------------------- trip details
+
+// GET /v1/trips/{id} (ops may read any trip) fills in what the event feed
+// cannot: pickup and dropoff of trips that began before the page opened, and
+// the position of the driver of each active trip (the nearby search only
+// returns available drivers). A few calls a second, oldest first.
+const TRIP_FETCHES_PER_TICK = 3;
+const TRIP_REFRESH_MS = 3000;
+const tripFetching = new Set();
+
+function tripsToRefresh() {
+  const now = Date.now();
+  const want = [];
+  for (const t of state.trips.values()) {
+    if (tripFetching.has(t.id) || t.gone) continue;
+    const active = t.status === "assigned" || t.status === "arrived" || t.status === "in_progress";
+    const unknown = !t.pickup && !TERMINAL.has(t.status);
+    if ((active || unknown) && now - (t.fetchedAt || 0) > TRIP_REFRESH_MS) want.push(t);
+  }
+  want.sort((a, b) => (a.fetchedAt || 0) - (b.fetchedAt || 0));
+  return want.slice(0, TRIP_FETCHES_PER_TICK);
+}
+
+async function refreshTrip(t) {
+  tripFetching.add(t.id);
+  t.fetchedAt = Date.now();
+  try {
+    const resp = await api(`/v1/trips/${encodeURIComponent(t.id)}`);
+    if (resp.status === 404) { t.gone = true; t.until = Date.now() + 1000; return; }
+    if (!resp.ok) return;
+    const trip = await resp.json();
+    t.pickup = pointOf(trip.pickup) || t.pickup;
+    t.dropoff = pointOf(trip.dropoff) || t.dropoff;
+    t.product = trip.product || t.product;
+    if (TERMINAL.has(trip.status) && !TERMINAL.has(t.status)) {
+      t.status = trip.status;
+      t.until = Date.now() + 4000;
+    } else if (t.status === "unknown" || (t.status === "requested" && trip.status !== "requested" && !TERMINAL.has(trip.status))) {
+      t.status = trip.status;
+    }
+    const driver = trip.driver;
+    if (driver && driver.id) {
+      t.driverId = driver.id;
+      const pos = pointOf(driver.location);
+      if (pos && !TERMINAL.has(t.status)) upsertBusyDriver(driver.id, pos, trip.product, t.id);
+    }
+    touch();
+  } catch (_) {
+    // Retried on a later tick.
+  } finally {
+    tripFetching.delete(t.id);
+  }
+}
+
+function upsertBusyDriver(id, pos, product, tripId) {
+  const now = performance.now();
+  const prev = state.drivers.get(id);
+  if (prev) {
+    prev.from = currentPos(prev, now);
+    prev.to = pos;
+    prev.dur = Math.min(8000, Math.max(1000, now - prev.t0));
+    prev.t0 = now;
+    prev.tripId = tripId;
+    prev.status = "busy";
+    prev.seen = now;
+    prev.sourceTag = "trips";
+  } else {
+    // A driver who was available a moment ago keeps its dot (and its anonymous key goes).
+    state.drivers.set(id, { key: id, from: pos, to: pos, t0: now, dur: TRIP_REFRESH_MS, status: "busy",
+      product, tripId, seen: now, sourceTag: "trips" });
+  }
+}
+
+function pruneBusyDrivers() {
+  const now = performance.now();
+  for (const [key, d] of state.drivers) {
+    if (d.sourceTag !== "trips") continue;
+    const t = d.tripId && state.trips.get(d.tripId);
+    if (!t || TERMINAL.has(t.status) || t.status === "requested" || now - d.seen > 15000) state.drivers.delete(key);
+  }
+}
+
+function tickTrips() {
+  pruneBusyDrivers();
+  for (const t of tripsToRefresh()) refreshTrip(t);
 }
 
 // ---------------------------------------------------------------- events stream
@@ -919,8 +1016,7 @@ function drawMap(now) {
   ds.busy = String(busy);
   ds.pickups = String(pickups);
   ds.trips = String(tripsDrawn);
-  $("driver-source").textContent = state.drivers.size
-    ? `positions: ${state.driverSource}${state.driverSource === "nearby" ? " (available drivers only)" : ""}` : "";
+  $("driver-source").textContent = state.drivers.size ? `positions: ${state.driverSource}` : "";
   requestAnimationFrame(drawMap);
 }
 
@@ -991,6 +1087,7 @@ function start() {
   $("sign-out").hidden = false;
   for (const t of timers) clearInterval(t);
   timers = [setInterval(pollOverview, OVERVIEW_EVERY_MS), setInterval(pollNearby, NEARBY_EVERY_MS),
+    setInterval(tickTrips, 1000),
     setInterval(() => {
       const age = state.overviewAt ? (Date.now() - state.overviewAt) / 1000 : null;
       $("updated").textContent = age === null ? "-" : `updated ${age < 2 ? "just now" : `${age.toFixed(0)}s ago`}`;
