@@ -1,0 +1,266 @@
+"""Races, each repeated: one winner and a consistent state every time."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import replace
+
+from common import ids, keys
+from driver_service.app import Workers
+from driver_service.app import create_app as create_driver_app
+
+from .conftest import near, wait_until
+
+ROUNDS = 15
+
+
+async def check_indexes(rig) -> None:
+    """The derived indexes agree with the documents."""
+    r = rig.redis
+    pending = set(await r.zrange(keys.pending("sf", "standard"), 0, -1))
+    assert set(await r.zrange(keys.pickups("sf", "standard"), 0, -1)) == pending
+    for trip_id in pending:
+        assert (await rig.doc(trip_id))["status"] == "requested"
+    geo = set(await r.zrange(keys.geo("sf", "standard"), 0, -1))
+    supply = sum(int(v) for v in (await r.hgetall(keys.supply("sf", "standard"))).values())
+    assert supply == len(geo)
+    for driver_id in geo:
+        d = await rig.driver_doc(driver_id)
+        assert d["status"] == "online" and d["offer"] is None and d["trip_id"] is None
+
+
+async def test_fifty_concurrent_accepts_have_one_winner(rig):
+    others = [await rig.new_driver(near(0.02)) for _ in range(4)]
+    for _ in range(ROUNDS):
+        driver_id = await rig.new_driver(near())
+        trip = await rig.request(near())
+        offer = await rig.offered(driver_id)
+        assert offer["trip_id"] == trip["id"]
+        callers = [driver_id] * 25 + [others[i % 4] for i in range(25)]
+        random.shuffle(callers)
+        responses = await asyncio.gather(*(rig.accept(d, trip["id"]) for d in callers))
+        for caller, resp in zip(callers, responses):
+            assert resp.status == (200 if caller == driver_id else 409)
+        types = await rig.types_of(trip["id"])
+        assert types.count("trip.assigned") == 1
+        doc = await rig.doc(trip["id"])
+        assert doc["status"] == "assigned" and doc["driver_id"] == driver_id
+        assert (await rig.driver_doc(driver_id))["trip_id"] == trip["id"]
+        # Free the driver for the next round (and keep the geo small).
+        for action in ("arrive", "start", "complete"):
+            assert (await rig.act(driver_id, trip["id"], action)).status == 200
+        await rig.status(driver_id, "offline")
+    counts = await rig.redis.hgetall(keys.trip_status_counts("sf"))
+    assert counts == {"completed": str(ROUNDS)}
+    await check_indexes(rig)
+
+
+async def test_accept_against_rider_cancel(rig):
+    outcomes = set()
+    for _ in range(ROUNDS):
+        driver_id = await rig.new_driver(near())
+        trip = await rig.request(near())
+        await rig.offered(driver_id)
+        # Either may leave first: both orders must end consistent.
+        lead = random.random() < 0.5
+
+        async def delayed(coro, first):
+            await asyncio.sleep(0 if first else random.uniform(0, 0.003))
+            return await coro
+
+        accept, cancel = await asyncio.gather(
+            delayed(rig.accept(driver_id, trip["id"]), lead),
+            delayed(rig.cancel(trip["id"], trip["rider_id"]), not lead),
+        )
+        assert cancel.status == 200  # the rider can cancel requested and assigned alike
+        assert accept.status in (200, 409)
+        outcomes.add(accept.status)
+        types = await rig.types_of(trip["id"])
+        doc = await rig.doc(trip["id"])
+        assert doc["status"] == "cancelled"
+        if accept.status == 200:
+            assert types == ["trip.requested", "trip.offered", "trip.assigned", "trip.cancelled"]
+            assert doc["driver_id"] == driver_id
+        else:
+            assert types == ["trip.requested", "trip.offered", "trip.cancelled"]
+            assert "driver_id" not in doc
+
+        async def freed():
+            d = await rig.driver_doc(driver_id)
+            return d["trip_id"] is None and d["offer"] is None and d["supply_cell"] is not None
+
+        await wait_until(freed, what="driver freed")
+        await rig.status(driver_id, "offline")
+    await check_indexes(rig)
+    assert await rig.redis.zcard(keys.offer_deadlines("sf")) == 0
+
+
+def replay_offers(events: list[dict]) -> tuple[int, int]:
+    """Walk the stream in order: a trip never has two open offers, a driver
+    never holds two. Returns (offers, max simultaneously open)."""
+    trip_open: dict[str, str] = {}
+    driver_open: dict[str, str] = {}
+    offers = peak = 0
+    closing = {"trip.offer_declined", "trip.offer_expired", "trip.assigned",
+               "trip.cancelled", "trip.expired"}
+    for e in events:
+        t, trip_id, driver_id = e["type"], e.get("trip_id"), e.get("driver_id")
+        if t == "trip.offered":
+            assert trip_id not in trip_open, f"{trip_id} offered twice at once"
+            assert driver_id not in driver_open, f"{driver_id} holds two offers"
+            trip_open[trip_id] = driver_id
+            driver_open[driver_id] = trip_id
+            offers += 1
+            peak = max(peak, len(trip_open))
+        elif t in closing and trip_id in trip_open:
+            holder = trip_open.pop(trip_id)
+            driver_open.pop(holder, None)
+    return offers, peak
+
+
+async def test_two_dispatchers_never_double_offer(make_rig, aiohttp_client):
+    rig = await make_rig(offer_timeout_s=0.5)
+    # A second driver_service replica on the same consumer group.
+    second = create_driver_app(
+        replace(rig.settings, service="driver_service", consumer_name="replica-2"),
+        Workers(maintenance=False),
+    )
+    await aiohttp_client(second)
+    drivers = [await rig.new_driver(near(0.003 * (i % 6), -0.003 * (i // 6)))
+               for i in range(18)]
+    trips = await asyncio.gather(*(
+        rig.request(near(0.002 * (i % 7), 0.002 * (i // 7))) for i in range(40)
+    ))
+    trip_ids = {t["id"] for t in trips}
+    assigned: set[str] = set()
+
+    async def driver_loop(driver_id: str) -> None:
+        rng = random.Random(driver_id)
+        while len(assigned) < len(trip_ids):
+            offer = await rig.next_offer(driver_id, wait=0.5)
+            if offer is None:
+                continue
+            if rng.random() < 0.5:
+                await rig.decline(driver_id, offer["trip_id"])
+                continue
+            r = await rig.accept(driver_id, offer["trip_id"])
+            if r.status == 200:
+                assigned.add(offer["trip_id"])
+                for action in ("arrive", "start", "complete"):
+                    await rig.act(driver_id, offer["trip_id"], action)
+
+    async def all_done():
+        counts = await rig.redis.hgetall(keys.trip_status_counts("sf"))
+        return int(counts.get("completed", 0)) + int(counts.get("expired", 0)) == len(trip_ids)
+
+    loops = [asyncio.ensure_future(driver_loop(d)) for d in drivers]
+    try:
+        await wait_until(all_done, timeout=60, interval=0.1, what="every trip served")
+    finally:
+        assigned.update(trip_ids)
+        await asyncio.gather(*loops, return_exceptions=True)
+    offers, peak = replay_offers(await rig.events())
+    assert offers >= len(trip_ids) and peak > 1
+    groups = await rig.redis.xinfo_consumers(keys.events("sf"), keys.GROUP_DISPATCH)
+    assert len(groups) == 2 and all(g["pending"] == 0 for g in groups)
+    await check_indexes(rig)
+
+
+async def test_sweeper_against_accept(make_rig):
+    rig = await make_rig(offer_timeout_s=0.15, sweep_interval_s=0.002)
+    outcomes = set()
+    for i in range(ROUNDS):
+        driver_id = await rig.new_driver(near())
+        trip = await rig.request(near())
+        await rig.offered(driver_id)
+        expires_ms = (await rig.doc(trip["id"]))["offer"]["expires_ms"]
+        seconds, micros = await rig.redis.time()
+        now = seconds * 1000 + micros // 1000
+        # Aim the accept at the deadline, from a little before to just after.
+        await asyncio.sleep(max(expires_ms - now + random.randint(-12, 4), 0) / 1000)
+        r = await rig.accept(driver_id, trip["id"])
+        outcomes.add(r.status)
+        types = await rig.types_of(trip["id"])
+        if r.status == 200:
+            assert "trip.offer_expired" not in types
+            assert (await rig.doc(trip["id"]))["status"] == "assigned"
+            await rig.act(driver_id, trip["id"], "cancel")
+        else:
+            assert r.status == 409
+
+            async def expired_once():
+                return (await rig.types_of(trip["id"])).count("trip.offer_expired") == 1
+
+            await wait_until(expired_once, what="the offer to expire")
+            assert "trip.assigned" not in await rig.types_of(trip["id"])
+        assert (await rig.types_of(trip["id"])).count("trip.offer_expired") <= 1
+        # Retire the trip and the driver before the next round.
+        await rig.cancel(trip["id"], trip["rider_id"])
+        await wait_until(lambda: _free(rig, driver_id), what="driver free")
+        await rig.status(driver_id, "offline")
+    await check_indexes(rig)
+
+
+async def _free(rig, driver_id):
+    d = await rig.driver_doc(driver_id)
+    return d["offer"] is None and d["trip_id"] is None
+
+
+async def test_decline_against_expiry(make_rig):
+    rig = await make_rig(offer_timeout_s=0.15, sweep_interval_s=0.002)
+    seen = set()
+    for _ in range(ROUNDS):
+        driver_id = await rig.new_driver(near())
+        trip = await rig.request(near())
+        await rig.offered(driver_id)
+        expires_ms = (await rig.doc(trip["id"]))["offer"]["expires_ms"]
+        seconds, micros = await rig.redis.time()
+        now = seconds * 1000 + micros // 1000
+        await asyncio.sleep(max(expires_ms - now + random.randint(-12, 4), 0) / 1000)
+        r = await rig.decline(driver_id, trip["id"])
+        assert r.status in (204, 409)
+        seen.add(r.status)
+
+        async def closed():
+            types = await rig.types_of(trip["id"])
+            return "trip.offer_declined" in types or "trip.offer_expired" in types
+
+        await wait_until(closed, what="the offer to close")
+        types = await rig.types_of(trip["id"])
+        declined, expired = types.count("trip.offer_declined"), types.count("trip.offer_expired")
+        assert declined + expired == 1
+        assert (declined == 1) == (r.status == 204)
+        doc = await rig.doc(trip["id"])
+        assert doc["refused"] == [driver_id] and doc["offer"] is None
+        d = await rig.driver_doc(driver_id)
+        assert d["offer"] is None and d["supply_cell"] is not None
+        await rig.cancel(trip["id"], trip["rider_id"])
+        await rig.status(driver_id, "offline")
+    await check_indexes(rig)
+    assert await rig.redis.hgetall(keys.supply("sf", "standard")) == {}
+
+
+async def test_two_sweepers_expire_each_offer_once(make_rig):
+    rig = await make_rig(Workers(sweeper=False), offer_timeout_s=0.1)
+    from driver_service.app import STORE
+
+    store = rig.driver_app[STORE]
+    drivers = [await rig.new_driver(near(0.001 * i)) for i in range(10)]
+    trips = [await rig.request(near(0.001 * i)) for i in range(10)]
+    for d in drivers:
+        await rig.offered(d)
+    due = await rig.redis.zrange(keys.offer_deadlines("sf"), 0, -1)
+    assert len(due) == 10
+
+    async def past():
+        seconds, micros = await rig.redis.time()
+        top = await rig.redis.zrange(keys.offer_deadlines("sf"), -1, -1, withscores=True)
+        return seconds * 1000 + micros // 1000 >= top[0][1]
+
+    await wait_until(past, what="deadlines due")
+    results = await asyncio.gather(*(store.expire_offer(t) for t in due for _ in range(4)))
+    assert results.count("expired") == 10
+    for t in trips:
+        assert (await rig.types_of(t["id"])).count("trip.offer_expired") == 1
+    assert ids.is_id(due[0], ids.TRIP)
