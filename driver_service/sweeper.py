@@ -38,6 +38,8 @@ class Sweeper:
         self._stopping.set()
 
     async def run(self) -> None:
+        # The dispatcher serves the backlog on start; the net comes later.
+        self._last_rematch = asyncio.get_running_loop().time()
         while not self._stopping.is_set():
             delay = self.settings.sweep_interval_s
             try:
