@@ -44,7 +44,8 @@ Password = Annotated[
     str,
     Field(min_length=8, max_length=256, description="At least 8 characters (at most 256)."),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+CarText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=254),
@@ -99,9 +100,9 @@ class Money(Out):
 
 
 class Car(Body):
-    make: Name
-    model: Name
-    color: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=30)]
+    make: CarText
+    model: CarText
+    color: CarText
     plate: Annotated[
         str,
         StringConstraints(
@@ -199,7 +200,11 @@ class DriverProfile(Out):
     created_at: IsoTime
     car: CarOut
     product: Product
-    status: str = Field(description="`offline`, `online` (available) or `busy` (on a trip).")
+    status: Literal["offline", "online"]
+    available: bool | None = Field(
+        None, description="Online, located, with no trip and no open offer: can get offers."
+    )
+    active_trip_id: str | None = Field(None, description="The trip the driver is on, if any.")
     rating: float | None = Field(None, description="Average stars; null before the first rating.")
     location: Location | None = None
 
@@ -341,7 +346,7 @@ class Timeline(Out):
 class NearbyQuery(BaseModel):
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
-    radius_m: int = Field(3000, ge=1, le=50_000)
+    radius_m: float = Field(3000, gt=0, le=50_000, allow_inf_nan=False)
     product: Product | None = None
 
 
@@ -370,7 +375,9 @@ class LocationUpdate(Body):
 
 
 class OffersQuery(BaseModel):
-    wait: int = Field(0, ge=0, le=20, description="Seconds to wait for an offer (long poll).")
+    wait: float = Field(
+        0, ge=0, le=20, allow_inf_nan=False, description="Seconds to wait for an offer (long poll)."
+    )
 
 
 class Offer(Out):

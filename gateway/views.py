@@ -35,7 +35,7 @@ TRIP_FIELDS = (
     "queue_position",
     "rating",
 )
-DRIVER_FIELDS = ("car", "product", "status", "rating", "location")
+DRIVER_FIELDS = ("car", "product", "status", "available", "active_trip_id", "rating", "location")
 TRIP_DRIVER_FIELDS = ("id", "first_name", "rating", "car", "location", "pickup_eta_s")
 OFFER_FIELDS = (
     "trip_id",

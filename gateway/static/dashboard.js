@@ -200,7 +200,8 @@ function normalizeOverview(o) {
   out.pending = (Array.isArray(pending) ? pending : []).map((p, i) => ({
     id: p.trip_id || p.id,
     product: p.product || "",
-    rank: num(p.rank ?? p.position ?? p.queue_position) ?? i + 1,
+    order: i + 1, // the server's order: oldest request first
+    rank: num(p.queue_position ?? p.rank ?? p.position) ?? i + 1, // place among its product's requests
     waitingS: num(p.waiting_s ?? p.wait_s) ??
       (p.requested_at ? (Date.now() - new Date(p.requested_at).getTime()) / 1000 : null),
     pickup: pointOf(p.pickup),
@@ -209,6 +210,8 @@ function normalizeOverview(o) {
   }));
   out.eps = num(o.events_per_s ?? o.events_per_second ?? (o.events && o.events.per_second));
   out.openOffers = num(o.open_offers);
+  out.pendingTotal = o.pending_total && typeof o.pending_total === "object"
+    ? Object.values(o.pending_total).reduce((a, n) => a + (num(n) || 0), 0) : num(o.pending_total);
   out.missing = Array.isArray(o.missing) ? o.missing : [];
 
   // Drivers by product: {online: {p: n}, available: {p: n}} or {by_product: {p: {online, available}}}.
@@ -658,15 +661,16 @@ function renderOverview(o) {
   dead.classList.toggle("bad", o.dead > 0);
 
   const qBody = $("queue-table").tBodies[0];
-  $("pending-count").textContent = `${o.pending.length} waiting`;
-  const sorted = [...o.pending].sort((a, b) => a.rank - b.rank);
-  qBody.replaceChildren(...(sorted.length ? sorted.slice(0, 100).map((p) => {
+  const total = o.pendingTotal ?? o.pending.length;
+  $("pending-count").textContent = `${total} waiting${o.openOffers ? `, ${o.openOffers} with an open offer` : ""}`;
+  qBody.replaceChildren(...(o.pending.length ? o.pending.slice(0, 100).map((p) => {
     const ratio = p.waitingS === null ? 0 : Math.min(1, p.waitingS / state.expiryS);
     return el("tr", { class: ratio > 0.75 ? "hot" : "" },
-      el("td", { class: "num", text: p.rank }),
+      el("td", { class: "num", text: p.order }),
       el("td", {}, el("a", { class: "trip", href: "#", "data-trip": p.id, title: p.id, text: shortId(p.id),
         onclick: (e) => { e.preventDefault(); openTrip(p.id); } })),
-      el("td", { text: p.product }),
+      el("td", { text: `${p.product} #${p.rank}`, title: `${p.rank} in the ${p.product} queue` +
+        (p.offeredTo ? `; offered to ${p.offeredTo}` : "") }),
       el("td", { class: "num wait" }, fmtDuration(p.waitingS),
         el("span", { class: "bar", style: `width:${(ratio * 100).toFixed(0)}%` })));
   }) : [el("tr", {}, el("td", { colspan: "4", class: "muted", text: "nobody is waiting" }))]));

@@ -1,0 +1,328 @@
+"""End to end: trip_service, driver_service and the gateway as real processes
+on their own real Redis, called over HTTP as a client would.
+
+One System per test module (started once, shared by its tests). Tests keep
+out of each other's way by place, not by cleanup: each takes its own spot of
+the city, farther from every other spot than DISPATCH_RADIUS_M, so a trip of
+one test is never offered to a driver of another.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from common.embedded import EmbeddedRedis, free_port
+from tests.harness import System
+
+PASSWORD = "e2e-password-123"
+OPS = {"user_name": "ops", "password": "ops-password-for-tests"}
+
+E2E_ENV = {
+    "OFFER_TIMEOUT_S": "3",
+    "TRIP_EXPIRY_S": "30",
+    "DISPATCH_RADIUS_M": "400",
+    "SWEEP_INTERVAL_S": "0.05",
+    "CLAIM_IDLE_MS": "1000",
+    "RATE_LIMIT_PER_TOKEN": "0",
+    "LOGIN_FAILURES_LIMIT": "3",
+    "UPSTREAM_TIMEOUT_S": "2",
+    "BREAKER_COOLDOWN_S": "0.5",
+    "SSE_PING_S": "1",
+    "STREAM_BLOCK_MS": "200",
+}
+
+_spots = itertools.count()
+
+
+def spot() -> dict[str, float]:
+    """A fresh place in the sf region, about 1 km from every other one."""
+    i = next(_spots)
+    row, col = divmod(i % 130, 13)
+    return {"lat": round(37.705 + row * 0.0115, 5), "lon": round(-122.51 + col * 0.0125, 5)}
+
+
+def near(point: dict[str, float], d_lat: float = 0.0008, d_lon: float = 0.0) -> dict[str, float]:
+    return {"lat": round(point["lat"] + d_lat, 6), "lon": round(point["lon"] + d_lon, 6)}
+
+
+@dataclass
+class E2ESystem:
+    system: System
+    redis: EmbeddedRedis
+
+    @property
+    def url(self) -> str:
+        return self.system.url
+
+
+def start_system(tmp_path_factory, **env: str) -> E2ESystem:
+    base = tmp_path_factory.mktemp("e2e")
+    redis = EmbeddedRedis(base / "redis", free_port()).start()
+    system = System(redis.url, base, env={**E2E_ENV, **env})
+    try:
+        system.start()
+    except BaseException:
+        system.stop()
+        redis.stop()
+        raise
+    return E2ESystem(system, redis)
+
+
+def stop_system(s: E2ESystem) -> None:
+    s.system.stop()
+    s.redis.stop()
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory) -> E2ESystem:
+    s = start_system(tmp_path_factory)
+    yield s
+    stop_system(s)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Any
+    body: Any
+    text: str = ""
+
+    def __repr__(self) -> str:
+        return f"<{self.status} {self.text[:300]}>"
+
+
+@dataclass
+class Client:
+    """A mobile-style client of the public API."""
+
+    session: aiohttp.ClientSession
+    base: str
+    token: str | None = None
+    subject_id: str | None = None
+    role: str | None = None
+    profile: dict = field(default_factory=dict)
+
+    def headers(self, extra: dict | None = None, token: str | None = None) -> dict:
+        h = dict(extra or {})
+        tok = token if token is not None else self.token
+        if tok:
+            h["Authorization"] = f"Bearer {tok}"
+        return h
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        headers: dict | None = None,
+        params: dict | None = None,
+        data: bytes | None = None,
+        token: str | None = None,
+        timeout: float = 30,
+    ) -> Reply:
+        async with self.session.request(
+            method,
+            self.base + path,
+            json=json,
+            data=data,
+            params=params,
+            headers=self.headers(headers, token),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            raw = await resp.read()
+            text = raw.decode(errors="replace")
+            body = None
+            if raw and "json" in (resp.content_type or ""):
+                body = orjson.loads(raw)
+            return Reply(resp.status, resp.headers, body, text)
+
+    def get(self, path: str, **kw):
+        return self.call("GET", path, **kw)
+
+    def post(self, path: str, json: Any = None, **kw):
+        return self.call("POST", path, json, **kw)
+
+    async def login(self, user_name: str, password: str = PASSWORD) -> dict:
+        r = await self.post("/v1/sessions", {"user_name": user_name, "password": password})
+        assert r.status == 201, r
+        self.token = r.body["token"]
+        self.subject_id = r.body["subject_id"]
+        self.role = r.body["role"]
+        return r.body
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(4)}"
+
+
+def rider_body(user_name: str, **over) -> dict:
+    body = {
+        "user_name": user_name,
+        "password": PASSWORD,
+        "first_name": "Rita",
+        "last_name": "Rider",
+        "email": f"{user_name}@example.com",
+        "age": 30,
+    }
+    body.update(over)
+    return body
+
+
+def driver_body(user_name: str, product: str = "standard", **over) -> dict:
+    body = {
+        "user_name": user_name,
+        "password": PASSWORD,
+        "first_name": "Dan",
+        "last_name": "Driver",
+        "email": f"{user_name}@example.com",
+        "car": {"make": "Toyota", "model": "Prius", "color": "blue", "plate": "7ABC123",
+                "seats": 4},
+        "product": product,
+    }
+    body.update(over)
+    return body
+
+
+@pytest.fixture
+async def http(system) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def new_client(http, system):
+    def make() -> Client:
+        return Client(http, system.url)
+
+    return make
+
+
+@pytest.fixture
+def rider(new_client):
+    async def make(**over) -> Client:
+        c = new_client()
+        name = unique("r")
+        r = await c.post("/v1/riders", rider_body(name, **over))
+        assert r.status == 201, r
+        c.profile = r.body
+        await c.login(name)
+        return c
+
+    return make
+
+
+@pytest.fixture
+def driver(new_client):
+    async def make(at: dict | None = None, product: str = "standard") -> Client:
+        c = new_client()
+        name = unique("d")
+        r = await c.post("/v1/drivers", driver_body(name, product))
+        assert r.status == 201, r
+        c.profile = r.body
+        await c.login(name)
+        if at is not None:
+            r = await c.call("PUT", "/v1/driver/location", at)
+            assert r.status == 204, r
+            r = await c.post("/v1/driver/status", {"status": "online"})
+            assert r.status == 200, r
+        return c
+
+    return make
+
+
+@pytest.fixture
+async def ops(new_client) -> Client:
+    c = new_client()
+    await c.login(OPS["user_name"], OPS["password"])
+    return c
+
+
+async def next_offer(driver: Client, trip_id: str | None = None, wait: float = 10) -> dict:
+    """Long-poll until an offer (for `trip_id`, if given) arrives."""
+    import time
+
+    deadline = time.monotonic() + wait + 5
+    while time.monotonic() < deadline:
+        r = await driver.get("/v1/driver/offers/next", params={"wait": "5"})
+        assert r.status in (200, 204), r
+        if r.status == 200 and (trip_id is None or r.body["trip_id"] == trip_id):
+            return r.body
+    raise AssertionError(f"no offer for {trip_id} within {wait}s")
+
+
+async def request_trip(rider: Client, pickup: dict, product: str = "standard", **kw) -> dict:
+    r = await rider.post(
+        "/v1/trips",
+        {"pickup": pickup, "dropoff": near(pickup, 0.004), "product": product},
+        **kw,
+    )
+    assert r.status == 201, r
+    return r.body
+
+
+async def assigned_trip(rider_factory, driver_factory) -> tuple[Client, Client, dict]:
+    """A rider, a driver, and a trip the driver accepted."""
+    place = spot()
+    d = await driver_factory(at=near(place, 0.0005))
+    r = await rider_factory()
+    trip = await request_trip(r, place)
+    await next_offer(d, trip["id"])
+    accepted = await d.post(f"/v1/driver/offers/{trip['id']}/accept")
+    assert accepted.status == 200, accepted
+    return r, d, accepted.body
+
+
+async def read_sse(
+    session: aiohttp.ClientSession,
+    url: str,
+    token: str,
+    *,
+    last_event_id: str | None = None,
+    stop_after: int | None = None,
+    timeout: float = 20,
+) -> tuple[int, list[dict], bool]:
+    """Read an SSE stream: (status, messages [{id, event, data}], ended by the server)."""
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    messages: list[dict] = []
+    async with session.get(
+        url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+    ) as resp:
+        if resp.status != 200:
+            return resp.status, [], True
+        assert resp.content_type == "text/event-stream"
+        current: dict[str, Any] = {}
+        async for raw in resp.content:
+            line = raw.decode().rstrip("\r\n")
+            if line == "":
+                if "data" in current:
+                    current["data"] = orjson.loads(current["data"])
+                    messages.append(current)
+                    if stop_after is not None and len(messages) >= stop_after:
+                        return 200, messages, False
+                current = {}
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data" and "data" in current:
+                current["data"] += "\n" + value
+            else:
+                current[name] = value
+        return 200, messages, True
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
