@@ -1,0 +1,112 @@
+"""The processes under test: the embedded Redis, the three services, and the
+baseline processes, each a real process on its own port."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.embedded import EmbeddedRedis
+from deploy.processes import ServiceProcess
+
+
+@dataclass
+class BenchSystem:
+    """Redis (embedded default, AOF always), trip_service, driver_service, the
+    gateway (no demo traffic), and the three baseline processes."""
+
+    work_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    redis: EmbeddedRedis | None = None
+    trips: ServiceProcess | None = None
+    drivers: ServiceProcess | None = None
+    gateway: ServiceProcess | None = None
+    leaf_a: ServiceProcess | None = None
+    leaf_b: ServiceProcess | None = None
+    front: ServiceProcess | None = None
+    ops_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url
+
+    def start(self) -> "BenchSystem":
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        logs = self.work_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        self.redis = EmbeddedRedis(self.work_dir / "redis", port=_port()).start()
+        env = {
+            "REDIS_URL": self.redis.url,
+            "OPS_USER_NAME": "ops",
+            "OPS_PASSWORD": self.ops_password,
+            **self.env,
+        }
+        self.trips = ServiceProcess("trip_service", env, log_path=logs / "trip_service.log")
+        self.drivers = ServiceProcess("driver_service", env, log_path=logs / "driver_service.log")
+        self.trips.start(timeout=30)
+        self.drivers.start(timeout=30)
+        self.gateway = ServiceProcess(
+            "gateway",
+            {**env, "TRIP_SERVICE_URL": self.trips.url, "DRIVER_SERVICE_URL": self.drivers.url},
+            log_path=logs / "gateway.log",
+        ).start(timeout=30)
+        base = {"REDIS_URL": self.redis.url}
+        self.leaf_a = ServiceProcess("bench.baseline", base, args=["leaf"],
+                                     log_path=logs / "baseline_leaf_a.log").start()
+        self.leaf_b = ServiceProcess("bench.baseline", base, args=["leaf"],
+                                     log_path=logs / "baseline_leaf_b.log").start()
+        self.front = ServiceProcess(
+            "bench.baseline",
+            {**base, "LEAF_A_URL": self.leaf_a.url, "LEAF_B_URL": self.leaf_b.url},
+            args=["front"],
+            log_path=logs / "baseline_front.log",
+        ).start()
+        wait_ready(self.gateway.url)
+        return self
+
+    def services(self) -> dict[str, ServiceProcess]:
+        return {"gateway": self.gateway, "trip_service": self.trips,
+                "driver_service": self.drivers}
+
+    def baselines(self) -> dict[str, ServiceProcess]:
+        return {"baseline_front": self.front, "baseline_leaf_a": self.leaf_a,
+                "baseline_leaf_b": self.leaf_b}
+
+    def stop(self) -> None:
+        for proc in (self.front, self.leaf_a, self.leaf_b, self.gateway, self.drivers, self.trips):
+            if proc is not None:
+                proc.stop()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+def _port() -> int:
+    from common.embedded import free_port
+
+    return free_port()
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url}/readyz did not answer 200 within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def log_tail(path: Path, n: int = 3000) -> str:
+    return path.read_text(errors="replace")[-n:] if path.exists() else ""
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false", "no")
