@@ -326,3 +326,26 @@ async def read_sse(
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0")
+
+
+class SseReader:
+    """Messages of an open SSE response, one at a time (None when it ends)."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self.resp = resp
+
+    async def next(self) -> dict | None:
+        current: dict[str, Any] = {}
+        async for raw in self.resp.content:
+            line = raw.decode().rstrip("\r\n")
+            if line == "":
+                if "data" in current:
+                    current["data"] = orjson.loads(current["data"])
+                    return current
+                current = {}
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            current[name] = value[1:] if value.startswith(" ") else value
+        return None

@@ -1,0 +1,164 @@
+"""Operations routes, and every answer checked against the served OpenAPI
+document (so the document describes what clients really get)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import jsonschema
+import pytest
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from tests.e2e.conftest import (
+    SseReader,
+    assigned_trip,
+    near,
+    next_offer,
+    request_trip,
+    spot,
+)
+from tests.waiting import eventually
+
+
+async def test_health_readiness_metrics_and_dashboard(new_client):
+    c = new_client()
+    assert (await c.get("/healthz")).status == 200
+    ready = await c.get("/readyz")
+    assert ready.status == 200
+    assert ready.body["checks"] == {"redis": "ok", "trip_service": "ok", "driver_service": "ok"}
+    page = await c.get("/")
+    assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
+    metrics = await c.get("/metrics")
+    assert metrics.status == 200
+    for name in (
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "circuit_breaker_state",
+        "gateway_upstream_request_duration_seconds",
+        "consumer_group_lag",
+        "dead_letter_stream_length",
+    ):
+        assert name in metrics.text, name
+
+
+async def test_the_ops_overview(ops, rider):
+    r = await rider()
+    trip = await request_trip(r, spot(), product="premium")
+    overview = await ops.get("/v1/ops/overview")
+    assert overview.status == 200, overview
+    body = overview.body
+    assert "missing" not in body
+    assert body["trips_by_status"]["requested"] >= 1
+    assert any(p["trip_id"] == trip["id"] for p in body["pending"])
+    assert "events_per_s" in body and "sse_clients" in body
+    await r.post(f"/v1/trips/{trip['id']}/cancel")
+    assert (await r.get("/v1/ops/overview")).status == 403
+
+
+async def test_the_ops_event_stream_carries_every_event(ops, rider, http, system):
+    async with http.get(
+        f"{system.url}/v1/ops/events", headers={"Authorization": f"Bearer {ops.token}"}
+    ) as resp:
+        assert resp.status == 200
+        stream = SseReader(resp)
+        r = await rider()
+        trip = await request_trip(r, spot())
+        await r.post(f"/v1/trips/{trip['id']}/cancel")
+        seen = []
+        while len([m for m in seen if m["data"].get("trip_id") == trip["id"]]) < 2:
+            message = await asyncio.wait_for(stream.next(), 15)
+            assert message is not None
+            seen.append(message)
+        mine = [m["event"] for m in seen if m["data"].get("trip_id") == trip["id"]]
+        assert mine == ["trip.requested", "trip.cancelled"]
+        # Resume from the first of them: the rest is replayed.
+        first_id = next(m["id"] for m in seen if m["data"].get("trip_id") == trip["id"])
+    async with http.get(
+        f"{system.url}/v1/ops/events",
+        headers={"Authorization": f"Bearer {ops.token}", "Last-Event-ID": first_id},
+    ) as resp:
+        message = await asyncio.wait_for(SseReader(resp).next(), 15)
+        assert message["event"] == "trip.cancelled" and message["data"]["trip_id"] == trip["id"]
+
+
+@pytest.fixture
+async def spec(new_client):
+    doc = (await new_client().get("/openapi.json")).body
+    registry = Registry().with_resource("urn:api", Resource.from_contents(doc, default_specification=DRAFT202012))
+
+    def escape(part: str) -> str:
+        return part.replace("~", "~0").replace("/", "~1")
+
+    def check(method: str, path: str, status: int, body) -> None:
+        content = doc["paths"][path][method.lower()]["responses"][str(status)]["content"]
+        ctype = next(iter(content))
+        # A reference into the document, so its own `#/components/...` refs resolve.
+        pointer = "/".join(
+            escape(p)
+            for p in ("paths", path, method.lower(), "responses", str(status), "content", ctype,
+                      "schema")
+        )
+        jsonschema.validate(body, {"$ref": f"urn:api#/{pointer}"}, registry=registry)
+
+    return check
+
+
+async def test_answers_match_the_openapi_document(spec, rider, driver, new_client, ops):
+    c = new_client()
+    place = spot()
+    owner, d, trip = await assigned_trip(rider, driver)
+    spec("GET", "/v1/me", 200, (await owner.get("/v1/me")).body)
+    spec("GET", "/v1/me", 200, (await d.get("/v1/me")).body)
+    spec("GET", "/v1/me", 200, (await ops.get("/v1/me")).body)
+    spec("GET", "/v1/trips/{id}", 200, (await owner.get(f"/v1/trips/{trip['id']}")).body)
+    spec("GET", "/v1/trips", 200, (await owner.get("/v1/trips")).body)
+    spec("GET", "/v1/driver/trip", 200, (await d.get("/v1/driver/trip")).body)
+    est = await owner.post("/v1/estimates", {"pickup": place, "dropoff": near(place, 0.004)})
+    spec("POST", "/v1/estimates", 200, est.body)
+    nearby = await owner.get("/v1/drivers/nearby", params={"lat": place["lat"], "lon": place["lon"]})
+    spec("GET", "/v1/drivers/nearby", 200, nearby.body)
+    for action in ("arrive", "start", "complete"):
+        reply = await d.post(f"/v1/trips/{trip['id']}/{action}")
+        spec("POST", f"/v1/trips/{{id}}/{action}", 200, reply.body)
+    rated = await owner.post(f"/v1/trips/{trip['id']}/rating", {"stars": 4})
+    spec("POST", "/v1/trips/{id}/rating", 200, rated.body)
+    timeline = await owner.get(f"/v1/trips/{trip['id']}/timeline")
+    spec("GET", "/v1/trips/{id}/timeline", 200, timeline.body)
+    spec("GET", "/v1/ops/overview", 200, (await ops.get("/v1/ops/overview")).body)
+    spec("GET", "/readyz", 200, (await c.get("/readyz")).body)
+    spec("GET", "/healthz", 200, (await c.get("/healthz")).body)
+    bad = await c.post("/v1/riders", {"user_name": "?"})
+    spec("POST", "/v1/riders", 422, bad.body)
+    session = await c.post("/v1/sessions", {"user_name": "ops", "password": "ops-password-for-tests"})
+    spec("POST", "/v1/sessions", 201, session.body)
+    # An offer, and a new trip and its cancellation.
+    d2 = await driver(at=near(place, 0.0003))
+    r2 = await rider()
+    created = await r2.post(
+        "/v1/trips", {"pickup": place, "dropoff": near(place, 0.004), "product": "standard"}
+    )
+    spec("POST", "/v1/trips", 201, created.body)
+    offer = await next_offer(d2, created.body["id"])
+    spec("GET", "/v1/driver/offers/next", 200, offer)
+    accepted = await d2.post(f"/v1/driver/offers/{created.body['id']}/accept")
+    spec("POST", "/v1/driver/offers/{trip_id}/accept", 200, accepted.body)
+    back = await d2.post(f"/v1/trips/{created.body['id']}/cancel")
+    spec("POST", "/v1/trips/{id}/cancel", 200, back.body)
+    status = await d2.post("/v1/driver/status", {"status": "offline"})
+    spec("POST", "/v1/driver/status", 200, status.body)
+    cancelled = await r2.post(f"/v1/trips/{created.body['id']}/cancel")
+    spec("POST", "/v1/trips/{id}/cancel", 200, cancelled.body)
+    signup = await c.post(
+        "/v1/riders",
+        {"user_name": "schema_" + place["lat"].__str__().replace(".", ""), "password": "x" * 8,
+         "first_name": "A", "last_name": "B", "email": "a@b.co", "age": 20},
+    )
+    spec("POST", "/v1/riders", 201, signup.body)
+
+    async def rated_driver():
+        me = await d.get("/v1/me")
+        return me.body.get("rating") is not None
+
+    await eventually(rated_driver, timeout=10, interval=0.1)
+    spec("GET", "/v1/me", 200, (await d.get("/v1/me")).body)
