@@ -14,8 +14,8 @@ Settings (a command-line option wins over its environment variable):
 
     CITY_GATEWAY      --gateway    gateway base URL (http://127.0.0.1:8080)
     CITY_DRIVERS      --drivers    number of drivers (15)
-    CITY_RIDERS       --riders     number of riders (25)
-    CITY_PACE         --pace       how much faster than real life the city runs (4):
+    CITY_RIDERS       --riders     number of riders (20)
+    CITY_PACE         --pace       how much faster than real life the city runs (8):
                                    cars drive at 40 km/h x pace, riders think 1/pace as long
     CITY_DURATION_S   --duration   stop after this many seconds; 0 runs until SIGINT/SIGTERM (0)
     CITY_SEED         --seed       random seed, for a repeatable run (none)
@@ -357,8 +357,8 @@ class Vehicle:
 class CityConfig:
     gateway: str = "http://127.0.0.1:8080"
     drivers: int = 15
-    riders: int = 25
-    pace: float = 4.0
+    riders: int = 20
+    pace: float = 8.0
     duration_s: float = 0.0
     seed: int | None = None
     region: str = "sf"
@@ -401,8 +401,8 @@ def parse_config(argv: list[str] | None = None, env: dict | None = None) -> City
     )
     parser.add_argument("--gateway", default=e("CITY_GATEWAY", "http://127.0.0.1:8080"))
     parser.add_argument("--drivers", type=int, default=int(e("CITY_DRIVERS", "15")))
-    parser.add_argument("--riders", type=int, default=int(e("CITY_RIDERS", "25")))
-    parser.add_argument("--pace", type=float, default=float(e("CITY_PACE", "4")))
+    parser.add_argument("--riders", type=int, default=int(e("CITY_RIDERS", "20")))
+    parser.add_argument("--pace", type=float, default=float(e("CITY_PACE", "8")))
     parser.add_argument("--duration", type=float, default=float(e("CITY_DURATION_S", "0")))
     parser.add_argument("--seed", type=int, default=int(e("CITY_SEED", "-1")))
     parser.add_argument("--region", default=e("CITY_REGION", "sf"))
@@ -635,6 +635,9 @@ class Person:
     def profile(self) -> dict:
         raise NotImplementedError
 
+    async def leave(self) -> None:
+        """Called once at shutdown, after the person's task has stopped."""
+
     async def sign_in(self) -> None:
         reply = await self.api.call("POST", f"/v1/{self.kind}s", json_body=self.profile())
         if reply.status == 201:
@@ -729,18 +732,17 @@ class Driver(Person):
         while True:
             await asyncio.sleep(every * self.rng.uniform(0.9, 1.1))
             now = time.monotonic()
-            self.vehicle.advance(now - last)
-            last = now
-            if not self.vehicle.moving and self.trip_id is None and self.cruising:
-                self.cruise()
-            if self.token is None:
-                continue
             try:
-                await self.put_location()
+                self.vehicle.advance(now - last)
+                if not self.vehicle.moving and self.trip_id is None and self.cruising:
+                    self.cruise()
+                if self.token is not None:
+                    await self.put_location()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("%s: location update failed", self.user_name)
+            last = now
 
     async def put_location(self) -> None:
         body = {
@@ -752,8 +754,9 @@ class Driver(Person):
         if reply.status == 204 or reply.status == 200:
             self.stats.add("location_updates")
         elif reply.status == 422:
-            # Off the region somehow: come back to a street of the city.
-            self.vehicle = Vehicle(self.graph.nodes[self.graph.random_node(self.rng)])
+            # Off the region somehow: back onto the nearest street of the city.
+            logger.warning("%s: location refused: %s", self.user_name, reply.describe())
+            self.vehicle.position = self.graph.nodes[self.graph.nearest(self.vehicle.position)]
 
     def cruise(self) -> None:
         """Idle drivers drift around their area, now and then parking a while."""
@@ -908,8 +911,10 @@ class Driver(Person):
                 if await self.transition(trip_id, "complete"):
                     self.stats.add("trips_driven")
         finally:
-            self.trip_id = None
-            self.cruising = True
+            task = asyncio.current_task()
+            if task is None or not task.cancelling():
+                self.trip_id = None  # kept on shutdown: leave() finishes the trip
+                self.cruising = True
 
     async def take_a_break(self) -> None:
         if (await self.set_status("offline")).ok:
@@ -919,8 +924,24 @@ class Driver(Person):
         await self.set_status("online")
 
     async def leave(self) -> None:
-        """At shutdown: go offline unless on a trip (best effort)."""
-        if self.token and self.online and self.trip_id is None:
+        """At shutdown, leave nothing hanging (best effort): a passenger on board
+        is dropped off, a trip not yet started goes back to the queue, then offline."""
+        if not self.token:
+            return
+        if self.trip_id:
+            reply = await self.api.call(
+                "GET", "/v1/driver/trip", token=self.token, attempts=1, timeout_s=2
+            )
+            if reply.status == 200 and isinstance(reply.body, dict):
+                trip_id, status = reply.body.get("id"), reply.body.get("status")
+                if status == "in_progress":
+                    await self.api.call("POST", f"/v1/trips/{trip_id}/complete",
+                                        token=self.token, attempts=1, timeout_s=2)
+                elif status in ("assigned", "arrived"):
+                    await self.api.call("POST", f"/v1/trips/{trip_id}/cancel", token=self.token,
+                                        json_body={"reason": "shift ended"}, attempts=1,
+                                        timeout_s=2)
+        if self.online:
             await self.api.call(
                 "POST", "/v1/driver/status", token=self.token,
                 json_body={"status": "offline"}, attempts=1, timeout_s=2,
@@ -948,6 +969,15 @@ class Rider(Person):
             body["bio"] = self.rng.choice(("Commuter", "Night owl", "Visiting SF", "Student"))
         return body
 
+    async def leave(self) -> None:
+        """At shutdown: cancel a trip that has not started (best effort)."""
+        trip = self.trip
+        if self.token and trip and self.state in ("requested", "assigned", "arrived"):
+            await self.api.call(
+                "POST", f"/v1/trips/{trip['id']}/cancel", token=self.token,
+                json_body={"reason": "left the app"}, attempts=1, timeout_s=2,
+            )
+
     async def live(self) -> None:
         # After a restart with the same CITY_RUN_ID, follow the trip in progress.
         reply = await self.call("GET", "/v1/trips", params={"limit": "1"})
@@ -955,8 +985,8 @@ class Rider(Person):
             items = reply.body.get("items") or []
             if items and items[0].get("status") in ACTIVE:
                 await self.follow(items[0])
-        # The first request comes soon after the start, then riders pace themselves.
-        await self.sleep(self.rng.uniform(0, self.cfg.sim(90)))
+        # First requests spread over the first minutes, then riders pace themselves.
+        await self.sleep(self.rng.uniform(2, self.cfg.sim(300)))
         while True:
             self.state = "idle"
             await self.take_a_ride()
@@ -964,7 +994,7 @@ class Rider(Person):
 
     async def take_a_ride(self) -> None:
         origin = self.graph.random_node(self.rng)
-        target = self.graph.destination(self.rng, origin, 800, 6000)
+        target = self.graph.destination(self.rng, origin, 500, 3000)
         pickup, dropoff = self.graph.nodes[origin], self.graph.nodes[target]
         self.state = "looking"
         await self.call(
@@ -1036,7 +1066,7 @@ class Rider(Person):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self.trip = None
+        self.trip = None
         final = state["status"]
         self.stats.add(f"trips_{final}")
         if final == "completed" and self.rng.random() < 0.85:
@@ -1217,9 +1247,14 @@ class City:
             for task in [*tasks, stopper, timer]:
                 task.cancel()
             await asyncio.gather(*tasks, stopper, timer, return_exceptions=True)
-            await asyncio.wait_for(
-                asyncio.gather(*(d.leave() for d in self.drivers), return_exceptions=True), 5
-            )
+            # Riders first (a cancelled trip frees its driver), then drivers.
+            for group in (self.riders, self.drivers):
+                try:
+                    await asyncio.wait_for(
+                        asyncio.gather(*(p.leave() for p in group), return_exceptions=True), 3
+                    )
+                except asyncio.TimeoutError:
+                    logger.warning("some %s did not sign off in time", type(group[0]).__name__)
         logger.info("stopped")
         return 0
 

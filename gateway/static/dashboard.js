@@ -504,6 +504,7 @@ const stream = {
       try {
         const headers = auth.headers({ Accept: "text/event-stream" });
         if (this.lastId) headers["Last-Event-ID"] = this.lastId;
+        else headers["Last-Event-ID"] = replayFrom();
         const resp = await fetch("/v1/ops/events", { headers, signal: this.controller.signal, cache: "no-store" });
         if (resp.status === 401) { auth.signOut("expired"); break; }
         if (resp.status === 403) { auth.signOut("forbidden"); break; }
@@ -531,6 +532,17 @@ const stream = {
     if (this.controller) this.controller.abort();
   },
 };
+
+// The first connection asks for the recent past too (stream ids are
+// milliseconds), so trips already under way appear on the map at once. The
+// gateway replays at most 1000 events per region: the window shrinks when
+// the system is busy so that the replay reaches the present.
+const PAGE_STARTED = Date.now();
+function replayFrom() {
+  const eps = state.overview && state.overview.eps ? state.overview.eps : 1;
+  const windowS = Math.max(30, Math.min(600, 800 / Math.max(eps, 0.1)));
+  return `${Math.floor(Date.now() - windowS * 1000)}-0`;
+}
 
 async function readSse(body, onMessage) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
@@ -568,12 +580,13 @@ function onEvent(msg) {
   try { env = JSON.parse(msg.data); } catch (_) { return; }
   if (!env || typeof env !== "object") return;
   const type = env.type || msg.event;
-  state.eventTimes.push(Date.now());
-  applyEventToMap(type, env);
-  addFeedRow(type, env, msg.id);
+  const replayed = (Date.parse(env.occurred_at) || Date.now()) < PAGE_STARTED - 1000;
+  if (!replayed) state.eventTimes.push(Date.now());
+  applyEventToMap(type, env, replayed);
+  addFeedRow(type, env, msg.id, replayed);
 }
 
-function applyEventToMap(type, env) {
+function applyEventToMap(type, env, replayed = false) {
   const data = env.data || {};
   if (type && type.startsWith("trip.") && env.trip_id) {
     const t = tripOf(env.trip_id);
@@ -587,7 +600,7 @@ function applyEventToMap(type, env) {
     if (status) {
       t.status = status;
       if (status === "requested") t.driverId = type === "trip.driver_cancelled" ? null : t.driverId;
-      if (TERMINAL.has(status)) t.until = Date.now() + 4000;
+      if (TERMINAL.has(status)) t.until = Date.now() + (replayed ? 0 : 4000);
     }
     if (type === "trip.requested") t.requestedAt = Date.parse(env.occurred_at) || Date.now();
     const driver = env.driver_id && state.drivers.get(env.driver_id);
@@ -598,7 +611,7 @@ function applyEventToMap(type, env) {
 
 // ---------------------------------------------------------------- feed
 
-function addFeedRow(type, env, streamId) {
+function addFeedRow(type, env, streamId, replayed = false) {
   state.feedCount += 1;
   $("feed-count").textContent = `${state.feedCount} received`;
   if (state.feedPaused) return;
@@ -608,7 +621,7 @@ function addFeedRow(type, env, streamId) {
     ? el("a", { class: "trip", href: "#", "data-trip": env.trip_id, title: env.trip_id, text: shortId(env.trip_id),
       onclick: (e) => { e.preventDefault(); openTrip(env.trip_id); } })
     : el("span", { text: "" });
-  const li = el("li", { class: "fresh", "data-type": type || "", "data-search": [type, env.trip_id, env.driver_id].join(" ") },
+  const li = el("li", { class: replayed ? "replayed" : "fresh", "data-type": type || "", "data-search": [type, env.trip_id, env.driver_id].join(" ") },
     el("span", { class: "muted", text: fmtTime(env.occurred_at), title: env.occurred_at || "" }),
     el("span", { class: `type ${cls}`, text: type || "?" }),
     el("span", {}, tripCell),
@@ -960,8 +973,19 @@ function drawMap(now) {
     const x2 = p.x(t.dropoff.lon); const y2 = p.y(t.dropoff.lat);
     if (t.status === "in_progress") {
       tripsDrawn += 1;
-      g.strokeStyle = "rgba(111,157,255,.8)"; g.lineWidth = 2; g.setLineDash([]);
-      g.beginPath(); g.moveTo(x1, y1); g.lineTo(x2, y2); g.stroke();
+      const d = t.driverId && state.drivers.get(t.driverId);
+      g.setLineDash([]);
+      if (d) {
+        // Done part faint, the rest from the car to the dropoff.
+        const pos = currentPos(d, now);
+        g.strokeStyle = "rgba(111,157,255,.25)"; g.lineWidth = 2;
+        g.beginPath(); g.moveTo(x1, y1); g.lineTo(p.x(pos.lon), p.y(pos.lat)); g.stroke();
+        g.strokeStyle = "rgba(111,157,255,.85)";
+        g.beginPath(); g.moveTo(p.x(pos.lon), p.y(pos.lat)); g.lineTo(x2, y2); g.stroke();
+      } else {
+        g.strokeStyle = "rgba(111,157,255,.8)"; g.lineWidth = 2;
+        g.beginPath(); g.moveTo(x1, y1); g.lineTo(x2, y2); g.stroke();
+      }
       g.fillStyle = "#6f9dff"; g.beginPath(); g.arc(x2, y2, 3, 0, Math.PI * 2); g.fill();
       hits.push({ x: (x1 + x2) / 2, y: (y1 + y2) / 2, r: 10, kind: "trip", t });
     } else if (t.status === "assigned" || t.status === "arrived") {
@@ -1096,9 +1120,9 @@ function start() {
       const age = state.overviewAt ? (Date.now() - state.overviewAt) / 1000 : null;
       $("updated").textContent = age === null ? "-" : `updated ${age < 2 ? "just now" : `${age.toFixed(0)}s ago`}`;
     }, 1000)];
-  pollOverview();
+  // The first overview sizes the replay window of the event stream.
+  pollOverview().finally(() => stream.run());
   pollNearby();
-  stream.run();
 }
 
 function init() {
