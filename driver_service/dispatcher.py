@@ -38,6 +38,8 @@ MAX_OFFER_ATTEMPTS = 32
 # The safety net re-offers this many of the oldest waiting trips per product.
 REMATCH_BATCH = 50
 NOBODY = "nobody"
+# Older trips served first, one inside another, before giving up on order.
+MAX_OLDER_DEPTH = 4
 
 
 class Dispatcher:
@@ -80,10 +82,9 @@ class Dispatcher:
         candidates = list(dict.fromkeys([*explicit, *near]))
         if not candidates:
             return 0
-        ordered = await self._rank(candidates)
         made = 0
         around_open = around is not None
-        for trip_id in ordered:
+        for trip_id in rank_order(await self._scores(candidates)):
             only_near = trip_id not in explicit
             if only_near and not around_open:
                 continue
@@ -101,46 +102,66 @@ class Dispatcher:
                 around_open = False
         return made
 
-    async def _rank(self, trip_ids: list[str]) -> list[str]:
+    async def _scores(self, trip_ids: list[str]) -> dict[str, float]:
         by_queue: dict[tuple[str, str], list[str]] = {}
-        facts = {}
         for trip_id in trip_ids:
             try:
-                facts[trip_id] = await self.store.trip_facts(trip_id)
+                f = await self.store.trip_facts(trip_id)
             except errors.NotFound:
                 continue
-            f = facts[trip_id]
             by_queue.setdefault((f.region, f.product), []).append(trip_id)
         scores: dict[str, float] = {}
         for (region, product), members in by_queue.items():
             scores.update(await self.store.ranks(region, product, members))
-        return rank_order(scores)
+        return scores
 
-    async def offer_trip(self, trip: dict) -> tuple[str | None, str]:
-        """Offer one waiting trip to the nearest eligible driver:
-        (driver id, "ok"), or (None, why): NOBODY in range could take it, or
-        the trip is no longer waiting ("trip_gone", "trip_offered")."""
+    async def _eligible(self, trip: dict, excluded: set[str]):
+        """Eligible drivers for a trip, nearest first, widening the radius;
+        `excluded` may grow while iterating (drivers tried and found busy)."""
         region = ids.region_of(trip["id"])
         pickup = trip["pickup"]
-        excluded = set(trip.get("refused") or ())
-        attempts = 0
         for radius in radius_steps(self.settings.dispatch_radius_m):
-            count = search_count(len(excluded))
             found = await self.store.search_drivers(
-                region, trip["product"], pickup["lat"], pickup["lon"], radius, count
+                region, trip["product"], pickup["lat"], pickup["lon"], radius,
+                search_count(len(excluded)),
             )
             for candidate in eligible(found, excluded):
+                if candidate.driver_id not in excluded:
+                    yield candidate
+
+    async def offer_trip(self, trip: dict, depth: int = 0) -> tuple[str | None, str]:
+        """Offer one waiting trip to the nearest eligible driver:
+        (driver id, "ok"), or (None, why): NOBODY in range could take it, or
+        the trip is no longer waiting ("trip_gone", "trip_offered").
+
+        The offer script answers `older_waiting` when an older trip waits
+        within reach of the chosen driver: that trip is served first (it may
+        well take this driver), then this one goes on."""
+        excluded = set(trip.get("refused") or ())
+        pass_over: list[str] = []
+        attempts = 0
+        async for candidate in self._eligible(trip, excluded):
+            while attempts < MAX_OFFER_ATTEMPTS:
                 attempts += 1
-                outcome = await self.store.offer(trip, candidate)
-                if outcome == "ok":
-                    self.offers_made += 1
-                    return candidate.driver_id, outcome
-                if outcome in ("trip_gone", "trip_offered"):
-                    return None, outcome
-                # driver_busy (taken meanwhile) or refused: try the next one.
-                excluded.add(candidate.driver_id)
-                if attempts >= MAX_OFFER_ATTEMPTS:
-                    return None, NOBODY
+                outcome, detail = await self.store.offer(trip, candidate, pass_over)
+                if outcome != "older_waiting":
+                    break
+                older = await self.store.trip_doc(detail)
+                if (depth < MAX_OLDER_DEPTH and _waiting(older)
+                        and candidate.driver_id not in older.get("refused", ())):
+                    await self.offer_trip(older, depth + 1)
+                else:
+                    pass_over.append(detail)
+            else:
+                return None, NOBODY
+            if outcome == "ok":
+                self.offers_made += 1
+                return candidate.driver_id, outcome
+            if outcome in ("trip_gone", "trip_offered"):
+                return None, outcome
+            # driver_busy (taken meanwhile, maybe by the older trip) or
+            # refused: try the next one.
+            excluded.add(candidate.driver_id)
         return None, NOBODY
 
     async def rematch(self, region: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,8 @@ MAX_RETRIES = 5
 CACHE_SIZE = 100_000
 # Waiting trips considered around a driver who became available.
 NEAR_TRIPS_LIMIT = 500
+# Older trips an offer checks for one within reach of the driver (rank order).
+OLDER_TRIPS_CHECKED = 32
 HOLDING = ",".join(sorted({*WITH_DRIVER, Status.COMPLETED}))
 WITH_DRIVER_CSV = ",".join(sorted(WITH_DRIVER))
 
@@ -231,9 +234,11 @@ class DriverStore:
         return reply[3] == "1"
 
     # --- offers and driver-side transitions ------------------------------
-    async def offer(self, trip: dict, candidate: Candidate) -> str:
-        """Offer a waiting trip to one driver. 'ok', or why not: trip_gone,
-        trip_offered, refused, driver_busy."""
+    async def offer(self, trip: dict, candidate: Candidate,
+                    pass_over: Iterable[str] = ()) -> tuple[str, str]:
+        """Offer a waiting trip to one driver: ('ok', ''), or why not:
+        trip_gone, trip_offered, refused, driver_busy, or ('older_waiting',
+        trip_id) when an older waiting trip is within reach of that driver."""
         trip_id, driver_id = trip["id"], candidate.driver_id
         region = ids.region_of(trip_id)
         try:
@@ -248,18 +253,23 @@ class DriverStore:
                     keys.offers(driver_id),
                     keys.offer_deadlines(region),
                     keys.events(region),
+                    keys.pending(region, trip["product"]),
+                    keys.pickups(region, trip["product"]),
                 ],
                 [
                     driver_id,
                     round(candidate.distance_m, 1),
                     int(self.settings.offer_timeout_s * 1000),
                     transition("offer").sources_csv,
+                    self.settings.dispatch_radius_m,
+                    OLDER_TRIPS_CHECKED,
+                    ",".join(pass_over),
                 ],
                 n_events=1,
             )
         except ScriptError as exc:
-            return exc.code
-        return "ok"
+            return exc.code, exc.detail
+        return "ok", ""
 
     async def accept(self, driver_id: str, trip_id: str) -> dict:
         facts = await self.trip_facts(trip_id)

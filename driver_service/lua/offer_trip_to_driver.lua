@@ -1,9 +1,13 @@
 -- requested (no open offer) -> requested with an open offer to one available
 -- driver: the trip's offer, the driver's offer and queue, the deadline.
 -- One open offer per trip and per driver: both are checked here.
--- KEYS: trip, trip_events, driver, geo, supply, offers, offer_deadlines, events
+-- Rank order holds here: if an older trip waits within reach of this driver,
+-- the answer is `older_waiting` with its id, to be served first.
+-- KEYS: trip, trip_events, driver, geo, supply, offers, offer_deadlines,
+--       events, pending, pickups
 -- ARGV[4]: driver_id, ARGV[5]: distance to pickup (m), ARGV[6]: OFFER_TIMEOUT
--- in ms, ARGV[7]: allowed sources
+-- in ms, ARGV[7]: allowed sources, ARGV[8]: DISPATCH_RADIUS_M, ARGV[9]: how
+-- many older trips to look at, ARGV[10]: older trips to pass over (comma list)
 local dk = {driver = KEYS[3], geo = KEYS[4], supply = KEYS[5], offers = KEYS[6]}
 local t = load_doc(KEYS[1])
 if not t or not one_of(ARGV[7], t.status) then
@@ -23,6 +27,13 @@ end
 local d = load_doc(KEYS[3])
 if not d or d.product ~= t.product or not driver_available(d) then
   return reply_err('driver_busy', 'the driver is not available')
+end
+local ignore = {}
+for id in string.gmatch(ARGV[10], '[^,]+') do ignore[id] = true end
+local older = older_waiting(t, d, KEYS[9], KEYS[10], KEYS[7], tonumber(ARGV[8]),
+  tonumber(ARGV[9]), ignore)
+if older then
+  return reply_err('older_waiting', older)
 end
 local expires = math.min(now + tonumber(ARGV[6]), t.expires_ms)
 local distance = tonumber(ARGV[5])

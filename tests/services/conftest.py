@@ -130,6 +130,18 @@ class Rig:
     async def types_of(self, trip_id: str) -> list[str]:
         return [e["type"] for e in await self.events() if e.get("trip_id") == trip_id]
 
+    async def settled(self) -> None:
+        """Wait until every consumer group has handled every entry."""
+
+        async def quiet():
+            try:
+                groups = await self.redis.xinfo_groups(keys.events("sf"))
+            except Exception:
+                return True
+            return all(g["pending"] == 0 and not g.get("lag") for g in groups)
+
+        await wait_until(quiet, what="consumer groups to catch up")
+
     async def offered(self, driver_id: str, timeout: float = 5.0) -> dict:
         offer = await self.next_offer(driver_id, wait=timeout)
         assert offer is not None, f"no offer for {driver_id}"

@@ -99,7 +99,7 @@ async def test_illegal_transitions_change_nothing(make_rig, status):
     rig = await make_rig(**overrides)
     trip_id, rider_id, driver_id = await to_status(rig, status)
     other = await rig.new_driver(None)
-    await wait_until(lambda: _quiet(rig), what="dispatch to settle")
+    await rig.settled()
     for action in ALL:
         if action in LEGAL[status]:
             continue
@@ -109,11 +109,6 @@ async def test_illegal_transitions_change_nothing(make_rig, status):
         body = await r.json()
         assert body["status"] == 409 and body["detail"]
         assert await snapshot(rig, trip_id, driver_id) == before, (status, action)
-
-
-async def _quiet(rig):
-    groups = await rig.redis.xinfo_groups(keys.events("sf"))
-    return all(g["pending"] == 0 and not g.get("lag") for g in groups)
 
 
 async def test_accept_assigns_and_updates_indexes(rig):
