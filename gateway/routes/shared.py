@@ -8,21 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from common import errors
-from common.ids import DRIVER, RIDER, TRIP, is_id
+from common.ids import TRIP, is_id
 from common.web import json_response
 
 from ..api import Call, Response
 from ..identity import Principal
 
-RETRY_AFTER = {"Retry-After": "Seconds to wait before retrying."}
-
-
 def ok(model, description: str = "OK") -> dict[int, Response]:
     return {200: Response(description, model)}
-
-
-def no_content(description: str) -> Response:
-    return Response(description, None, content_type="")
 
 
 def no_such_trip() -> errors.NotFound:
@@ -55,13 +48,6 @@ async def load_trip(call: Call, trip_id: str) -> dict[str, Any]:
     if not isinstance(trip, dict) or not can_see_trip(call.caller, trip):
         raise no_such_trip()
     return trip
-
-
-def require_subject(principal: Principal) -> str:
-    kind = {"rider": RIDER, "driver": DRIVER}.get(principal.role)
-    if kind is None or not is_id(principal.subject_id, kind):
-        raise errors.Forbidden("This route is for riders and drivers.")
-    return principal.subject_id
 
 
 def json(data: Any, status: int = 200, headers: dict | None = None) -> web.Response:

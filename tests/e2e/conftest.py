@@ -10,7 +10,6 @@ one test is never offered to a driver of another.
 from __future__ import annotations
 
 import itertools
-import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -322,10 +321,6 @@ async def read_sse(
             else:
                 current[name] = value
         return 200, messages, True
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0")
 
 
 class SseReader:
