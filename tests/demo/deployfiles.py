@@ -1,0 +1,117 @@
+"""Reading the deployment files the way Compose and Kubernetes would, and
+finding which environment variables the code reads."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from tests.harness import ROOT
+
+COMPOSE = ROOT / "docker-compose.yml"
+K8S = ROOT / "deploy" / "k8s"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+LOCUSTFILE = ROOT / "tests" / "load" / "locustfile.py"
+
+# Functions through which the code reads one environment variable by name.
+READERS = {"_int", "_float", "_str", "_bool", "e", "get", "getenv"}
+ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def k8s_documents(folder: Path = K8S) -> list[tuple[Path, dict]]:
+    docs = []
+    for path in sorted(folder.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs.append((path, doc))
+    return docs
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}."""
+
+    def sub(m: re.Match) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        current = env.get(name)
+        if op in (":-", "-"):
+            if current is None or (op == ":-" and current == ""):
+                return arg
+            return current
+        if op in (":?", "?"):
+            if current is None or (op == ":?" and current == ""):
+                raise KeyError(f"{name}: {arg}")
+            return current
+        return current or ""
+
+    return _VAR.sub(sub, str(value))
+
+
+def service_env(service: dict, env: dict[str, str] | None = None) -> dict[str, str]:
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.split("=", 1) for item in raw)
+    return {k: interpolate(v, env or {}) for k, v in raw.items()}
+
+
+def module_of(command: list[str]) -> str | None:
+    """`python -m <module> ...` -> module."""
+    if len(command) >= 3 and command[0] in ("python", "python3") and command[1] == "-m":
+        return command[2]
+    return None
+
+
+@cache
+def env_names_read(path: Path) -> frozenset[str]:
+    """Names of environment variables a source file reads (by constant name)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            fname = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if fname not in READERS:
+                continue
+            # _int(env, "NAME", default) / env.get("NAME", default) / e("NAME", default)
+            position = 1 if fname.startswith("_") else 0
+            if len(node.args) > position:
+                arg = node.args[position]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    if ENV_NAME.match(arg.value):
+                        names.add(arg.value)
+        elif isinstance(node, ast.Subscript):
+            # os.environ["NAME"]
+            target = node.value
+            if isinstance(target, ast.Attribute) and target.attr == "environ":
+                key = node.slice
+                if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                    names.add(key.value)
+    return frozenset(names)
+
+
+SERVICES = ("trip_service", "driver_service", "gateway")
+
+
+def env_names_of_module(module: str) -> frozenset[str]:
+    """What `python -m <module>` reads: a service, the shared settings
+    (Settings.from_env) and its package's own; any other module, its file."""
+    folder = ROOT / module.replace(".", os.sep)
+    if module in SERVICES:
+        files = [ROOT / "common" / "settings.py", *sorted(folder.rglob("*.py"))]
+    else:
+        files = [folder.with_suffix(".py")]
+    names: set[str] = set()
+    for f in files:
+        names |= env_names_read(f)
+    return frozenset(names)

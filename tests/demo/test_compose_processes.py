@@ -1,0 +1,95 @@
+"""The commands and environment of docker-compose.yml, run outside a container.
+
+No Docker engine runs here, so this is the next best proof that the compose
+file works: each service's own command with its own environment (the
+container network's host names mapped to this machine) starts and answers
+/readyz, and the city's command drives traffic through the gateway.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from common.embedded import EmbeddedRedis, free_port
+from deploy.processes import ServiceProcess
+from tests.demo.conftest import http_json, ops_token
+from tests.demo.deployfiles import SERVICES, compose, module_of, service_env
+from tests.harness import ROOT
+
+
+def wait_ready(url: str, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            status, body = http_json("GET", f"{url}/readyz")
+            if status == 200:
+                return body
+        except (urllib.error.URLError, OSError) as exc:
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{url}/readyz never answered 200 ({last!r})")
+
+
+def test_compose_services_start_with_their_commands_and_become_ready(tmp_path):
+    services = compose()["services"]
+    redis = EmbeddedRedis(tmp_path / "redis", free_port()).start()
+    ports = {module: free_port() for module in SERVICES}
+    # Container names -> this machine: Redis and the services on their local ports.
+    hosts = {"redis://redis:6379": redis.url.rsplit("/", 1)[0]}
+    for module in SERVICES:
+        port = service_env(services[module])["PORT"]
+        hosts[f"http://{module}:{port}"] = f"http://127.0.0.1:{ports[module]}"
+    host_env = {"OPS_PASSWORD": "compose-test-password"}
+    started: list[ServiceProcess] = []
+
+    def localize(value: str) -> str:
+        for container, local in hosts.items():
+            value = value.replace(container, local)
+        return value
+
+    try:
+        for module in ("trip_service", "driver_service", "gateway"):
+            service = services[module]
+            command = service["command"]
+            env = {k: localize(v) for k, v in service_env(service, host_env).items()}
+            # PORT is the container's; ServiceProcess sets this machine's.
+            proc = ServiceProcess(
+                module_of(command), env, args=command[3:], port=ports[module],
+                log_path=tmp_path / f"{module}.log",
+            )
+            started.append(proc.start(timeout=60))
+        for proc in started:
+            body = wait_ready(proc.url)
+            assert body["status"] == "ready"
+        gateway = started[-1].url
+        checks = wait_ready(gateway)["checks"]
+        assert set(checks) >= {"redis", "trip_service", "driver_service"}
+        # The ops account from OPS_USER_NAME / OPS_PASSWORD.
+        assert ops_token(gateway, host_env["OPS_PASSWORD"])
+
+        city = services["city"]
+        command = [localize(part) for part in city["command"]]
+        command[command.index("--gateway") + 1] = gateway
+        env = {**service_env(city), "CITY_LOG_EVERY_S": "5"}
+        result = subprocess.run(
+            [sys.executable, *command[1:], "--duration", "15"],
+            cwd=ROOT, env={**os.environ, **env},
+            capture_output=True, text=True, timeout=90,
+        )
+        log = result.stderr
+        assert result.returncode == 0, log[-3000:]
+        assert "Traceback" not in log, log[-3000:]
+        m = re.findall(r"drivers (\d+) \(online (\d+)", log)
+        assert m and int(m[-1][0]) == int(env["CITY_DRIVERS"]), log[-3000:]
+        assert int(m[-1][1]) > 0, log[-3000:]
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+        redis.stop()
