@@ -195,14 +195,17 @@ class Upstream:
         params: dict | None = None,
         idempotent: bool | None = None,
         timeout_s: float | None = None,
+        retries: int | None = None,
         expect: tuple[int, ...] = (200, 201, 204),
     ) -> Reply:
         """Call the upstream; return the reply for an expected status, raise
-        `UpstreamProblem` for a 4xx it answered, 503/504 problems otherwise."""
+        `UpstreamProblem` for a 4xx it answered, 503/504 problems otherwise.
+        `retries` overrides the default, e.g. 0 for an optional part of an
+        answer that should not hold the rest back."""
         if idempotent is None:
             idempotent = method in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
         timeout = timeout_s if timeout_s is not None else self.timeout_s
-        attempts = 1 + (self.retries if self.retries > 0 else 0)
+        attempts = 1 + max(0, self.retries if retries is None else retries)
         last: _Retryable | None = None
         for attempt in range(attempts):
             if attempt:

@@ -53,8 +53,13 @@ async def post_estimates(call: Call) -> web.Response:
             json={"region": region, "pickup": pickup, "dropoff": body.dropoff.model_dump()},
             idempotent=True,
         ),
+        # Optional: one attempt, so a slow driver_service cannot hold the fares back.
         upstreams.drivers.call(
-            "POST", "/internal/etas", json={"region": region, "pickup": pickup}, idempotent=True
+            "POST",
+            "/internal/etas",
+            json={"region": region, "pickup": pickup},
+            idempotent=True,
+            retries=0,
         ),
         return_exceptions=True,
     )
@@ -171,7 +176,8 @@ async def get_trip(call: Call) -> web.Response:
     upstreams = call.services.upstreams
     trip_reply, driver_reply = await asyncio.gather(
         upstreams.trips.get(f"/internal/trips/{trip_id}"),
-        upstreams.drivers.get(f"/internal/trips/{trip_id}/driver"),
+        # Optional: one attempt, so the trip is not held back by its driver.
+        upstreams.drivers.get(f"/internal/trips/{trip_id}/driver", retries=0),
         return_exceptions=True,
     )
     if isinstance(trip_reply, BaseException):

@@ -1,7 +1,8 @@
 """End to end: trip_service, driver_service and the gateway as real processes
 on their own real Redis, called over HTTP as a client would.
 
-One System per test module (started once, shared by its tests). Tests keep
+One System for the whole run, shared by every module that does not harm it
+(a module that kills processes starts its own). Tests keep
 out of each other's way by place, not by cleanup: each takes its own spot of
 the city, farther from every other spot than DISPATCH_RADIUS_M, so a trip of
 one test is never offered to a driver of another.
@@ -81,7 +82,7 @@ def stop_system(s: E2ESystem) -> None:
     s.redis.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def system(tmp_path_factory) -> E2ESystem:
     s = start_system(tmp_path_factory)
     yield s

@@ -28,7 +28,8 @@ from tests.waiting import eventually
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
-    s = start_system(tmp_path_factory)
+    # A short upstream timeout keeps the hung-service case quick.
+    s = start_system(tmp_path_factory, UPSTREAM_TIMEOUT_S="0.7")
     yield s
     stop_system(s)
 
