@@ -162,3 +162,48 @@ async def test_answers_match_the_openapi_document(spec, rider, driver, new_clien
 
     await eventually(rated_driver, timeout=10, interval=0.1)
     spec("GET", "/v1/me", 200, (await d.get("/v1/me")).body)
+
+
+async def test_logout_ends_the_session_at_once(rider):
+    r = await rider()
+    assert (await r.get("/v1/me")).status == 200
+    out = await r.call("DELETE", "/v1/sessions/current")
+    assert out.status == 204
+    again = await r.get("/v1/me")
+    assert again.status == 401
+    assert again.headers["Content-Type"].startswith("application/problem+json")
+
+
+async def test_the_dashboard_files_are_served(new_client):
+    c = new_client()
+    page = await c.get("/")
+    assert page.status == 200
+    from gateway.routes.ops import STATIC_DIR
+
+    for path in sorted(p for p in STATIC_DIR.iterdir() if p.is_file())[:5]:
+        resp = await c.get(f"/static/{path.name}")
+        assert resp.status == 200
+        assert resp.text == path.read_text()
+    assert (await c.get("/static/../gateway/app.py")).status == 404
+
+
+async def test_the_assigned_driver_follows_the_trip_live(rider, driver, http, system):
+    owner, d, trip = await assigned_trip(rider, driver)
+    async with http.get(
+        f"{system.url}/v1/trips/{trip['id']}/events",
+        headers={"Authorization": f"Bearer {d.token}"},
+    ) as resp:
+        assert resp.status == 200
+        stream = SseReader(resp)
+        seen = []
+        while not seen or seen[-1]["event"] != "trip.assigned":
+            seen.append(await asyncio.wait_for(stream.next(), 15))
+        assert (await d.post(f"/v1/trips/{trip['id']}/arrive")).status == 200
+        arrived = await asyncio.wait_for(stream.next(), 15)
+        assert arrived["event"] == "trip.driver_arrived"
+        assert arrived["data"]["driver_id"] == d.subject_id
+        await owner.post(f"/v1/trips/{trip['id']}/cancel")
+        ended = []
+        while (message := await asyncio.wait_for(stream.next(), 15)) is not None:
+            ended.append(message["event"])
+        assert ended[-1] == "trip.cancelled"
