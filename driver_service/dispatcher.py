@@ -62,12 +62,22 @@ class Dispatcher:
             await self.store.release_after_cancel(trip_id, driver_id)
         trips = [trip_id] if type_ in TRIP_WAITS and trip_id else []
         around = driver_id if type_ in DRIVER_FREED and driver_id else None
-        await self.dispatch(trips, around)
+        known = None
+        if type_ == "trip.requested":
+            # The event carries what dispatch needs of a new trip: no reads.
+            data = env.get("data") or {}
+            self.store.remember_trip(trip_id, data["product"], data["rider_id"])
+            known = {"id": trip_id, "status": "requested", "product": data["product"],
+                     "pickup": data["pickup"], "refused": [], "offer": None}
+        await self.dispatch(trips, around, known=known)
 
     # --- dispatch ----------------------------------------------------------
-    async def dispatch(self, trip_ids: Iterable[str], around: str | None = None) -> int:
+    async def dispatch(self, trip_ids: Iterable[str], around: str | None = None,
+                       known: dict | None = None) -> int:
         """Offer `trip_ids` and, if `around` is an available driver, the waiting
-        trips near them, in rank order (oldest first). Returns offers made."""
+        trips near them, in rank order (oldest first). Returns offers made.
+        `known` is a trip as its request event described it (the offer script
+        checks it is still waiting)."""
         explicit = [t for t in trip_ids if t]
         driver = await self.store.driver_doc(around) if around else None
         near: list[str] = []
@@ -84,11 +94,15 @@ class Dispatcher:
             return 0
         made = 0
         around_open = around is not None
-        for trip_id in rank_order(await self._scores(candidates)):
+        ordered = candidates if len(candidates) == 1 else rank_order(await self._scores(candidates))
+        for trip_id in ordered:
             only_near = trip_id not in explicit
             if only_near and not around_open:
                 continue
-            trip = await self.store.trip_doc(trip_id)
+            if known is not None and known["id"] == trip_id:
+                trip = known
+            else:
+                trip = await self.store.trip_doc(trip_id)
             if not _waiting(trip):
                 continue
             if only_near and around in trip.get("refused", ()):

@@ -111,6 +111,9 @@ class DriverStore:
             self._trips.put(trip_id, facts)
         return facts
 
+    def remember_trip(self, trip_id: str, product: str, rider_id: str) -> None:
+        self._trips.put(trip_id, TripFacts(ids.region_of(trip_id), product, rider_id))
+
     @staticmethod
     def driver_keys(driver_id: str, product: str) -> list[str]:
         region = ids.region_of(driver_id)
