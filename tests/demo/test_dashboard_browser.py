@@ -1,0 +1,148 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright)
+against a real system with the simulated city running: the map and the feed
+change as the city moves, and a trip's timeline opens on click."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.demo.conftest import ops_token
+from tests.harness import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+    pytest.mark.timeout(240),
+]
+
+
+@pytest.fixture(scope="module")
+def city(demo_system, tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("city") / "city.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.city", "--gateway", demo_system.url,
+             "--drivers", "8", "--riders", "8", "--pace", "20"],
+            cwd=ROOT, env={**os.environ, "CITY_LOG_EVERY_S": "5"},
+            stdout=log, stderr=log, start_new_session=True,
+        )
+    yield proc
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def page(tmp_path):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            page = context.new_page()
+            page.errors = []
+            page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+            page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+            yield page
+            context.close()
+        finally:
+            browser.close()
+
+
+def map_state(page) -> dict:
+    return page.evaluate("({...document.getElementById('map').dataset})")
+
+
+def canvas_image(page) -> str:
+    return page.evaluate("document.getElementById('map').toDataURL('image/png')")
+
+
+def test_the_dashboard_follows_the_city_live(demo_system, city, page, tmp_path):
+    token = ops_token(demo_system.url)
+    page.goto(f"{demo_system.url}/#token={token}")
+
+    # The token left the address bar for sessionStorage; no sign-in form.
+    assert "token" not in page.url
+    assert page.evaluate("sessionStorage.getItem('ops_token')") == token
+    assert page.locator("#login").is_hidden()
+
+    # Drivers appear on the map and the live feed fills with trip events.
+    page.wait_for_function(
+        "Number(document.getElementById('map').dataset.drivers) > 0", timeout=60_000
+    )
+    page.wait_for_function(
+        "[...document.querySelectorAll('#feed li')].some(li => li.dataset.type.startsWith('trip.'))",
+        timeout=60_000,
+    )
+    first_map, first_image = map_state(page), canvas_image(page)
+    first_feed = page.locator("#feed li").count()
+    page.wait_for_function(
+        f"document.querySelectorAll('#feed li').length > {first_feed}", timeout=60_000
+    )
+    page.wait_for_function(
+        f"Number(document.getElementById('map').dataset.version) > {first_map['version']}",
+        timeout=30_000,
+    )
+    page.wait_for_timeout(2500)  # cars move between two location updates
+    assert canvas_image(page) != first_image, "the map did not change while the city ran"
+    assert page.locator("#feed li").count() > first_feed
+
+    # Counters, drivers and consumer groups come from the ops overview.
+    page.wait_for_function(
+        "[...document.querySelectorAll('#counters .counter .n')].some(n => Number(n.textContent) > 0)",
+        timeout=30_000,
+    )
+    assert page.locator("#drivers-table tbody tr").count() >= 1
+    assert "dispatch" in page.locator("#groups-table").inner_text()
+    assert page.locator("#overview-dot.ok").count() == 1
+    assert page.locator("#stream-dot.ok").count() == 1
+
+    # A trip from the feed (its oldest, so that the dispatcher has seen its
+    # first events) opens its timeline with every event and its deliveries.
+    link = page.locator("#feed li a.trip").last
+    trip_id = link.get_attribute("data-trip")
+    body = ""
+    for _ in range(10):
+        link.click()
+        page.locator("#drawer").wait_for(state="visible")
+        page.wait_for_function(
+            "document.querySelectorAll('#drawer-body .timeline > li').length > 0",
+            timeout=15_000,
+        )
+        body = page.locator("#drawer-body").inner_text()
+        if "dispatch" in body:
+            break
+        page.wait_for_timeout(500)
+    assert page.locator("#drawer-title").inner_text() == trip_id
+    assert "trip.requested" in body and "dispatch" in body, body
+    page.screenshot(path=str(tmp_path / "dashboard.png"))
+    assert not page.errors, page.errors
+
+
+def test_without_a_token_the_dashboard_asks_to_sign_in(demo_system, page):
+    page.goto(f"{demo_system.url}/")
+    page.locator("#login").wait_for(state="visible")
+    page.fill("input[name=user_name]", "ops")
+    page.fill("input[name=password]", "wrong-password")
+    page.click("#login-form button[type=submit]")
+    page.wait_for_function("document.getElementById('login-error').textContent.length > 0")
+    page.fill("input[name=password]", "ops-password-for-tests")
+    page.click("#login-form button[type=submit]")
+    page.locator("#login").wait_for(state="hidden")
+    page.wait_for_function("document.getElementById('overview-dot').classList.contains('ok')")
+    # 401 from the failed sign-in is the only console error a browser reports.
+    assert all("401" in e for e in page.errors), page.errors
