@@ -11,6 +11,9 @@ from .api import Call
 # A client that does not take a message within this time is cut off, so a
 # stalled connection cannot hold its handler (and its queue) forever.
 SEND_TIMEOUT_S = 10.0
+# A client that went away, or stalled past the send timeout: its stream just
+# ends (not a server error).
+CLIENT_GONE = (ConnectionResetError, ConnectionError, TimeoutError)
 
 
 def open_stream(call: Call):

@@ -17,7 +17,7 @@ from common.web import healthz, metrics_handler, readyz
 from .. import models
 from ..api import Call, Header, Response
 from ..live import DROPPED, parse_stream_id
-from ..sse import open_stream
+from ..sse import CLIENT_GONE, open_stream
 from ..upstream import Reply
 from . import api
 from .shared import json, ok
@@ -113,29 +113,36 @@ async def ops_events(call: Call) -> web.StreamResponse:
     after = parse_stream_id(call.request.headers.get("Last-Event-ID"))
     sub = hub.subscribe(None)
     try:
-        sent: dict[str, tuple[int, int]] = {}
         async with open_stream(call) as stream:
-            if after is not None:
-                start = f"({after[0]}-{after[1]}"
-                for region in hub.regions:
-                    entries = await redis.xrange(keys.events(region), min=start, count=REPLAY_LIMIT)
-                    for stream_id, fields in entries:
-                        if "env" not in fields:
-                            continue
-                        await stream.send(fields["env"], id=stream_id, event=fields.get("type"))
-                        sent[region] = parse_stream_id(stream_id) or (0, 0)
-            while True:
-                live = await sub.next()
-                if live is DROPPED:
-                    break
-                last = sent.get(live.region)
-                if last is not None and live.order <= last:
-                    continue
-                await stream.send(live.env, id=live.stream_id, event=live.type)
-                sent[live.region] = live.order
+            try:
+                await _send_all_events(stream, sub, redis, hub.regions, after)
+            except CLIENT_GONE:
+                logger.debug("ops SSE client went away")
         return stream
     finally:
         hub.unsubscribe(sub)
+
+
+async def _send_all_events(stream, sub, redis, regions: list[str], after) -> None:
+    sent: dict[str, tuple[int, int]] = {}
+    if after is not None:
+        start = f"({after[0]}-{after[1]}"
+        for region in regions:
+            entries = await redis.xrange(keys.events(region), min=start, count=REPLAY_LIMIT)
+            for stream_id, fields in entries:
+                if "env" not in fields:
+                    continue
+                await stream.send(fields["env"], id=stream_id, event=fields.get("type"))
+                sent[region] = parse_stream_id(stream_id) or (0, 0)
+    while True:
+        live = await sub.next()
+        if live is DROPPED:
+            return
+        last = sent.get(live.region)
+        if last is not None and live.order <= last:
+            continue
+        await stream.send(live.env, id=live.stream_id, event=live.type)
+        sent[live.region] = live.order
 
 
 @api.route(

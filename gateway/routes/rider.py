@@ -17,7 +17,7 @@ from .. import models, views
 from ..api import ANY_ROLE, Call, Header, Response
 from ..idempotency import check_key
 from ..live import DROPPED, parse_stream_id
-from ..sse import open_stream
+from ..sse import CLIENT_GONE, open_stream
 from ..upstream import Reply, UpstreamProblem
 from . import api
 from .shared import can_see_trip, check_trip_id, json, load_trip, no_such_trip, ok
@@ -329,31 +329,36 @@ async def trip_events(call: Call) -> web.StreamResponse:
         past = await call.services.redis.lrange(keys.trip_events(trip_id), 0, -1)
         finished = trip.get("status") in ("completed", "cancelled", "expired")
         async with open_stream(call) as stream:
-            sent = after
-            for raw in past:
-                item = orjson.loads(raw)
-                event = item.get("event") or {}
-                order = parse_stream_id(item.get("stream_id"))
-                if event.get("type") in TERMINAL_TYPES:
-                    finished = True
-                if order is None or (sent is not None and order <= sent):
-                    continue
-                await stream.send(
-                    orjson.dumps(event).decode(), id=item["stream_id"], event=event.get("type")
-                )
-                sent = order
-            while not finished:
-                live = await sub.next()
-                if live is DROPPED:
-                    break
-                if sent is not None and live.order <= sent:
-                    continue
-                await stream.send(live.env, id=live.stream_id, event=live.type)
-                sent = live.order
-                finished = live.type in TERMINAL_TYPES
+            try:
+                await _send_trip_events(stream, sub, past, after, finished)
+            except CLIENT_GONE:
+                logger.debug("SSE client of %s went away", trip_id)
         return stream
     finally:
         hub.unsubscribe(sub)
+
+
+async def _send_trip_events(stream, sub, past: list, after, finished: bool) -> None:
+    sent = after
+    for raw in past:
+        item = orjson.loads(raw)
+        event = item.get("event") or {}
+        order = parse_stream_id(item.get("stream_id"))
+        if event.get("type") in TERMINAL_TYPES:
+            finished = True
+        if order is None or (sent is not None and order <= sent):
+            continue
+        await stream.send(orjson.dumps(event).decode(), id=item["stream_id"], event=event.get("type"))
+        sent = order
+    while not finished:
+        live = await sub.next()
+        if live is DROPPED:
+            return
+        if sent is not None and live.order <= sent:
+            continue
+        await stream.send(live.env, id=live.stream_id, event=live.type)
+        sent = live.order
+        finished = live.type in TERMINAL_TYPES
 
 
 @api.route(

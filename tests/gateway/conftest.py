@@ -29,6 +29,8 @@ def gw_config() -> GatewayConfig:
         breaker_cooldown_s=0.3,
         upstream_backoff_s=0.01,
         idempotency_wait_s=2.0,
+        # Short blocks: an app stops once its stream readers' XREAD returns.
+        stream_block_ms=100,
     )
 
 
