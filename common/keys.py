@@ -99,38 +99,43 @@ def stream_region(stream: str) -> str:
 
 
 # --- gateway (identity) ---
+# Owned by the gateway alone (gateway/identity.py, ratelimit.py, idempotency.py).
 GW = "gw"
 
 
 def account(user_name: str) -> str:
+    """String (JSON): {subject_id, role, region, hash, state}; SET NX makes
+    user names unique. The hash tag keeps each account in one slot."""
     return f"{GW}:account:{{{user_name}}}"
 
 
 def subject(subject_id: str) -> str:
+    """String (JSON): the profile the gateway owns."""
     return f"{GW}:subject:{subject_id}"
 
 
 def session(token_hash: str) -> str:
+    """Hash named by the SHA-256 of the token; its TTL is the sliding expiry."""
     return f"{GW}:session:{token_hash}"
 
 
-def subject_sessions(subject_id: str) -> str:
-    return f"{GW}:subject:{subject_id}:sessions"
-
-
 def idempotency(subject_id: str, key_hash: str) -> str:
+    """String (JSON): an Idempotency-Key's record, 24 h."""
     return f"{GW}:idem:{subject_id}:{key_hash}"
 
 
 def rate_token(token_hash: str) -> str:
+    """Hash {tokens, ts}: the token bucket of one session."""
     return f"{GW}:rl:token:{token_hash}"
 
 
 def login_failures_user(user_name: str) -> str:
+    """Sorted set of failure times (sliding 15-minute window)."""
     return f"{GW}:rl:login:user:{user_name}"
 
 
 def login_failures_addr(addr: str) -> str:
+    """Sorted set of failure times from one client address."""
     return f"{GW}:rl:login:addr:{addr}"
 
 
