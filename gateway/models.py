@@ -275,6 +275,8 @@ class Trip(Out):
     dropoff: Point
     fare_estimate: Money
     surge: float
+    distance_m: float | None = Field(None, description="Straight-line pickup to dropoff.")
+    duration_s: float | None = Field(None, description="Estimated ride duration.")
     requested_at: IsoTime
     assigned_at: IsoTime | None = None
     arrived_at: IsoTime | None = None
