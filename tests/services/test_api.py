@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
-
 import orjson
 
 from common import ids, keys
@@ -63,7 +61,8 @@ async def test_unknown_objects_are_404(rig):
 
 async def test_pickup_outside_the_riders_region_is_422(make_rig):
     oak = Region("oak", 37.70, -122.35, 37.85, -122.10)
-    rig = await make_rig(regions=(rig_sf := Region("sf", 37.70, -122.52, 37.83, -122.35), oak))
+    sf = Region("sf", 37.70, -122.52, 37.83, -122.35)
+    rig = await make_rig(regions=(sf, oak))
     oak_rider = ids.new_id("rdr", "oak")
     r = await rig.trips.post("/internal/trips", json={
         "rider_id": oak_rider, "pickup": near(), "dropoff": DROPOFF, "product": "standard"})
@@ -83,7 +82,6 @@ async def test_pickup_outside_the_riders_region_is_422(make_rig):
     await rig.locate(driver_id, {"lat": 37.801, "lon": -122.27})
     await rig.status(driver_id, "online")
     assert (await rig.offered(driver_id))["trip_id"] == trip["id"]
-    assert rig_sf.name == "sf"
 
 
 async def test_idempotent_creation(rig):
@@ -264,4 +262,3 @@ async def test_empty_body_is_accepted_where_optional(rig):
     trip_id, rider_id, driver_id = await rig.assigned_trip()
     r = await rig.drivers.post(f"/internal/drivers/{driver_id}/trips/{trip_id}/arrive")
     assert r.status == 200, await r.text()
-    _ = replace
