@@ -15,7 +15,7 @@ Settings (a command-line option wins over its environment variable):
     CITY_GATEWAY      --gateway    gateway base URL (http://127.0.0.1:8080)
     CITY_DRIVERS      --drivers    number of drivers (15)
     CITY_RIDERS       --riders     number of riders (20)
-    CITY_PACE         --pace       how much faster than real life the city runs (8):
+    CITY_PACE         --pace       how much faster than real life the city runs (10):
                                    cars drive at 40 km/h x pace, riders think 1/pace as long
     CITY_DURATION_S   --duration   stop after this many seconds; 0 runs until SIGINT/SIGTERM (0)
     CITY_SEED         --seed       random seed, for a repeatable run (none)
@@ -358,7 +358,7 @@ class CityConfig:
     gateway: str = "http://127.0.0.1:8080"
     drivers: int = 15
     riders: int = 20
-    pace: float = 8.0
+    pace: float = 10.0
     duration_s: float = 0.0
     seed: int | None = None
     region: str = "sf"
@@ -402,7 +402,7 @@ def parse_config(argv: list[str] | None = None, env: dict | None = None) -> City
     parser.add_argument("--gateway", default=e("CITY_GATEWAY", "http://127.0.0.1:8080"))
     parser.add_argument("--drivers", type=int, default=int(e("CITY_DRIVERS", "15")))
     parser.add_argument("--riders", type=int, default=int(e("CITY_RIDERS", "20")))
-    parser.add_argument("--pace", type=float, default=float(e("CITY_PACE", "8")))
+    parser.add_argument("--pace", type=float, default=float(e("CITY_PACE", "10")))
     parser.add_argument("--duration", type=float, default=float(e("CITY_DURATION_S", "0")))
     parser.add_argument("--seed", type=int, default=int(e("CITY_SEED", "-1")))
     parser.add_argument("--region", default=e("CITY_REGION", "sf"))
