@@ -58,6 +58,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 logger = logging.getLogger("city")
 
 EARTH_RADIUS_M = 6_371_000.0
@@ -493,8 +495,6 @@ class Api:
         timeout_s: float = 10.0,
         attempts: int = 6,
     ) -> Reply:
-        import aiohttp
-
         hdrs = {"X-Request-ID": uuid.uuid4().hex[:16], **(headers or {})}
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
@@ -537,8 +537,6 @@ class Api:
 
         Raises ConnectionError with the status when the answer is not a stream.
         """
-        import aiohttp
-
         headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
@@ -1214,8 +1212,6 @@ class City:
             logger.info("%s", self.summary())
 
     async def run(self, stop: asyncio.Event) -> int:
-        import aiohttp
-
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
         async with aiohttp.ClientSession(connector=connector) as session:
             self.api = Api(session, self.cfg.gateway, self.stats)

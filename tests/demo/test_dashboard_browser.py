@@ -23,7 +23,9 @@ CHROMIUM_ARGS = [
 ]
 
 pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"
+    ),
     pytest.mark.timeout(240),
 ]
 
@@ -85,7 +87,8 @@ def test_the_dashboard_follows_the_city_live(demo_system, city, page, tmp_path):
         "Number(document.getElementById('map').dataset.drivers) > 0", timeout=60_000
     )
     page.wait_for_function(
-        "[...document.querySelectorAll('#feed li')].some(li => li.dataset.type.startsWith('trip.'))",
+        "[...document.querySelectorAll('#feed li')]"
+        ".some(li => li.dataset.type.startsWith('trip.'))",
         timeout=60_000,
     )
     first_map, first_image = map_state(page), canvas_image(page)
@@ -103,7 +106,8 @@ def test_the_dashboard_follows_the_city_live(demo_system, city, page, tmp_path):
 
     # Counters, drivers and consumer groups come from the ops overview.
     page.wait_for_function(
-        "[...document.querySelectorAll('#counters .counter .n')].some(n => Number(n.textContent) > 0)",
+        "[...document.querySelectorAll('#counters .counter .n')]"
+        ".some(n => Number(n.textContent) > 0)",
         timeout=30_000,
     )
     assert page.locator("#drivers-table tbody tr").count() >= 1

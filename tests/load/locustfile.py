@@ -2,7 +2,7 @@
 
     locust -f tests/load/locustfile.py --host http://127.0.0.1:8080          # web UI on :8089
     locust -f tests/load/locustfile.py --host URL --headless -u 50 -r 5 -t 2m
-    make load                                                                # see docs/load-testing.md
+    make load                                             # see docs/load-testing.md
 
 RiderUser (weight 3): signs up, logs in, then repeats the rider journey:
 nearby cars, estimates, a trip request with an Idempotency-Key, the trip

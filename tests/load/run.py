@@ -31,7 +31,9 @@ def say(message: str) -> None:
     print(f"[load] {message}", flush=True)
 
 
-def locust_command(host: str, users: int, spawn_rate: float, run_time: str, report: Path) -> list[str]:
+def locust_command(
+    host: str, users: int, spawn_rate: float, run_time: str, report: Path
+) -> list[str]:
     return [
         sys.executable, "-m", "locust",
         "-f", str(LOCUSTFILE),
