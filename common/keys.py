@@ -141,7 +141,7 @@ def login_failures_addr(addr: str) -> str:
 
 # --- additions (append-only) ---
 def pickups(region: str, product: str) -> str:
-    """GEO of the pickups of requested trips (the same members as `pending`),
+    """GEO of the pickups of requested trips waiting without an open offer,
     to find the waiting trips near a driver who becomes available."""
     return f"{tag(region)}:pickups:{product}"
 

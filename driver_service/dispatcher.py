@@ -95,14 +95,14 @@ class Dispatcher:
         made = 0
         around_open = around is not None
         ordered = candidates if len(candidates) == 1 else rank_order(await self._scores(candidates))
+        docs = {known["id"]: known} if known is not None else {}
+        docs.update(await self._docs([t for t in ordered if t not in docs]))
         for trip_id in ordered:
             only_near = trip_id not in explicit
             if only_near and not around_open:
                 continue
-            if known is not None and known["id"] == trip_id:
-                trip = known
-            else:
-                trip = await self.store.trip_doc(trip_id)
+            # Read before any offer of this pass: the offer script re-checks.
+            trip = docs.get(trip_id)
             if not _waiting(trip):
                 continue
             if only_near and around in trip.get("refused", ()):
@@ -115,6 +115,15 @@ class Dispatcher:
                 # dispatcher (an available driver in range would have got it).
                 around_open = False
         return made
+
+    async def _docs(self, trip_ids: list[str]) -> dict[str, dict]:
+        by_region: dict[str, list[str]] = {}
+        for trip_id in trip_ids:
+            by_region.setdefault(ids.region_of(trip_id), []).append(trip_id)
+        docs: dict[str, dict] = {}
+        for members in by_region.values():
+            docs.update(await self.store.trip_docs(members))
+        return docs
 
     async def _scores(self, trip_ids: list[str]) -> dict[str, float]:
         by_queue: dict[tuple[str, str], list[str]] = {}

@@ -153,6 +153,15 @@ class DriverStore:
         raw = await self.redis.execute_command("JSON.GET", keys.trip(trip_id))
         return orjson.loads(raw) if raw else None
 
+    async def trip_docs(self, trip_ids: list[str]) -> dict[str, dict]:
+        """Documents of trips of one region, in one round trip."""
+        if not trip_ids:
+            return {}
+        raws = await self.redis.execute_command(
+            "JSON.MGET", *[keys.trip(t) for t in trip_ids], "$"
+        )
+        return {t: orjson.loads(raw)[0] for t, raw in zip(trip_ids, raws) if raw}
+
     async def get(self, driver_id: str) -> dict:
         self._region(driver_id, ids.DRIVER, "driver")
         doc = await self.driver_doc(driver_id)
@@ -201,6 +210,7 @@ class DriverStore:
                 keys.drivers_online(region),
                 keys.events(region),
                 keys.offer_deadlines(region),
+                keys.pickups(region, product),
             ]
             if offer_trip:
                 keys_ += [keys.trip(offer_trip), keys.trip_events(offer_trip)]
@@ -315,6 +325,7 @@ class DriverStore:
                 keys.offers(driver_id),
                 keys.offer_deadlines(r),
                 keys.events(r),
+                keys.pickups(r, facts.product),
             ],
             [driver_id, transition("decline").sources_csv],
         )
@@ -409,11 +420,15 @@ class DriverStore:
             trip = await self.trip_doc(trip_id)
             holder = (trip or {}).get("offer") or {}
             driver_id = holder.get("driver_id", "")
+            if trip is None:
+                await self.redis.zrem(keys.offer_deadlines(region), trip_id)
+                return "stale"
             keys_ = [
                 keys.trip(trip_id),
                 keys.trip_events(trip_id),
                 keys.offer_deadlines(region),
                 keys.events(region),
+                keys.pickups(region, trip["product"]),
             ]
             if driver_id:
                 keys_ += self.driver_keys(driver_id, trip["product"])

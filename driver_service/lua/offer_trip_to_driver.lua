@@ -30,7 +30,7 @@ if not d or d.product ~= t.product or not driver_available(d) then
 end
 local ignore = {}
 for id in string.gmatch(ARGV[10], '[^,]+') do ignore[id] = true end
-local older = older_waiting(t, d, KEYS[9], KEYS[10], KEYS[7], tonumber(ARGV[8]),
+local older = older_waiting(t, d, KEYS[9], KEYS[10], tonumber(ARGV[8]),
   tonumber(ARGV[9]), ignore)
 if older then
   return reply_err('older_waiting', older)
@@ -51,6 +51,7 @@ jset(KEYS[1], t, 'offer', {
 jset(KEYS[3], d, 'offer', payload)
 sync_supply(dk, d)
 redis.call('ZADD', KEYS[7], expires, t.id)
+redis.call('ZREM', KEYS[10], t.id)
 emit(KEYS[8], KEYS[2], 'trip.offered', t.id, driver_id, {
   driver_id = driver_id, distance_to_pickup_m = distance, expires_at = iso(expires),
 }, now)

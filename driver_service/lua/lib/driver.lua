@@ -55,11 +55,12 @@ end
 -- Rank order, atomically: the first trip requested before `t` (among the
 -- `limit` oldest) that waits without an open offer within `radius` of the
 -- driver, and is not in `ignore` (trips the caller found the driver refused).
-local function older_waiting(t, d, pending_key, pickups_key, deadlines_key, radius, limit, ignore)
+local function older_waiting(t, d, pending_key, pickups_key, radius, limit, ignore)
   local older = redis.call('ZRANGEBYSCORE', pending_key, '-inf', '(' .. t.requested_ms,
     'LIMIT', 0, limit)
   for _, oid in ipairs(older) do
-    if not ignore[oid] and not redis.call('ZSCORE', deadlines_key, oid) then
+    if not ignore[oid] then
+      -- Only waiting trips (no open offer) have a pickup position.
       local pos = redis.call('GEOPOS', pickups_key, oid)[1]
       if pos and haversine_m(d.location.lat, d.location.lon,
           tonumber(pos[2]), tonumber(pos[1])) <= radius then

@@ -56,13 +56,19 @@ local function set_status(key, doc, counts_key, status)
 end
 
 -- A requested trip is ranked (score: requested_ms, so it keeps its place),
--- findable near a driver, counted in its cell's demand and due to expire.
+-- counted in its cell's demand and due to expire; while it waits without an
+-- open offer it is also findable near a driver (pickups).
 -- q = {pending=, pickups=, demand=, expiry=}
 local function join_queue(doc, q)
   redis.call('ZADD', q.pending, doc.requested_ms, doc.id)
   redis.call('GEOADD', q.pickups, doc.pickup.lon, doc.pickup.lat, doc.id)
   redis.call('HINCRBY', q.demand, doc.cell, 1)
   redis.call('ZADD', q.expiry, doc.expires_ms, doc.id)
+end
+
+-- An offer closed without a driver: the trip waits again (findable).
+local function wait_again(doc, pickups_key)
+  redis.call('GEOADD', pickups_key, doc.pickup.lon, doc.pickup.lat, doc.id)
 end
 
 local function leave_queue(doc, q)
