@@ -275,8 +275,10 @@ def _check_consistency(snap, report: Report) -> None:
         requested = status == "requested"
         if (trip_id in snap["pending"][product]) != requested:
             problems.append(f"ranking entry {'missing' if requested else 'left'}")
-        if (trip_id in snap["pickups"][product]) != requested:
-            problems.append(f"pickup index {'missing' if requested else 'left'}")
+        # The pickup index holds the trips waiting for an offer.
+        waiting = requested and not doc.get("offer")
+        if (trip_id in snap["pickups"][product]) != waiting:
+            problems.append(f"pickup index {'missing' if waiting else 'left'}")
         if (trip_id in snap["expiry"]) != requested:
             problems.append(f"expiry deadline {'missing' if requested else 'left'}")
         for other in PRODUCTS:
@@ -315,22 +317,32 @@ def _check_consistency(snap, report: Report) -> None:
             report.inconsistent.append(f"trip {trip_id} ({status}): " + ", ".join(problems))
 
 
+async def existing(redis) -> dict[str, set[str]]:
+    """What is in the database already: a ledger started now is not answerable for it."""
+    snap = await snapshot(redis)
+    return {name: set(snap[name]) for name in
+            ("accounts", "subjects", "drivers", "sessions", "trips")}
+
+
 def _check_unattempted(snap, ledger: Ledger, report: Report) -> None:
+    before = ledger.preexisting
     attempted = set(ledger.attempted_users) | {"ops"}
     for key, record in snap["accounts"].items():
         name = key[len(keys.GW) + len(":account:{"):-1]
-        if name not in attempted:
+        if name not in attempted and key not in before.get("accounts", ()):
             report.unattempted.append(f"account {name}")
     for key, profile in snap["subjects"].items():
-        if profile and profile.get("user_name") not in attempted:
+        if profile and profile.get("user_name") not in attempted \
+                and key not in before.get("subjects", ()):
             report.unattempted.append(f"profile {key}")
     driver_names = {n for n, role in ledger.attempted_users.items() if role == "driver"}
     for driver_id, doc in snap["drivers"].items():
-        if doc.get("last_name") not in driver_names:
+        if doc.get("last_name") not in driver_names and driver_id not in before.get("drivers", ()):
             report.unattempted.append(f"driver {driver_id} ({doc.get('last_name')})")
     logins = ledger.login_attempted | {"ops"}
     for key, session in snap["sessions"].items():
-        if session and session.get("user_name") not in logins:
+        if session and session.get("user_name") not in logins \
+                and key not in before.get("sessions", ()):
             report.unattempted.append(f"session of {session.get('user_name')}")
     # Each trip names its attempt (rider and a unique dropoff); one trip per attempt.
     by_attempt = {
@@ -339,6 +351,8 @@ def _check_unattempted(snap, ledger: Ledger, report: Report) -> None:
     }
     used: dict[str, str] = {}
     for trip_id, doc in snap["trips"].items():
+        if trip_id in before.get("trips", ()):
+            continue
         attempt = by_attempt.get((doc["rider_id"], doc["dropoff"]["lat"], doc["dropoff"]["lon"]))
         if attempt is None:
             report.unattempted.append(f"trip {trip_id} of {doc['rider_id']}")
@@ -348,3 +362,54 @@ def _check_unattempted(snap, ledger: Ledger, report: Report) -> None:
             )
         else:
             used[attempt] = trip_id
+
+
+def stream_invariants(entries: list[tuple[str, dict]]) -> tuple[dict[str, int], list[str]]:
+    """Walk a region stream in order: a trip never has two open offers nor
+    two drivers, a driver never holds two offers nor two trips at once.
+    Returns (counts of offers and assignments, problems)."""
+    trip_offer: dict[str, str] = {}
+    driver_offer: dict[str, str] = {}
+    trip_driver: dict[str, str] = {}
+    driver_trip: dict[str, str] = {}
+    counts = {"offers": 0, "assignments": 0}
+    problems: list[str] = []
+    closes_offer = {"trip.offer_declined", "trip.offer_expired", "trip.assigned",
+                    "trip.cancelled", "trip.expired"}
+    frees_driver = {"trip.completed", "trip.cancelled", "trip.driver_cancelled"}
+    for sid, fields in entries:
+        etype, trip_id = fields.get("type"), fields.get("trip_id")
+        driver_id = fields.get("driver_id") or None
+        if etype == "trip.offered":
+            counts["offers"] += 1
+            if trip_id in trip_offer:
+                problems.append(f"{sid}: {trip_id} offered while offered to {trip_offer[trip_id]}")
+            if driver_id in driver_offer:
+                problems.append(f"{sid}: {driver_id} offered {trip_id} while holding an offer "
+                                f"of {driver_offer[driver_id]}")
+            trip_offer[trip_id] = driver_id
+            driver_offer[driver_id] = trip_id
+        elif etype in closes_offer and trip_id in trip_offer:
+            driver_offer.pop(trip_offer.pop(trip_id), None)
+        if etype == "trip.assigned":
+            counts["assignments"] += 1
+            if trip_id in trip_driver:
+                problems.append(f"{sid}: {trip_id} assigned twice "
+                                f"({trip_driver[trip_id]}, then {driver_id})")
+            if driver_id in driver_trip:
+                problems.append(f"{sid}: {driver_id} assigned {trip_id} while on "
+                                f"{driver_trip[driver_id]}")
+            trip_driver[trip_id] = driver_id
+            driver_trip[driver_id] = trip_id
+        elif etype in frees_driver and trip_id in trip_driver:
+            driver_trip.pop(trip_driver.pop(trip_id), None)
+    return counts, problems
+
+
+async def groups_drained(redis) -> list[dict]:
+    """The consumer groups of the region stream, when every one has no lag and
+    nothing pending; else an empty list."""
+    groups = await redis.xinfo_groups(keys.events(REGION))
+    if groups and all(g["pending"] == 0 and g.get("lag") == 0 for g in groups):
+        return groups
+    return []

@@ -63,6 +63,8 @@ class Ledger:
     idempotency: dict[tuple[str, str], str] = field(default_factory=dict)
     # driver ids whose going online was acknowledged (they never go offline)
     online_drivers: set[str] = field(default_factory=set)
+    # what the database held before these clients started (see checker.existing)
+    preexisting: dict[str, set[str]] = field(default_factory=dict)
     acked_writes: int = 0
     attempts: int = 0
     failures: int = 0  # calls without a 2xx answer (503, 504, no answer, ...)
