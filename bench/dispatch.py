@@ -14,6 +14,9 @@ over the default region, then:
 2. steady: requests trips at `--rate` per second for `--seconds`, with
    drivers to spare, and measures requested -> offered latency.
 
+Before each phase the consumer groups are let catch up with the events of
+the previous one (registrations, offers), so a phase measures itself.
+
 Latencies come from the stream entry ids (server clock, ms), so client
 scheduling does not colour them. Drivers never answer: each holds one offer.
 """
@@ -117,6 +120,22 @@ def collect(redis_url: str, trip_ids: set[str], timeout: float) -> tuple[dict, d
     return requested, offered
 
 
+def settle(redis_url: str, timeout: float = 120) -> float:
+    """Wait until every consumer group has handled every entry (so a phase
+    does not queue behind the previous one's events). Seconds waited."""
+    client = redis_sync.Redis.from_url(redis_url, decode_responses=True)
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < timeout:
+            groups = client.xinfo_groups(keys.events(REGION))
+            if groups and all(g["pending"] == 0 and not g.get("lag") for g in groups):
+                break
+            time.sleep(0.05)
+    finally:
+        client.close()
+    return time.monotonic() - started
+
+
 def summarize(name: str, requested: dict, offered: dict) -> dict:
     lat = sorted(offered[t] - requested[t] for t in offered if t in requested)
     span_ms = max(offered.values()) - min(requested.values()) if offered else 0
@@ -151,6 +170,8 @@ async def run(args: argparse.Namespace) -> int:
             await register_drivers(http, drivers.url, args.drivers, rng)
             print(f"{args.drivers} drivers online in {time.perf_counter() - started:.1f} s",
                   flush=True)
+            waited = await asyncio.to_thread(settle, redis_server.url)
+            print(f"their events handled by the consumer groups {waited:.1f} s later", flush=True)
 
             burst_ids: list[str] = []
 
@@ -163,6 +184,7 @@ async def run(args: argparse.Namespace) -> int:
             req, off = await asyncio.to_thread(collect, redis_server.url, set(burst_ids), 60)
             burst = summarize("burst", req, off)
             burst["client_requests_per_s"] = round(args.burst / client_s, 1)
+            await asyncio.to_thread(settle, redis_server.url)
 
             steady_ids: list[str] = []
             n = int(args.rate * args.seconds)
