@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from common import keys, metrics
-from common.redisconn import REDIS, redis_ctx
+from common.redisconn import REDIS, check_json, create_redis
 from common.service import serve
 from common.settings import Settings
 from common.streams import group_stats
@@ -68,6 +68,34 @@ def services_ctx(settings: Settings, config: GatewayConfig, upstreams: Upstreams
     return ctx
 
 
+# Retries of a Redis command that failed or timed out (redis-py's default
+# policy here is two, which triples the time a hung Redis costs).
+REDIS_RETRIES = 1
+
+
+def gateway_redis_ctx(settings: Settings, config: GatewayConfig):
+    """The process's Redis pool, with the gateway's bounded command timeout."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        timeout = max(config.redis_timeout_s, config.stream_block_ms / 1000 + 1.0)
+        redis = create_redis(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            socket_timeout=timeout,
+            retries=REDIS_RETRIES,
+        )
+        try:
+            await check_json(redis, settings.redis_url)
+        except BaseException:
+            await redis.aclose()
+            raise
+        app[REDIS] = redis
+        yield
+        await redis.aclose()
+
+    return ctx
+
+
 def _hub_ctx(app: web.Application):
     return hub_ctx(app[SERVICES].hub)(app)
 
@@ -105,7 +133,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.A
             "driver_service", settings.driver_service_url, settings.upstream_timeout_s, config
         ),
     )
-    app.cleanup_ctx.append(redis_ctx(settings))
+    app.cleanup_ctx.append(gateway_redis_ctx(settings, config))
     app.cleanup_ctx.append(upstreams_ctx(upstreams))
     app.cleanup_ctx.append(services_ctx(settings, config, upstreams))
     app.cleanup_ctx.append(_hub_ctx)

@@ -54,6 +54,10 @@ class GatewayConfig:
     # The region stream readers block this long per XREAD (well below the
     # Redis socket timeout).
     stream_block_ms: int = 1000
+    # Each Redis command of the gateway gets this long (and one retry), so a
+    # hung Redis costs a request a bounded time: a 504 problem well before a
+    # client's own timeout. Raised to stream_block_ms + 1 s if lower.
+    redis_timeout_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "GatewayConfig":
@@ -76,4 +80,5 @@ class GatewayConfig:
             sse_queue_size=_int(env, "SSE_QUEUE_SIZE", d.sse_queue_size),
             sse_ping_s=_float(env, "SSE_PING_S", d.sse_ping_s),
             stream_block_ms=_int(env, "STREAM_BLOCK_MS", d.stream_block_ms),
+            redis_timeout_s=_float(env, "GATEWAY_REDIS_TIMEOUT_S", d.redis_timeout_s),
         )

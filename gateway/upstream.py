@@ -290,25 +290,39 @@ class Upstream:
                 body = {"detail": raw[:200].decode(errors="replace")}
         return Reply(status, body)
 
-    async def probe(self, path: str = "/healthz", timeout_s: float = 1.0) -> None:
-        """Readiness: one call outside the breaker; raises if it does not answer 200.
-        A success closes an open breaker at once, so the gateway heals as soon
-        as the upstream is back."""
+    async def probe(self, path: str = "/readyz", timeout_s: float = 1.0) -> None:
+        """Readiness: one call outside the breaker to the upstream's own
+        readiness (a service whose Redis is down is alive but cannot serve);
+        raises, naming what is down, unless it answers 200. A success closes
+        an open breaker at once, so the gateway heals as soon as the upstream
+        is back."""
         try:
             async with self.session.get(
                 self.base_url + path,
                 headers=outgoing_headers(),
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as resp:
-                await resp.read()
+                raw = await resp.read()
                 if resp.status != 200:
-                    raise RuntimeError(f"{self.name} answered {resp.status}")
+                    raise RuntimeError(f"{self.name} answered {resp.status}{_down_parts(raw)}")
         except asyncio.TimeoutError:
             raise RuntimeError(f"{self.name} did not answer within {timeout_s:g} s") from None
         except aiohttp.ClientError as exc:
             raise RuntimeError(f"{self.name} unreachable: {exc.__class__.__name__}") from None
         if self.breaker.state != CLOSED:
             self.breaker.success()
+
+
+def _down_parts(raw: bytes) -> str:
+    """`: redis` from a readiness answer `{checks: {redis: "down: ..."}}`."""
+    try:
+        checks = orjson.loads(raw).get("checks")
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+    if not isinstance(checks, dict):
+        return ""
+    down = sorted(str(k) for k, v in checks.items() if v != "ok")
+    return f" (not ready: {', '.join(down)})" if down else ""
 
 
 def _problem_body(reply: Reply) -> dict[str, Any]:
