@@ -84,3 +84,21 @@ def regions_to_env(regions: tuple[Region, ...]) -> str:
             for r in regions
         ]
     ).decode()
+
+
+def region_errors(region: Region, point: dict, field: str) -> list[dict]:
+    """422 entries for a point outside the region (one per coordinate)."""
+    out = []
+    if not region.min_lat <= point["lat"] <= region.max_lat:
+        out.append({
+            "field": f"{field}.lat",
+            "message": f"outside region {region.name} "
+            f"(latitude {region.min_lat} to {region.max_lat})",
+        })
+    if not region.min_lon <= point["lon"] <= region.max_lon:
+        out.append({
+            "field": f"{field}.lon",
+            "message": f"outside region {region.name} "
+            f"(longitude {region.min_lon} to {region.max_lon})",
+        })
+    return out

@@ -16,10 +16,10 @@ import logging
 from collections.abc import Iterable
 
 from common import errors, ids
+from common.fares import PRODUCTS
 from common.settings import Settings
 from common.streams import Entry
 from common.tracing import new_trace_id, trace_id_var
-from trip_service.fares import PRODUCTS
 
 from . import document
 from .matching import eligible, radius_steps, rank_order, search_count

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trip_service.statemachine import WITH_DRIVER
+from common.trip.statemachine import WITH_DRIVER
 
 
 def new_driver(driver_id: str, region: str, first_name: str, last_name: str, car: dict,

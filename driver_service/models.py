@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from common import ids
-from trip_service.models import PageQuery, Point, Product
+from common.models import PageQuery, Point, Product
 
 __all__ = ["PageQuery", "Point", "Product"]
 

@@ -7,7 +7,7 @@ from redis.exceptions import ResponseError
 from common import keys
 from common.settings import Settings
 from common.streams import group_stats
-from trip_service.fares import PRODUCTS
+from common.fares import PRODUCTS
 
 
 async def overview(redis, settings: Settings) -> dict:

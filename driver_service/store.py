@@ -12,21 +12,14 @@ from pathlib import Path
 import orjson
 
 from common import errors, ids, keys
+from common.fares import FARE_MODELS, PRODUCTS, eta_s
 from common.geo import haversine_m, surge_cell
-from common.regions import Region
+from common.pagination import page_desc
+from common.regions import Region, region_errors
+from common.scripts import TRIP_LIBRARY, ScriptError, Scripts, unpack, wait_for_replicas
 from common.settings import Settings
-from trip_service import document as trip_document
-from trip_service.fares import FARE_MODELS, PRODUCTS, eta_s
-from trip_service.pagination import page_desc
-from trip_service.scripting import (
-    TRIP_LIBRARY,
-    ScriptError,
-    ScriptSet,
-    unpack,
-    wait_for_replicas,
-)
-from trip_service.statemachine import WITH_DRIVER, Status, transition
-from trip_service.store import region_errors
+from common.trip import document as trip_document
+from common.trip.statemachine import WITH_DRIVER, Status, transition
 
 from . import document
 from .matching import Candidate, radius_steps
@@ -71,7 +64,7 @@ class DriverStore:
     def __init__(self, redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
-        self.scripts = ScriptSet(redis, LUA_DIR, PRODUCER, [TRIP_LIBRARY, DRIVER_LIBRARY])
+        self.scripts = Scripts(redis, LUA_DIR, PRODUCER, [TRIP_LIBRARY, DRIVER_LIBRARY])
         self._products: _LRU = _LRU(CACHE_SIZE)
         self._trips: _LRU = _LRU(CACHE_SIZE)
 

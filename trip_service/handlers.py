@@ -6,7 +6,8 @@ from aiohttp import web
 
 from common.web import json_response, parse_body, parse_query
 
-from . import document
+from common.trip import document
+
 from .models import CancelBody, EstimateBody, OverviewQuery, PageQuery, RatingBody, TripBody
 from .store import TripStore
 

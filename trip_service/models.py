@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, Field, field_validator
 
 from common import ids
+from common.models import PageQuery, Point, Product
 
-Product = Literal["standard", "xl", "premium"]
-
-
-class Point(BaseModel):
-    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
-    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
-
-    def as_dict(self) -> dict:
-        return {"lat": self.lat, "lon": self.lon}
+__all__ = ["PageQuery", "Point", "Product"]
 
 
 def _rider(value: str) -> str:
@@ -61,11 +52,6 @@ class RatingBody(BaseModel):
     comment: str | None = Field(default=None, max_length=500)
 
     _check_rider = field_validator("rider_id")(_rider)
-
-
-class PageQuery(BaseModel):
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=512)
 
 
 class OverviewQuery(BaseModel):

@@ -4,49 +4,33 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from pathlib import Path
 
 import orjson
 
 from common import errors, ids, keys
+from common.fares import PRODUCTS
 from common.geo import surge_cell
-from common.regions import Region
+from common.pagination import page_desc
+from common.regions import Region, region_errors
+from common.scripts import TRIP_LIBRARY, Scripts, unpack, wait_for_replicas
 from common.settings import Settings
 from common.streams import read_deliveries
 from common.timeutil import iso
+from common.trip import document
+from common.trip.statemachine import transition
 
-from . import document
-from .fares import PRODUCTS
-from .pagination import page_desc
-from .scripting import LUA_DIR, TRIP_LIBRARY, ScriptSet, unpack, wait_for_replicas
-from .statemachine import transition
 from .surge import surge_multiplier
 
 PRODUCER = "trip_service"
-
-
-def region_errors(region: Region, point: dict, field: str) -> list[dict]:
-    """422 entries for a point outside the region (one per coordinate)."""
-    out = []
-    if not region.min_lat <= point["lat"] <= region.max_lat:
-        out.append({
-            "field": f"{field}.lat",
-            "message": f"outside region {region.name} "
-            f"(latitude {region.min_lat} to {region.max_lat})",
-        })
-    if not region.min_lon <= point["lon"] <= region.max_lon:
-        out.append({
-            "field": f"{field}.lon",
-            "message": f"outside region {region.name} "
-            f"(longitude {region.min_lon} to {region.max_lon})",
-        })
-    return out
+LUA_DIR = Path(__file__).parent / "lua"
 
 
 class TripStore:
     def __init__(self, redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
-        self.scripts = ScriptSet(redis, LUA_DIR, PRODUCER, [TRIP_LIBRARY])
+        self.scripts = Scripts(redis, LUA_DIR, PRODUCER, [TRIP_LIBRARY])
 
     # --- helpers ---------------------------------------------------------
     def region_of_trip(self, trip_id: str) -> str:

@@ -6,17 +6,10 @@ from decimal import Decimal
 
 import pytest
 
+from common.fares import FARE_MODELS, estimate_duration_s, money
 from common.geo import geohash, haversine_m, surge_cell
-from driver_service.matching import (
-    Candidate,
-    choose_driver,
-    radius_steps,
-    rank_order,
-    search_count,
-)
-from trip_service.fares import FARE_MODELS, estimate_duration_s, money
-from trip_service.pagination import decode_cursor, encode_cursor
-from trip_service.statemachine import (
+from common.pagination import decode_cursor, encode_cursor
+from common.trip.statemachine import (
     ACTIVE,
     TERMINAL,
     TRANSITIONS,
@@ -25,6 +18,13 @@ from trip_service.statemachine import (
     actions_from,
     allowed,
     next_status,
+)
+from driver_service.matching import (
+    Candidate,
+    choose_driver,
+    radius_steps,
+    rank_order,
+    search_count,
 )
 from trip_service.surge import SURGE_CAP, surge_multiplier
 

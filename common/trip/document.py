@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.fares import FARE_MODELS, estimate_duration_s
 from common.geo import haversine_m, surge_cell
-
-from .fares import FARE_MODELS, estimate_duration_s
 
 PUBLIC_FIELDS = (
     "id",
