@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from hiredis import pack_command
+from redis.asyncio import Redis as AsyncRedis
+from redis.client import NEVER_DECODE
 from redis.exceptions import ResponseError
 
 from . import keys, metrics
@@ -32,12 +35,40 @@ ERROR_BACKOFF_MAX_S = 5.0
 DELIVERY_RECORD_TTL_S = 7 * 86400
 
 
-@dataclass(slots=True)
 class Entry:
-    stream: str
-    id: str
-    fields: dict[str, str]
-    attempts: int = 1
+    """One stream entry handed to a handler.
+
+    `fields` is built on first use from the flat reply of XREADGROUP
+    (`pairs`), so a handler that looks at a few entries of a busy batch pays
+    for those only."""
+
+    __slots__ = ("stream", "id", "_fields", "_pairs", "attempts")
+
+    def __init__(
+        self,
+        stream: str,
+        id: str,
+        fields: dict[str, str] | None = None,
+        attempts: int = 1,
+        pairs: list[str] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.id = id
+        self._fields = fields
+        self._pairs = pairs
+        self.attempts = attempts
+
+    @property
+    def fields(self) -> dict[str, str]:
+        fields = self._fields
+        if fields is None:
+            it = iter(self._pairs or ())
+            fields = self._fields = dict(zip(it, it))
+        return fields
+
+    @fields.setter
+    def fields(self, value: dict[str, str]) -> None:
+        self._fields = value
 
     @property
     def type(self) -> str:
@@ -46,6 +77,41 @@ class Entry:
     @property
     def envelope(self) -> dict[str, Any]:
         return orjson.loads(self.fields["env"])
+
+    def __repr__(self) -> str:
+        return (
+            f"Entry(stream={self.stream!r}, id={self.id!r}, fields={self.fields!r}, "
+            f"attempts={self.attempts!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Entry):
+            return NotImplemented
+        return (self.stream, self.id, self.fields, self.attempts) == (
+            other.stream, other.id, other.fields, other.attempts
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+
+class _UndecodedEntry(Entry):
+    """An entry read as bytes for a client that decodes replies: the id is
+    decoded at once, the fields on first use (hiredis decoding every field
+    of a batch costs more than the rest of the read)."""
+
+    __slots__ = ()
+
+    @property
+    def fields(self) -> dict[str, str]:
+        fields = self._fields
+        if fields is None:
+            it = iter([p.decode() for p in self._pairs or ()])
+            fields = self._fields = dict(zip(it, it))
+        return fields
+
+    @fields.setter
+    def fields(self, value: dict[str, str]) -> None:
+        self._fields = value
 
 
 Handler = Callable[[Entry], Awaitable[None]]
@@ -99,6 +165,17 @@ class StreamConsumer:
         self._stopping = asyncio.Event()
         self._claim_cursor = "0-0"
         self._last_claim = 0.0
+        # The batch read ahead while the one in hand is handled (busy streams only).
+        self._ahead: asyncio.Future | None = None
+        # A standalone redis-py client takes the lean read path: the reply of
+        # XREADGROUP as hiredis parsed it, without redis-py's per-entry
+        # conversion (a command name given as bytes has no response callback).
+        # Other clients (Redis Cluster) go through their own xreadgroup().
+        self._lean = isinstance(self.redis, AsyncRedis)
+        self._decode = self._lean and bool(
+            self.redis.connection_pool.connection_kwargs.get("decode_responses")
+        )
+        self._acked = metrics.EVENTS_CONSUMED.labels(self.group, "acked")
 
     # --- lifecycle -------------------------------------------------------
     def stop(self) -> None:
@@ -112,29 +189,41 @@ class StreamConsumer:
         """Consume until `stop()`; survive errors with a backoff."""
         await ensure_group(self.redis, self.stream, self.group)
         backoff = ERROR_BACKOFF_S
-        while not self._stopping.is_set():
-            try:
-                await self.step()
-                backoff = ERROR_BACKOFF_S
-            except asyncio.CancelledError:
-                raise
-            except ResponseError as exc:
-                if str(exc).startswith("NOGROUP"):
-                    # The stream or group vanished (a flushed or replaced
-                    # server). Recreate from the start: handlers are idempotent.
-                    logger.error(
-                        "consumer group %s on %s is missing; recreating it", self.group, self.stream
-                    )
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._step_ahead()
+                    backoff = ERROR_BACKOFF_S
+                except asyncio.CancelledError:
+                    raise
+                except ResponseError as exc:
+                    if str(exc).startswith("NOGROUP"):
+                        # The stream or group vanished (a flushed or replaced
+                        # server). Recreate from the start: handlers are idempotent.
+                        logger.error(
+                            "consumer group %s on %s is missing; recreating it",
+                            self.group,
+                            self.stream,
+                        )
+                        await self._sleep(backoff)
+                        await ensure_group(self.redis, self.stream, self.group)
+                        continue
+                    logger.exception("consumer %s on %s failed", self.consumer, self.stream)
                     await self._sleep(backoff)
-                    await ensure_group(self.redis, self.stream, self.group)
-                    continue
-                logger.exception("consumer %s on %s failed", self.consumer, self.stream)
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
-            except Exception:
-                logger.exception("consumer %s on %s failed", self.consumer, self.stream)
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
+                    backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
+                except Exception:
+                    logger.exception("consumer %s on %s failed", self.consumer, self.stream)
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
+        except asyncio.CancelledError:
+            # Entries read ahead stay pending for this consumer name and are
+            # reclaimed by idle time, like those of a consumer that died.
+            if self._ahead is not None:
+                self._ahead.cancel()
+                self._ahead = None
+            raise
+        # Stopped: finish what is in hand, the batch read ahead included.
+        await self._finish_ahead()
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -143,22 +232,81 @@ class StreamConsumer:
             pass
 
     # --- one iteration ---------------------------------------------------
-    async def step(self) -> int:
-        """Reclaim idle entries when due, else read new ones; handle a batch."""
+    def _claim_due(self) -> bool:
         loop_time = asyncio.get_running_loop().time()
         if (loop_time - self._last_claim) * 1000 >= max(self.claim_idle_ms / 2, 50):
             self._last_claim = loop_time
+            return True
+        return False
+
+    async def step(self) -> int:
+        """Reclaim idle entries when due, else read new ones; handle a batch."""
+        if self._claim_due():
             claimed = await self.reclaim()
             if claimed:
                 return claimed
-        reply = await self.redis.xreadgroup(
-            self.group, self.consumer, {self.stream: ">"}, count=self.batch, block=self.block_ms
-        )
-        if not reply:
+        entries = await self._read()
+        if not entries:
             return 0
-        entries = [Entry(self.stream, sid, fields) for sid, fields in reply[0][1] if fields]
         await self._handle_batch(entries)
         return len(entries)
+
+    async def _step_ahead(self) -> int:
+        """`step()`, reading the next batch while a full one is handled, so
+        the server prepares it while this process works (busy streams)."""
+        if self._claim_due():
+            await self._finish_ahead()
+            claimed = await self.reclaim()
+            if claimed:
+                return claimed
+        ahead, self._ahead = self._ahead, None
+        entries = await (ahead if ahead is not None else self._read())
+        if not entries:
+            return 0
+        if len(entries) >= self.batch and not self._stopping.is_set():
+            self._ahead = asyncio.ensure_future(self._read())
+        await self._handle_batch(entries)
+        return len(entries)
+
+    async def _finish_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return
+        try:
+            entries = await ahead
+            if entries:
+                await self._handle_batch(entries)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Left pending; reclaimed by idle time.
+            logger.exception("consumer %s on %s failed", self.consumer, self.stream)
+
+    async def _read(self) -> list[Entry]:
+        """New entries for this consumer (XREADGROUP >), oldest first."""
+        stream = self.stream
+        if self._lean:
+            reply = await self.redis.execute_command(
+                b"XREADGROUP", b"GROUP", self.group, self.consumer, b"COUNT", self.batch,
+                b"BLOCK", self.block_ms, b"STREAMS", stream, b">",
+                **({NEVER_DECODE: True} if self._decode else {}),
+            )
+            if not reply:
+                return []
+            # RESP2: [[stream, entries]]; RESP3: {stream: entries}.
+            rows = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+            # A deleted entry comes back without fields: nothing to handle.
+            if self._decode:
+                return [_UndecodedEntry(stream, sid.decode(), None, 1, pairs)
+                        for sid, pairs in rows if pairs]
+            return [Entry(stream, sid, None, 1, pairs) for sid, pairs in rows if pairs]
+        reply = await self.redis.xreadgroup(
+            self.group, self.consumer, {stream: ">"}, count=self.batch, block=self.block_ms
+        )
+        if not reply:
+            return []
+        rows = next(iter(reply.values()))[0] if isinstance(reply, dict) else reply[0][1]
+        return [Entry(stream, sid, fields) for sid, fields in rows if fields]
 
     async def reclaim(self) -> int:
         """Take over entries idle longer than `claim_idle_ms` (XAUTOCLAIM)."""
@@ -192,58 +340,89 @@ class StreamConsumer:
         return len(entries)
 
     async def _handle_batch(self, entries: list[Entry]) -> None:
-        now = now_ms()
         if self.record_deliveries:
+            now = now_ms()
             async with self.redis.pipeline(transaction=False) as pipe:
                 for entry in entries:
                     record = {"consumer": self.consumer, "attempts": entry.attempts,
                               "delivered_at": now}
                     self._record(pipe, entry, "", orjson.dumps(record))
                 await pipe.execute()
-        done: list[Entry] = []
+        handler = self.handler
+        max_deliveries = self.max_deliveries
+        # ids of the entries not to acknowledge now (failed, or dead-lettered
+        # with their own ack); None while every entry succeeds.
+        skipped: set[str] | None = None
         for entry in entries:
-            if entry.attempts > self.max_deliveries:
+            if entry.attempts > max_deliveries:
                 await self.dead_letter(
                     entry, f"delivered {entry.attempts} times without an acknowledgement"
                 )
+                skipped = skipped or set()
+                skipped.add(entry.id)
                 continue
             try:
-                await self.handler(entry)
+                await handler(entry)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.stats.failed += 1
-                metrics.EVENTS_CONSUMED.labels(self.group, "failed").inc()
-                reason = f"{type(exc).__name__}: {exc}"[:500]
-                logger.warning(
-                    "handler failed on %s %s (attempt %d): %s",
-                    self.stream,
-                    entry.id,
-                    entry.attempts,
-                    reason,
-                    exc_info=entry.attempts >= self.max_deliveries,
-                )
-                if entry.attempts >= self.max_deliveries:
-                    await self.dead_letter(entry, reason)
-                elif self.record_deliveries:
-                    async with self.redis.pipeline(transaction=False) as pipe:
-                        self._record(pipe, entry, "error", reason)
-                        await pipe.execute()
-                continue
-            done.append(entry)
+                skipped = skipped or set()
+                skipped.add(entry.id)
+                await self._failed(entry, exc)
+        done = entries if skipped is None else [e for e in entries if e.id not in skipped]
         if done:
             await self._ack(done)
 
+    async def _failed(self, entry: Entry, exc: Exception) -> None:
+        self.stats.failed += 1
+        metrics.EVENTS_CONSUMED.labels(self.group, "failed").inc()
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        logger.warning(
+            "handler failed on %s %s (attempt %d): %s",
+            self.stream,
+            entry.id,
+            entry.attempts,
+            reason,
+            exc_info=entry.attempts >= self.max_deliveries,
+        )
+        if entry.attempts >= self.max_deliveries:
+            await self.dead_letter(entry, reason)
+        elif self.record_deliveries:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                self._record(pipe, entry, "error", reason)
+                await pipe.execute()
+
     async def _ack(self, entries: list[Entry]) -> None:
-        now = now_ms()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xack(self.stream, self.group, *[e.id for e in entries])
-            if self.record_deliveries:
+        ids = [e.id for e in entries]
+        if self.record_deliveries:
+            now = now_ms()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xack(self.stream, self.group, *ids)
                 for entry in entries:
                     self._record(pipe, entry, "acked_at", now)
-            await pipe.execute()
-        self.stats.handled += len(entries)
-        metrics.EVENTS_CONSUMED.labels(self.group, "acked").inc(len(entries))
+                await pipe.execute()
+        elif self._lean:
+            await self._xack_packed(ids)
+        else:
+            await self.redis.xack(self.stream, self.group, *ids)
+        self.stats.handled += len(ids)
+        self._acked.inc(len(ids))
+
+    async def _xack_packed(self, ids: list[str]) -> None:
+        """XACK of a whole batch, packed by hiredis: redis-py packs each
+        argument in Python, which costs more than the rest of the ack."""
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(
+                pack_command((b"XACK", self.stream, self.group, *ids)), check_health=False
+            )
+            await conn.read_response()
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
 
     def _record(self, target, entry: Entry, suffix: str, value) -> None:
         """One hash per entry; fields `group|attempt` (the delivery) and
