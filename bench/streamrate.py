@@ -1,0 +1,192 @@
+"""Scenario 7: the event runner of common alone.
+
+Events consumed and acknowledged per second by one process running
+`common.streams.StreamConsumer` with an empty handler, beside the raw rate
+of XREADGROUP + XACK on the same server from a bare client (an asyncio
+socket and the hiredis parser, nothing else), in alternating rounds. Each
+round reads the whole stream through a consumer group of its own.
+
+    python -m bench.streamrate fill   REDIS_URL STREAM N
+    python -m bench.streamrate raw    REDIS_URL STREAM GROUP N
+    python -m bench.streamrate runner REDIS_URL STREAM GROUP N [--record] [--batch B]
+
+Each measuring command prints one JSON line: {"events", "seconds", "rate"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import hiredis
+
+from common.events import entry_fields, envelope
+
+ROOT = Path(__file__).resolve().parent.parent
+STREAM = "rh:{bench}:events"
+RAW_BATCH = 1000
+RUNNER_BATCH = 1000
+
+
+def _pack(*args) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if not isinstance(a, bytes):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class Bare:
+    """A bare RESP2 client: one socket, hiredis parsing, no retries, no pool."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 6379
+        self.parser = hiredis.Reader()
+
+    async def open(self) -> "Bare":
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def call(self, payload: bytes, replies: int = 1) -> list:
+        self.writer.write(payload)
+        out = []
+        while len(out) < replies:
+            reply = self.parser.gets()
+            if reply is False:
+                data = await self.reader.read(1 << 20)
+                if not data:
+                    raise ConnectionError("server closed the connection")
+                self.parser.feed(data)
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                raise reply
+            out.append(reply)
+        return out
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def fill(url: str, stream: str, n: int) -> None:
+    client = await Bare(url).open()
+    await client.call(_pack("DEL", stream))
+    chunk = 5000
+    done = 0
+    while done < n:
+        k = min(chunk, n - done)
+        payload = []
+        for i in range(k):
+            env = envelope("trip.requested", "bench", trip_id=f"trp_bench_{done + i:08d}",
+                           data={"product": "standard", "i": done + i})
+            fields = entry_fields(env)
+            args = ["XADD", stream, "*"]
+            for key, value in fields.items():
+                args += [key, value]
+            payload.append(_pack(*args))
+        await client.call(b"".join(payload), replies=k)
+        done += k
+    client.close()
+
+
+async def raw(url: str, stream: str, group: str, n: int) -> dict:
+    client = await Bare(url).open()
+    await client.call(_pack("XGROUP", "CREATE", stream, group, "0"))
+    read = _pack("XREADGROUP", "GROUP", group, "bare", "COUNT", RAW_BATCH, "STREAMS", stream, ">")
+    handled = 0
+    cpu0 = time.process_time()
+    started = time.perf_counter()
+    while handled < n:
+        (reply,) = await client.call(read)
+        if not reply:
+            break
+        ids = [entry[0] for entry in reply[0][1]]
+        await client.call(_pack(b"XACK", stream.encode(), group.encode(), *ids))
+        handled += len(ids)
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
+    client.close()
+    return {"events": handled, "seconds": seconds, "rate": handled / seconds,
+            "cpu_us_per_event": cpu / max(handled, 1) * 1e6}
+
+
+async def runner(url: str, stream: str, group: str, n: int, record: bool, batch: int) -> dict:
+    from common.redisconn import create_redis
+    from common.streams import StreamConsumer
+
+    redis = create_redis(url)
+    count = 0
+    consumer: StreamConsumer
+
+    async def handler(entry) -> None:
+        nonlocal count
+        count += 1
+        if count >= n:
+            consumer.stop()
+
+    consumer = StreamConsumer(redis, stream, group, "runner", handler, batch=batch,
+                              block_ms=100, claim_idle_ms=60_000, record_deliveries=record)
+    await redis.xgroup_create(stream, group, id="0")
+    cpu0 = time.process_time()
+    started = time.perf_counter()
+    await consumer.run()
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
+    pending = (await redis.xpending(stream, group))["pending"]
+    await redis.aclose()
+    return {"events": consumer.stats.handled, "seconds": seconds,
+            "rate": consumer.stats.handled / seconds, "pending": pending,
+            "cpu_us_per_event": cpu / max(consumer.stats.handled, 1) * 1e6}
+
+
+def run_side(kind: str, url: str, stream: str, group: str, n: int, *extra: str) -> dict:
+    """One measurement in a process of its own (the runner alone in it)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.streamrate", kind, url, stream, group, str(n), *extra],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"streamrate {kind} failed: {out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _loop() -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("kind", choices=("fill", "raw", "runner"))
+    p.add_argument("url")
+    p.add_argument("stream")
+    p.add_argument("rest", nargs="+")
+    p.add_argument("--record", action="store_true")
+    p.add_argument("--batch", type=int, default=RUNNER_BATCH)
+    a = p.parse_args(argv)
+    _loop()
+    if a.kind == "fill":
+        asyncio.run(fill(a.url, a.stream, int(a.rest[0])))
+        print(json.dumps({"filled": int(a.rest[0])}))
+        return
+    group, n = a.rest[0], int(a.rest[1])
+    if a.kind == "raw":
+        result = asyncio.run(raw(a.url, a.stream, group, n))
+    else:
+        result = asyncio.run(runner(a.url, a.stream, group, n, a.record, a.batch))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
