@@ -264,7 +264,9 @@ class StreamConsumer:
         if not entries:
             return 0
         if len(entries) >= self.batch and not self._stopping.is_set():
-            self._ahead = asyncio.ensure_future(self._read())
+            # Without BLOCK: an empty answer costs nothing, the next step
+            # then blocks as usual, and a stop never waits on it.
+            self._ahead = asyncio.ensure_future(self._read(block=False))
         await self._handle_batch(entries)
         return len(entries)
 
@@ -282,13 +284,14 @@ class StreamConsumer:
             # Left pending; reclaimed by idle time.
             logger.exception("consumer %s on %s failed", self.consumer, self.stream)
 
-    async def _read(self) -> list[Entry]:
+    async def _read(self, block: bool = True) -> list[Entry]:
         """New entries for this consumer (XREADGROUP >), oldest first."""
         stream = self.stream
         if self._lean:
+            wait = (b"BLOCK", self.block_ms) if block else ()
             reply = await self.redis.execute_command(
                 b"XREADGROUP", b"GROUP", self.group, self.consumer, b"COUNT", self.batch,
-                b"BLOCK", self.block_ms, b"STREAMS", stream, b">",
+                *wait, b"STREAMS", stream, b">",
                 **({NEVER_DECODE: True} if self._decode else {}),
             )
             if not reply:
@@ -301,7 +304,8 @@ class StreamConsumer:
                         for sid, pairs in rows if pairs]
             return [Entry(stream, sid, None, 1, pairs) for sid, pairs in rows if pairs]
         reply = await self.redis.xreadgroup(
-            self.group, self.consumer, {stream: ">"}, count=self.batch, block=self.block_ms
+            self.group, self.consumer, {stream: ">"}, count=self.batch,
+            block=self.block_ms if block else None,
         )
         if not reply:
             return []
