@@ -12,6 +12,7 @@ The same code starts the server for `make run` and for the tests.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import signal
@@ -77,10 +78,39 @@ class EmbeddedRedis:
     with_json: bool = True
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
+    # The admin (the `default` user): no password unless one is given (the
+    # server listens on 127.0.0.1 only). Services never use it: they get ACL
+    # users of their own (common.acl).
+    admin_password: str | None = None
 
     @property
     def url(self) -> str:
+        """The admin's URL."""
+        if self.admin_password:
+            return f"redis://default:{self.admin_password}@127.0.0.1:{self.port}/0"
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def acl_file(self) -> Path:
+        return Path(self.data_dir) / "users.acl"
+
+    def prepare_acl_file(self) -> None:
+        """The ACL file keeps the users `common.acl.install_users` saves (ACL
+        SAVE) across restarts. A new file has the default user only; an admin
+        password, when given, replaces the default user's line."""
+        path = self.acl_file
+        lines = path.read_text().splitlines() if path.exists() else []
+        if path.exists() and not self.admin_password:
+            return
+        if self.admin_password:
+            digest = hashlib.sha256(self.admin_password.encode()).hexdigest()
+            default = f"user default on #{digest} ~* &* +@all"
+        else:
+            default = "user default on nopass ~* &* +@all"
+        kept = [line for line in lines if not line.startswith("user default ")]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join([default, *kept]) + "\n")
 
     def command(self) -> list[str]:
         binary, module = find_server()
@@ -96,6 +126,7 @@ class EmbeddedRedis:
             "--protected-mode", "yes",
             "--logfile", str(self.data_dir / "server.log"),
             "--maxclients", "10000",
+            "--aclfile", str(self.acl_file),
         ]
         if self.with_json and module:
             args += ["--loadmodule", module]
@@ -104,6 +135,7 @@ class EmbeddedRedis:
     def start(self, timeout: float = 15.0) -> "EmbeddedRedis":
         self.data_dir = Path(self.data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare_acl_file()
         self.process = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,
@@ -117,7 +149,8 @@ class EmbeddedRedis:
     def wait_ready(self, timeout: float = 15.0) -> None:
         # 127.0.0.1, not "localhost": a minimal machine may not resolve it.
         client = redis_sync.Redis(
-            host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1
+            host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1,
+            password=self.admin_password,
         )
         deadline = time.monotonic() + timeout
         try:
@@ -202,6 +235,12 @@ class EmbeddedCluster:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
     def start(self, timeout: float = 30.0) -> "EmbeddedCluster":
+        if self.nodes:
+            # A restart: each node comes back with its nodes.conf, AOF and ACL file.
+            for node in self.nodes:
+                node.start()
+            self.wait_converged(timeout)
+            return self
         bus_ports = []
         for i in range(self.masters):
             bus_ports.append(free_port())
@@ -230,18 +269,42 @@ class EmbeddedCluster:
                 client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
             for node, bus in zip(self.nodes[1:], bus_ports[1:]):
                 clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, bus)
-            deadline = time.monotonic() + timeout
+        finally:
+            for client in clients:
+                client.close()
+        self.wait_converged(timeout)
+        return self
+
+    def wait_converged(self, timeout: float = 30.0) -> None:
+        """Until every node says the cluster is ok and knows every master."""
+        clients = [
+            redis_sync.Redis(host="127.0.0.1", port=n.port, decode_responses=True,
+                             password=n.admin_password)
+            for n in self.nodes
+        ]
+        deadline = time.monotonic() + timeout
+        try:
             while True:
-                states = [c.execute_command("CLUSTER", "INFO") for c in clients]
-                if all("cluster_state:ok" in s and f"cluster_known_nodes:{self.masters}" in s
-                       for s in states):
-                    return self
+                try:
+                    states = [c.execute_command("CLUSTER", "INFO") for c in clients]
+                except (redis_sync.ConnectionError, redis_sync.BusyLoadingError):
+                    states = []
+                if states and all(
+                    "cluster_state:ok" in s and f"cluster_known_nodes:{self.masters}" in s
+                    for s in states
+                ):
+                    return
                 if time.monotonic() > deadline:
                     raise EmbeddedRedisError(f"cluster did not converge: {states}")
                 time.sleep(0.1)
         finally:
             for client in clients:
                 client.close()
+
+    def kill(self) -> None:
+        """kill -9 of every node."""
+        for node in self.nodes:
+            node.kill()
 
     def stop(self) -> None:
         for node in self.nodes:
