@@ -6,11 +6,19 @@ One System for the whole run, shared by every module that does not harm it
 out of each other's way by place, not by cleanup: each takes its own spot of
 the city, farther from every other spot than DISPATCH_RADIUS_M, so a trip of
 one test is never offered to a driver of another.
+
+The suite runs twice (the `redis_mode` parameter): on one embedded server
+with one process of each service, and on a Redis Cluster of three masters
+with two replicas of each service behind a round-robin balancer (the path
+past one machine). `E2E_REDIS=standalone` or `E2E_REDIS=cluster` runs one of
+them. Every process connects as its own ACL user (common.acl); a system that
+stops with a permission denial in the server's ACL LOG fails the run.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,7 +28,9 @@ import aiohttp
 import orjson
 import pytest
 
-from common.embedded import EmbeddedRedis, free_port
+import redis as redis_sync
+
+from common.embedded import EmbeddedCluster, EmbeddedRedis, free_port
 from tests.harness import System
 
 PASSWORD = "e2e-password-123"
@@ -54,37 +64,91 @@ def near(point: dict[str, float], d_lat: float = 0.0008, d_lon: float = 0.0) -> 
     return {"lat": round(point["lat"] + d_lat, 6), "lon": round(point["lon"] + d_lon, 6)}
 
 
+MODES = ("standalone", "cluster")
+# Replicas of each service per mode: the cluster run scales the services out.
+REPLICAS = {"standalone": 1, "cluster": 2}
+# The cluster run serves three regions, whose hash tags land on three
+# different masters; sf stays the default home region of every test.
+CLUSTER_REGIONS = [
+    {"name": "sf", "min_lat": 37.70, "min_lon": -122.52, "max_lat": 37.83, "max_lon": -122.35},
+    {"name": "bos", "min_lat": 42.33, "min_lon": -71.12, "max_lat": 42.40, "max_lon": -71.00},
+    {"name": "nyc", "min_lat": 40.70, "min_lon": -74.02, "max_lat": 40.80, "max_lon": -73.93},
+]
+
+
+def modes() -> list[str]:
+    wanted = os.environ.get("E2E_REDIS", "both")
+    if wanted == "both":
+        return list(MODES)
+    if wanted not in MODES:
+        raise ValueError(f"E2E_REDIS must be one of {MODES} or 'both', not {wanted!r}")
+    return [wanted]
+
+
+@pytest.fixture(scope="session", params=modes())
+def redis_mode(request) -> str:
+    return request.param
+
+
 @dataclass
 class E2ESystem:
     system: System
-    redis: EmbeddedRedis
+    redis: EmbeddedRedis | EmbeddedCluster
+    mode: str = "standalone"
 
     @property
     def url(self) -> str:
         return self.system.url
 
+    def admin_clients(self) -> list[redis_sync.Redis]:
+        """An admin connection to each server (every node of a cluster)."""
+        nodes = self.redis.nodes if isinstance(self.redis, EmbeddedCluster) else [self.redis]
+        return [redis_sync.Redis(host="127.0.0.1", port=n.port, decode_responses=True)
+                for n in nodes]
 
-def start_system(tmp_path_factory, **env: str) -> E2ESystem:
-    base = tmp_path_factory.mktemp("e2e")
-    redis = EmbeddedRedis(base / "redis", free_port()).start()
-    system = System(redis.url, base, env={**E2E_ENV, **env})
+    def acl_denials(self) -> list[dict]:
+        """Permission denials in the ACL LOG of every node."""
+        denials = []
+        for client in self.admin_clients():
+            try:
+                denials += client.execute_command("ACL", "LOG")
+            finally:
+                client.close()
+        return denials
+
+
+def start_system(
+    tmp_path_factory, mode: str = "standalone", *, replicas: int | None = None, **env: str
+) -> E2ESystem:
+    base = tmp_path_factory.mktemp(f"e2e-{mode}")
+    if mode == "cluster":
+        redis = EmbeddedCluster(base / "redis").start()
+        env = {"REGIONS": orjson.dumps(CLUSTER_REGIONS).decode(), **env}
+    else:
+        redis = EmbeddedRedis(base / "redis", free_port()).start()
+    replicas = REPLICAS[mode] if replicas is None else replicas
+    system = System(redis.url, base, env={**E2E_ENV, **env}, replicas=replicas)
     try:
         system.start()
     except BaseException:
         system.stop()
         redis.stop()
         raise
-    return E2ESystem(system, redis)
+    return E2ESystem(system, redis, mode)
 
 
 def stop_system(s: E2ESystem) -> None:
-    s.system.stop()
-    s.redis.stop()
+    try:
+        denials = s.acl_denials()
+    finally:
+        s.system.stop()
+        s.redis.stop()
+    assert not denials, f"a service was denied by its ACL user: {denials}"
 
 
 @pytest.fixture(scope="session")
-def system(tmp_path_factory) -> E2ESystem:
-    s = start_system(tmp_path_factory)
+def system(tmp_path_factory, redis_mode) -> E2ESystem:
+    s = start_system(tmp_path_factory, redis_mode)
     yield s
     stop_system(s)
 
@@ -223,10 +287,10 @@ def rider(new_client):
 
 @pytest.fixture
 def driver(new_client):
-    async def make(at: dict | None = None, product: str = "standard") -> Client:
+    async def make(at: dict | None = None, product: str = "standard", **over) -> Client:
         c = new_client()
         name = unique("d")
-        r = await c.post("/v1/drivers", driver_body(name, product))
+        r = await c.post("/v1/drivers", driver_body(name, product, **over))
         assert r.status == 201, r
         c.profile = r.body
         await c.login(name)

@@ -15,9 +15,7 @@ from tests.e2e.conftest import PASSWORD, Client, rider_body, unique
 def strict_gateway(system, tmp_path_factory):
     s = system.system
     env = {
-        **s.base_env(),
-        "TRIP_SERVICE_URL": s.trips[0].url,
-        "DRIVER_SERVICE_URL": s.drivers[0].url,
+        **s.service_env("gateway"),
         "RATE_LIMIT_PER_TOKEN": "5",
         "LOGIN_FAILURES_LIMIT": "2",
     }

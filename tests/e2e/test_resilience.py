@@ -27,9 +27,10 @@ from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory):
-    # A short upstream timeout keeps the hung-service case quick.
-    s = start_system(tmp_path_factory, UPSTREAM_TIMEOUT_S="0.7")
+def system(tmp_path_factory, redis_mode):
+    # A short upstream timeout keeps the hung-service case quick. One process
+    # of each service, also on the cluster: these tests take "the" service down.
+    s = start_system(tmp_path_factory, redis_mode, replicas=1, UPSTREAM_TIMEOUT_S="0.7")
     yield s
     stop_system(s)
 
