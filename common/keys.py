@@ -154,3 +154,22 @@ def trip_status_counts(region: str) -> str:
 def drivers_online(region: str) -> str:
     """Hash product -> number of online drivers, kept by the status scripts."""
     return f"{tag(region)}:drivers:online"
+
+
+def active_trips(region: str) -> str:
+    """Sorted set of the trips requested, assigned, arrived or in progress,
+    score = requested_at ms: the trip scripts add a trip when it is requested
+    and remove it in the step that ends it (ops overview without a scan)."""
+    return f"{tag(region)}:trips:active"
+
+
+def online_drivers(region: str) -> str:
+    """Sorted set of the online drivers, score = online since ms, kept by the
+    status scripts (the positions of the ops overview without a scan)."""
+    return f"{tag(region)}:drivers:online:ids"
+
+
+def events_rate(region: str) -> str:
+    """Sorted set of samples `<ms>:<entries-added>` of the region stream, score
+    = ms, a minute of them: events per second shared by every process."""
+    return f"{tag(region)}:events:rate"

@@ -8,6 +8,10 @@ from pydantic import BaseModel, Field
 
 Product = Literal["standard", "xl", "premium"]
 
+# The ops overviews list at most this many active trips and this many driver
+# positions (all regions together); the totals say how many there are.
+OPS_LIST_LIMIT = 2000
+
 
 class Point(BaseModel):
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)

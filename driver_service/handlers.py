@@ -14,6 +14,7 @@ from .models import (
     EtaBody,
     LocationBody,
     NearbyQuery,
+    OverviewQuery,
     PageQuery,
     ReasonBody,
     StatusBody,
@@ -130,7 +131,10 @@ async def etas(request: web.Request) -> web.Response:
 
 
 async def overview(request: web.Request) -> web.Response:
-    return json_response(await ops.overview(request.app[REDIS], request.app[SETTINGS]))
+    query = parse_query(request, OverviewQuery)
+    return json_response(
+        await ops.overview(request.app[REDIS], request.app[SETTINGS], query.locations_limit)
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,5 +1,7 @@
-"""Stream upkeep: consumer-group gauges for /metrics and trimming of the
-region streams below what any group still needs (MINID, never MAXLEN)."""
+"""Stream upkeep: consumer-group gauges for /metrics, samples of each region
+stream's entries-added counter (events per second of the ops overview), and
+trimming of the region streams below what any group still needs (MINID,
+never MAXLEN)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import logging
 from common import keys, metrics
 from common.settings import Settings
 from common.streams import group_stats, trim_stream
+
+from .ops import sample_rates
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ class StreamMaintenance:
             for g in await group_stats(self.redis, stream):
                 metrics.CONSUMER_LAG.labels(stream, g["group"]).set(g["lag"] or 0)
                 metrics.CONSUMER_PENDING.labels(stream, g["group"]).set(g["pending"])
+        await sample_rates(self.redis, self.settings)
 
     async def trim_once(self, retention_ms: int | None = None) -> int:
         keep = self.retention_ms if retention_ms is None else retention_ms

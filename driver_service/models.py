@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from common import ids
-from common.models import PageQuery, Point, Product
+from common.models import OPS_LIST_LIMIT, PageQuery, Point, Product
 
 __all__ = ["PageQuery", "Point", "Product"]
 
@@ -60,6 +60,10 @@ class NearbyQuery(BaseModel):
     lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
     radius_m: float = Field(default=3000, gt=0, le=50_000, allow_inf_nan=False)
     product: Product | None = None
+
+
+class OverviewQuery(BaseModel):
+    locations_limit: int = Field(default=OPS_LIST_LIMIT, ge=0, le=OPS_LIST_LIMIT)
 
 
 class EtaBody(BaseModel):

@@ -185,7 +185,8 @@ class DriverStore:
         product = await self.driver_product(driver_id)
         _, doc, _ = await self._run(
             "set_driver_online",
-            [*self.driver_keys(driver_id, product), keys.drivers_online(region), keys.events(region)],
+            [*self.driver_keys(driver_id, product), keys.drivers_online(region), keys.events(region),
+             keys.online_drivers(region)],
             [],
             n_events=1,
         )
@@ -204,6 +205,7 @@ class DriverStore:
                 keys.events(region),
                 keys.offer_deadlines(region),
                 keys.pickups(region, product),
+                keys.online_drivers(region),
             ]
             if offer_trip:
                 keys_ += [keys.trip(offer_trip), keys.trip_events(offer_trip)]
@@ -363,6 +365,7 @@ class DriverStore:
                 keys.rider_active(facts.rider_id),
                 keys.trip_status_counts(r),
                 keys.events(r),
+                keys.active_trips(r),
             ],
             [driver_id, t.sources_csv, t.target, orjson.dumps(fare).decode()],
         )
@@ -455,6 +458,7 @@ class DriverStore:
                 keys.rider_active(trip["rider_id"]),
                 keys.offer_deadlines(region),
                 keys.events(region),
+                keys.active_trips(region),
             ]
             if holder:
                 keys_ += self.driver_keys(holder, trip["product"])

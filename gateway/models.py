@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -21,6 +22,7 @@ from pydantic import (
 )
 
 from common.keys import PRODUCTS
+from common.models import OPS_LIST_LIMIT
 
 Product = Literal["standard", "xl", "premium"]
 Role = Literal["rider", "driver", "ops"]
@@ -49,11 +51,28 @@ CarText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=254),
-    Field(description="A valid e-mail address.", examples=["ada@example.com"]),
+    Field(
+        description="A valid e-mail address (the WHATWG rule of `<input type=email>`).",
+        examples=["ada@example.com"],
+        json_schema_extra={"pattern": EMAIL_RE.pattern},
+    ),
 ]
 IsoTime = Annotated[
     str, Field(description="ISO 8601 UTC with milliseconds.", examples=["2026-11-27T10:00:00.123Z"])
 ]
+
+
+def _integral(value: Any) -> Any:
+    """A JSON number with no fractional part is an integer (JSON Schema says
+    so: `8.0` is valid for `type: integer`); anything else is left to the
+    strict check (strings, booleans and 8.5 stay invalid)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer member of a request body: 8 or 8.0, never "8", true or 8.5.
+JsonInt = Annotated[int, BeforeValidator(_integral)]
 
 
 class Body(BaseModel):
@@ -109,7 +128,7 @@ class Car(Body):
             strip_whitespace=True, min_length=1, max_length=16, pattern=r"^[A-Za-z0-9 -]+$"
         ),
     ]
-    seats: int = Field(ge=1, le=8)
+    seats: JsonInt = Field(ge=1, le=8)
 
 
 # --- accounts and sessions ----------------------------------------------------
@@ -119,7 +138,7 @@ class RiderSignup(Body):
     first_name: Name
     last_name: Name
     email: Email
-    age: int = Field(gt=0, le=150, description="A positive integer (at most 150).")
+    age: JsonInt = Field(gt=0, le=150, description="A positive integer (at most 150).")
     bio: Annotated[str, StringConstraints(max_length=500)] | None = None
     region: str | None = Field(
         None, description="Home region; the first configured region when absent."
@@ -318,7 +337,7 @@ class CancelRequest(Body):
 
 
 class RatingRequest(Body):
-    stars: int = Field(ge=1, le=5)
+    stars: JsonInt = Field(ge=1, le=5)
     comment: Annotated[str, StringConstraints(max_length=500)] | None = None
 
 
@@ -415,20 +434,134 @@ class Ready(Out):
     checks: dict[str, str] = Field(description="Each dependency: `ok` or `down: <reason>`.")
 
 
+class Bounds(Out):
+    min_lat: float
+    min_lon: float
+    max_lat: float
+    max_lon: float
+
+
+class Region(Out):
+    name: str = Field(examples=["sf"])
+    bounds: Bounds
+
+
+class DriverCounts(Out):
+    online: int
+    available: int = Field(description="Online, located, not on a trip, without an open offer.")
+
+
+class DriverPosition(Out):
+    driver_id: str
+    region: str
+    product: Product
+    status: Literal["available", "offered", "on_trip"] = Field(
+        description="`offered`: holds an open offer; `on_trip`: holds a trip "
+        "(assigned, arrived or in progress)."
+    )
+    location: Location
+    trip_id: str | None = Field(
+        None, description="The trip offered to the driver (`offered`) or held (`on_trip`)."
+    )
+
+
+class OpsDrivers(Out):
+    standard: DriverCounts
+    xl: DriverCounts
+    premium: DriverCounts
+    locations: list[DriverPosition] = Field(
+        description=f"Where the online drivers with a known location are, at most "
+        f"{OPS_LIST_LIMIT:,} (all regions together), read from driver_service's index of "
+        "online drivers and their documents."
+    )
+    locations_total: int = Field(
+        description="Online drivers; more than `locations` holds when the list is capped "
+        "or a driver has not reported a location yet."
+    )
+
+
+class PendingTrip(Out):
+    trip_id: str
+    region: str
+    product: Product
+    queue_position: int = Field(description="Place in its region and product, 1 = next.")
+    requested_at: IsoTime
+    waiting_s: float
+    offered_to: str | None = Field(None, description="The driver holding the open offer.")
+    offer_expires_at: IsoTime | None = None
+
+
+class ActiveTrip(Out):
+    trip_id: str
+    region: str
+    status: Literal["requested", "assigned", "arrived", "in_progress"]
+    product: Product
+    pickup: Point
+    dropoff: Point
+    driver_id: str | None = Field(None, description="Once a driver holds the trip.")
+    offered_to: str | None = Field(
+        None, description="While requested: the driver holding an open offer of it."
+    )
+    requested_at: IsoTime
+
+
+class ConsumerGroup(Out):
+    stream: str
+    group: str
+    consumers: int
+    pending: int = Field(description="Delivered, not yet acknowledged.")
+    lag: int | None = Field(description="Entries not yet delivered to the group.")
+    last_delivered_id: str
+
+
+class StreamInfo(Out):
+    stream: str
+    length: int
+    entries_added: int | None = Field(description="Entries ever added (XINFO STREAM).")
+    last_id: str | None
+
+
 class OpsOverview(Out):
     trips_by_status: dict[str, int] | None = None
-    pending: list[dict[str, Any]] | None = Field(
-        None, description="The pending queue in rank order, with waiting times."
+    trips_by_region: dict[str, dict[str, int]] | None = Field(
+        None, description="Trips by status in each region."
     )
-    drivers: dict[str, Any] | None = Field(
-        None, description="Drivers online and available by product."
+    pending_total: dict[str, int] | None = Field(
+        None, description="Requested trips waiting, by product."
     )
-    consumer_groups: list[dict[str, Any]] | None = Field(
+    pending: list[PendingTrip] | None = Field(
+        None, description="The pending queue in rank order (oldest first), with waiting times."
+    )
+    active_trips: list[ActiveTrip] | None = Field(
+        None,
+        description=f"Trips requested, assigned, arrived or in progress, oldest request "
+        f"first, at most {OPS_LIST_LIMIT:,} (all regions together): trip_service's index "
+        "of active trips, kept in the same atomic step as each status change.",
+    )
+    active_trips_total: int | None = Field(
+        None, description="Active trips; more than `active_trips` holds when it is capped."
+    )
+    drivers: OpsDrivers | None = Field(
+        None, description="Drivers online and available by product, and where they are."
+    )
+    open_offers: int | None = None
+    consumer_groups: list[ConsumerGroup] | None = Field(
         None, description="Lag and pending count of every consumer group."
     )
     dead_letters: int | None = None
-    events_per_s: float = Field(description="Events seen on the region streams, last 10 s.")
-    sse_clients: int
+    streams: list[StreamInfo] | None = None
+    events_per_s: float | None = Field(
+        None,
+        description="Events added to the region streams per second, summed over the "
+        "regions, over about the last 10 s: from samples of each stream's entries-added "
+        "counter kept in Redis, so the same for every gateway. Null until a sample a "
+        "second old exists, or when driver_service did not answer.",
+    )
+    regions: list[Region] = Field(description="The service area.")
+    offer_timeout_s: float = Field(description="`OFFER_TIMEOUT_S`.")
+    trip_expiry_s: float = Field(description="`TRIP_EXPIRY_S`.")
+    dispatch_radius_m: float = Field(description="`DISPATCH_RADIUS_M`.")
+    sse_clients: int = Field(description="SSE clients of this gateway process.")
     missing: list[str] | None = Field(
         None, description="Parts whose service did not answer: `trips`, `drivers`."
     )

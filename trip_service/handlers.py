@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from common.models import PageQuery
+from common.trip import document
 from common.web import json_response, parse_body, parse_query
 
-from common.trip import document
-
-from .models import CancelBody, EstimateBody, OverviewQuery, PageQuery, RatingBody, TripBody
+from .models import CancelBody, EstimateBody, OverviewQuery, RatingBody, TripBody
 from .store import TripStore
 
 STORE = web.AppKey("trip_store", TripStore)
@@ -63,7 +63,7 @@ async def timeline(request: web.Request) -> web.Response:
 
 async def overview(request: web.Request) -> web.Response:
     query = parse_query(request, OverviewQuery)
-    return json_response(await _store(request).overview(query.limit))
+    return json_response(await _store(request).overview(query.limit, query.active_limit))
 
 
 def add_routes(app: web.Application) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, field_validator
 
 from common import ids
-from common.models import PageQuery, Point, Product
-
-__all__ = ["PageQuery", "Point", "Product"]
+from common.models import OPS_LIST_LIMIT, Point, Product
 
 
 def _rider(value: str) -> str:
@@ -56,3 +54,4 @@ class RatingBody(BaseModel):
 
 class OverviewQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=500)
+    active_limit: int = Field(default=OPS_LIST_LIMIT, ge=0, le=OPS_LIST_LIMIT)

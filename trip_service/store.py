@@ -24,6 +24,11 @@ from .surge import surge_multiplier
 
 PRODUCER = "trip_service"
 LUA_DIR = Path(__file__).parent / "lua"
+# Trip documents read per JSON.MGET.
+MGET_BATCH = 500
+ACTIVE_TRIP_FIELDS = (
+    "id", "region", "status", "product", "pickup", "dropoff", "driver_id", "requested_at",
+)
 
 
 class TripStore:
@@ -111,6 +116,7 @@ class TripStore:
                 keys.expiry_deadlines(r),
                 keys.trip_status_counts(r),
                 keys.events(r),
+                keys.active_trips(r),
             ],
             [orjson.dumps(doc).decode(), int(self.settings.trip_expiry_s * 1000)],
         )
@@ -134,6 +140,7 @@ class TripStore:
                 keys.expiry_deadlines(r),
                 keys.trip_status_counts(r),
                 keys.events(r),
+                keys.active_trips(r),
             ],
             [rider_id, t.sources_csv, t.target, reason or ""],
         )
@@ -220,8 +227,10 @@ class TripStore:
             })
         return {"trip_id": trip_id, "events": events}
 
-    async def overview(self, limit: int) -> dict:
-        """Trips by status (counters, not a scan) and the pending queues in rank order."""
+    async def overview(self, limit: int, active_limit: int = 0) -> dict:
+        """Trips by status (counters, not a scan), the pending queues in rank
+        order, and up to `active_limit` active trips, oldest first (the index of
+        active trips, not a scan)."""
         seconds, micros = await self.redis.time()
         now = seconds * 1000 + micros // 1000
         by_status: dict[str, int] = {}
@@ -258,12 +267,56 @@ class TripStore:
                         item["offer_expires_at"] = offer["expires_at"]
                     pending.append(item)
         pending.sort(key=lambda p: (p["requested_at"], p["trip_id"]))
+        active, active_total = await self._active_trips(active_limit)
         return {
             "trips_by_status": by_status,
             "trips_by_region": by_region,
             "pending_total": pending_total,
             "pending": pending[:limit],
+            "active_trips": active,
+            "active_trips_total": active_total,
+            "regions": [r.as_dict() for r in self.settings.regions],
+            "trip_expiry_s": self.settings.trip_expiry_s,
         }
+
+    async def _active_trips(self, limit: int) -> tuple[list[dict], int]:
+        """The oldest `limit` active trips of every region (oldest first) and
+        how many there are."""
+        rows: list[tuple[float, str]] = []
+        total = 0
+        for region in self.settings.regions:
+            key = keys.active_trips(region.name)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(key)
+                if limit > 0:
+                    pipe.zrange(key, 0, limit - 1, withscores=True)
+                replies = await pipe.execute()
+            total += replies[0]
+            if limit > 0:
+                rows += [(score, trip_id) for trip_id, score in replies[1]]
+        rows.sort()
+        trip_ids = [trip_id for _, trip_id in rows[:limit]]
+        # One region per JSON.MGET: its keys share a slot on a cluster.
+        by_region: dict[str, list[str]] = {}
+        for trip_id in trip_ids:
+            by_region.setdefault(ids.region_of(trip_id), []).append(trip_id)
+        docs: dict[str, dict] = {}
+        for region_ids in by_region.values():
+            for start in range(0, len(region_ids), MGET_BATCH):
+                for doc in await self.docs(region_ids[start : start + MGET_BATCH]):
+                    docs[doc["id"]] = doc
+        out = []
+        for trip_id in trip_ids:
+            doc = docs.get(trip_id)
+            if doc is not None:
+                item = {k: doc[k] for k in ACTIVE_TRIP_FIELDS if doc.get(k) is not None}
+                item["trip_id"] = item.pop("id")
+                if doc["status"] == "requested":
+                    item.pop("driver_id", None)
+                    if doc.get("offer"):
+                        item["offered_to"] = doc["offer"]["driver_id"]
+                out.append(item)
+        return out, total
 
     async def _offers(self, trip_ids: list[str]) -> list[dict | None]:
         if not trip_ids:

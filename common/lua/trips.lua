@@ -48,11 +48,19 @@ local function hdecr(hash_key, field)
   end
 end
 
--- The status field and the per-status counters move together.
-local function set_status(key, doc, counts_key, status)
+local ENDED = {completed = true, cancelled = true, expired = true}
+
+-- The status field and the per-status counters move together, and a trip
+-- leaves the index of active trips (score requested_ms) in the step that
+-- ends it: a script moving a trip to an end status must pass `active_key`.
+local function set_status(key, doc, counts_key, status, active_key)
   hdecr(counts_key, doc.status)
   redis.call('HINCRBY', counts_key, status, 1)
   jset(key, doc, 'status', status)
+  if ENDED[status] then
+    if not active_key then error('set_status: ' .. status .. ' needs the active-trips key') end
+    redis.call('ZREM', active_key, doc.id)
+  end
 end
 
 -- A requested trip is ranked (score: requested_ms, so it keeps its place),

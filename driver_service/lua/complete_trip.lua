@@ -1,6 +1,7 @@
 -- in_progress -> completed, by the assigned driver, with the final fare; the
 -- driver is available again, the rider may request again.
--- KEYS: trip, trip_events, driver, geo, supply, offers, rider_active, counts, events
+-- KEYS: trip, trip_events, driver, geo, supply, offers, rider_active, counts, events,
+--       active
 -- ARGV[4]: driver_id, ARGV[5]: allowed sources, ARGV[6]: target,
 -- ARGV[7]: the final fare (JSON money)
 local dk = {driver = KEYS[3], geo = KEYS[4], supply = KEYS[5], offers = KEYS[6]}
@@ -12,7 +13,7 @@ if t.driver_id ~= driver_id or not one_of(ARGV[5], t.status) then
 end
 local now = now_ms()
 local fare = cjson.decode(ARGV[7])
-set_status(KEYS[1], t, KEYS[8], ARGV[6])
+set_status(KEYS[1], t, KEYS[8], ARGV[6], KEYS[10])
 jset(KEYS[1], t, 'completed_at', iso(now))
 jset(KEYS[1], t, 'fare', fare)
 release_rider(KEYS[7], t.id)

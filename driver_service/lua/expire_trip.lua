@@ -1,7 +1,7 @@
 -- requested -> expired: nobody accepted within TRIP_EXPIRY_S. Claims its
 -- deadline entry like expire_offer; an open offer closes with the trip.
 -- KEYS: trip, trip_events, expiry, pending, pickups, demand, counts,
---       rider_active, offer_deadlines, events, [driver, geo, supply, offers]
+--       rider_active, offer_deadlines, events, active, [driver, geo, supply, offers]
 -- ARGV[4]: trip_id, ARGV[5]: the offer's driver as read ('' none),
 -- ARGV[6]: allowed sources, ARGV[7]: target
 local trip_id = ARGV[4]
@@ -23,7 +23,7 @@ if holder ~= '' then
   jset(KEYS[1], t, 'offer', cjson.null)
   redis.call('JSON.ARRAPPEND', KEYS[1], '$.refused', cjson.encode(holder))
   redis.call('ZREM', KEYS[9], trip_id)
-  local dk = {driver = KEYS[11], geo = KEYS[12], supply = KEYS[13], offers = KEYS[14]}
+  local dk = {driver = KEYS[12], geo = KEYS[13], supply = KEYS[14], offers = KEYS[15]}
   local d = load_doc(dk.driver)
   if holds_offer(d, trip_id) then
     clear_driver_offer(dk, d)
@@ -31,7 +31,7 @@ if holder ~= '' then
   end
   data.driver_id = holder
 end
-set_status(KEYS[1], t, KEYS[7], ARGV[7])
+set_status(KEYS[1], t, KEYS[7], ARGV[7], KEYS[11])
 jset(KEYS[1], t, 'expired_at', iso(now))
 release_rider(KEYS[8], trip_id)
 emit(KEYS[10], KEYS[2], 'trip.expired', trip_id, holder, data, now)

@@ -1,6 +1,6 @@
 -- online -> offline. 409 while on a trip; an open offer is declined first.
 -- KEYS: driver, geo, supply, offers, online_counts, events, offer_deadlines,
---       pickups, [offer_trip, offer_trip_events], [active_trip]
+--       pickups, online_drivers, [offer_trip, offer_trip_events], [active_trip]
 -- ARGV[4]: the offer's trip id as read ('' none), ARGV[5]: the active trip
 -- id as read ('' none), ARGV[6]: statuses in which a driver holds a trip
 local dk = {driver = KEYS[1], geo = KEYS[2], supply = KEYS[3], offers = KEYS[4]}
@@ -27,14 +27,14 @@ if active ~= '' then
   jset(KEYS[1], d, 'trip_id', cjson.null)
 end
 if offer_trip ~= '' then
-  local t = load_doc(KEYS[9])
+  local t = load_doc(KEYS[10])
   clear_driver_offer(dk, d)
   if trip_offered_to(t, d.id) then
-    jset(KEYS[9], t, 'offer', cjson.null)
-    redis.call('JSON.ARRAPPEND', KEYS[9], '$.refused', cjson.encode(d.id))
+    jset(KEYS[10], t, 'offer', cjson.null)
+    redis.call('JSON.ARRAPPEND', KEYS[10], '$.refused', cjson.encode(d.id))
     redis.call('ZREM', KEYS[7], t.id)
     wait_again(t, KEYS[8])
-    emit(KEYS[6], KEYS[10], 'trip.offer_declined', t.id, d.id,
+    emit(KEYS[6], KEYS[11], 'trip.offer_declined', t.id, d.id,
       {driver_id = d.id, reason = 'offline'}, now)
     table.insert(types, 'trip.offer_declined')
   end
@@ -42,6 +42,7 @@ end
 jset(KEYS[1], d, 'status', 'offline')
 jset(KEYS[1], d, 'online_since', nil)
 hdecr(KEYS[5], d.product)
+redis.call('ZREM', KEYS[9], d.id)
 sync_supply(dk, d)
 emit(KEYS[6], nil, 'driver.offline', '', d.id, {product = d.product}, now)
 table.insert(types, 'driver.offline')

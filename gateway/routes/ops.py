@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from common import errors, keys
+from common.models import OPS_LIST_LIMIT
 from common.web import healthz, metrics_handler, readyz
 
 from .. import models
@@ -45,13 +46,18 @@ health at <a href="/readyz">/readyz</a>, metrics at <a href="/metrics">/metrics<
     summary="The state of the system at a glance",
     tags="operations",
     roles=OPS,
-    responses=ok(models.OpsOverview, "Trips, the pending queue, drivers, consumer groups."),
+    responses=ok(
+        models.OpsOverview,
+        "Trips, the pending queue, active trips, drivers and where they are, consumer groups.",
+    ),
     errors=(503, 504),
-    description="Trips by status, the pending queue in rank order with waiting times "
-    "(trip_service); drivers online and available by product, consumer-group lag and "
-    "pending counts, dead letters (driver_service); events per second (this gateway). "
-    "Both services are asked at once; a part whose service fails is listed in `missing`. "
-    "503 when neither answers.",
+    description="Trips by status, the pending queue in rank order with waiting times, the "
+    f"active trips (at most {OPS_LIST_LIMIT:,}) (trip_service); drivers online and "
+    f"available by product and the positions of the online drivers (at most "
+    f"{OPS_LIST_LIMIT:,}), consumer-group lag and pending counts, dead letters, events per "
+    "second over the region streams (driver_service); the regions and the timers. Both "
+    "services are asked at once; a part whose service fails is listed in `missing`. 503 "
+    "when neither answers.",
 )
 async def ops_overview(call: Call) -> web.Response:
     upstreams = call.services.upstreams
@@ -65,7 +71,8 @@ async def ops_overview(call: Call) -> web.Response:
     for name, result in (("trips", trips), ("drivers", drivers)):
         if isinstance(result, Reply) and isinstance(result.body, dict):
             for key, value in result.body.items():
-                # driver_service's `drivers` summary lands under `drivers`.
+                # driver_service's `drivers` summary lands under `drivers`;
+                # both services report the regions and their own timers.
                 out.setdefault(key, value)
         else:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
@@ -77,9 +84,15 @@ async def ops_overview(call: Call) -> web.Response:
         raise failure or errors.Unavailable(
             "Neither service answered.", headers={"Retry-After": "1"}
         )
-    hub = call.services.hub
-    out["events_per_s"] = hub.events_per_s()
-    out["sse_clients"] = hub.client_count
+    # The configuration this gateway shares with the services stands in for
+    # the part of a service that did not answer.
+    settings = call.services.settings
+    out.setdefault("events_per_s", None)
+    out.setdefault("regions", [r.as_dict() for r in settings.regions])
+    out.setdefault("offer_timeout_s", settings.offer_timeout_s)
+    out.setdefault("trip_expiry_s", settings.trip_expiry_s)
+    out.setdefault("dispatch_radius_m", settings.dispatch_radius_m)
+    out["sse_clients"] = call.services.hub.client_count
     if missing:
         out["missing"] = missing
     return json(out)

@@ -32,6 +32,23 @@ async def check_indexes(rig) -> None:
     for driver_id in geo:
         d = await rig.driver_doc(driver_id)
         assert d["status"] == "online" and d["offer"] is None and d["trip_id"] is None
+    # The ops indexes: exactly the active trips, exactly the online drivers.
+    tag = keys.tag("sf")
+    trip_keys = [k async for k in r.scan_iter(match=f"{tag}:trip:*") if ":events" not in k]
+    active = set()
+    for key in trip_keys:
+        doc = await rig.doc(key.rsplit(":", 1)[1])
+        if doc["status"] in ("requested", "assigned", "arrived", "in_progress"):
+            active.add(doc["id"])
+    assert set(await r.zrange(keys.active_trips("sf"), 0, -1)) == active
+    driver_keys = [k async for k in r.scan_iter(match=f"{tag}:driver:*")
+                   if not k.endswith(":trips")]
+    online = set()
+    for key in driver_keys:
+        d = await rig.driver_doc(key.rsplit(":", 1)[1])
+        if d["status"] == "online":
+            online.add(d["id"])
+    assert set(await r.zrange(keys.online_drivers("sf"), 0, -1)) == online
 
 
 async def test_fifty_concurrent_accepts_have_one_winner(rig):

@@ -1,7 +1,7 @@
 -- requested | assigned | arrived -> cancelled, by the rider. A driver holding
 -- an offer or the trip is named in the event; driver_service frees them.
 -- KEYS: trip, trip_events, rider_active, pending, pickups, demand, expiry,
---       counts, events
+--       counts, events, active
 -- ARGV[4]: rider_id, ARGV[5]: allowed sources, ARGV[6]: target,
 -- ARGV[7]: reason ('' for none)
 local doc = load_doc(KEYS[1])
@@ -24,7 +24,7 @@ if doc.status == 'requested' then
 else
   freed = doc.driver_id
 end
-set_status(KEYS[1], doc, KEYS[8], ARGV[6])
+set_status(KEYS[1], doc, KEYS[8], ARGV[6], KEYS[10])
 jset(KEYS[1], doc, 'cancelled_at', iso(now))
 jset(KEYS[1], doc, 'cancelled_by', 'rider')
 if ARGV[7] ~= '' then jset(KEYS[1], doc, 'cancel_reason', ARGV[7]) end

@@ -1,6 +1,6 @@
 -- requested: create the trip, rank it, make it the rider's active trip.
 -- KEYS: trip, trip_events, rider_active, rider_trips, pending, pickups,
---       demand, expiry, counts, events
+--       demand, expiry, counts, events, active
 -- ARGV[4]: the document (without server times), ARGV[5]: TRIP_EXPIRY_S in ms
 local existing = redis.call('JSON.GET', KEYS[1])
 if existing then
@@ -17,6 +17,7 @@ jset(KEYS[1], doc, 'requested_ms', now)
 jset(KEYS[1], doc, 'requested_at', iso(now))
 jset(KEYS[1], doc, 'expires_ms', now + tonumber(ARGV[5]))
 redis.call('HINCRBY', KEYS[9], 'requested', 1)
+redis.call('ZADD', KEYS[11], now, doc.id)
 redis.call('SET', KEYS[3], doc.id)
 redis.call('ZADD', KEYS[4], now, doc.id)
 join_queue(doc, {pending = KEYS[5], pickups = KEYS[6], demand = KEYS[7], expiry = KEYS[8]})
