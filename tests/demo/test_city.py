@@ -144,4 +144,5 @@ def test_the_city_runs_trips_end_to_end_and_leaves_nothing_hanging(demo_system, 
     for status in ("assigned", "arrived", "in_progress"):
         assert counts.get(status, 0) == 0, counts
     drivers = overview["drivers"]
-    assert sum(d["online"] for d in drivers.values()) == 0, drivers
+    assert sum(drivers[p]["online"] for p in ("standard", "xl", "premium")) == 0, drivers
+    assert drivers["locations"] == [] and drivers["locations_total"] == 0, drivers
