@@ -1,14 +1,15 @@
 // The live operations dashboard. No framework, no build step, no network but the gateway.
 //
-// Data: GET /v1/ops/overview (polled), GET /v1/ops/events (SSE read with fetch()
-// so the Authorization header can be sent), GET /v1/drivers/nearby (driver
-// positions when the overview has none), GET /v1/trips/{id}/timeline (on click).
+// Data: GET /v1/ops/overview (polled: counters, the queue, consumer groups, the
+// active trips, where the online drivers are, the regions, the timers, events
+// per second), GET /v1/ops/events (SSE read with fetch() so the Authorization
+// header can be sent: the live feed, and status changes on the map between two
+// polls), GET /v1/trips/{id}/timeline (on click).
 // The ops token comes from the URL fragment `#token=...` (kept in sessionStorage,
 // then removed from the address bar) or from the sign-in form.
 
 const TOKEN_KEY = "ops_token";
 const OVERVIEW_EVERY_MS = 1500;
-const NEARBY_EVERY_MS = 2000;
 const FEED_MAX = 250;
 const SPARK_POINTS = 120;
 const STATUSES = ["requested", "assigned", "arrived", "in_progress", "completed", "cancelled", "expired"];
@@ -162,10 +163,9 @@ async function api(path, opts = {}) {
 const state = {
   overview: null,
   overviewAt: 0,
-  overviewOk: false,
-  trips: new Map(), // trip_id -> {id, status, product, pickup, dropoff, driverId, until}
-  drivers: new Map(), // key -> {key, pos, from, to, t0, status, product, tripId, seen}
-  driverSource: "",
+  trips: new Map(), // trip_id -> {id, status, product, pickup, dropoff, driverId, offeredTo, until, liveAt}
+  drivers: new Map(), // driver_id -> {key, from, to, t0, dur, status, product, tripId}
+  positionsTotal: 0,
   spark: [],
   eventTimes: [],
   version: 0,
@@ -173,7 +173,9 @@ const state = {
   feedFilter: "",
   feedCount: 0,
   basemap: null,
-  region: null,
+  regions: [],
+  region: null, // {name, bounds} of the region on the map
+  chosenRegion: null, // the operator's choice, when there are several
   expiryS: 120,
 };
 
@@ -191,88 +193,80 @@ function tripOf(id) {
   return t;
 }
 
+function regionOfId(id) {
+  // Every id carries its region: trp_<region>_<ULID>, drv_<region>_<ULID>.
+  const parts = String(id || "").split("_");
+  return parts.length === 3 ? parts[1] : null;
+}
+
 // ---------------------------------------------------------------- overview
 
+// GET /v1/ops/overview (docs/api.md, /openapi.json) carries everything the
+// page shows but the live feed: counters, the queue, consumer groups, the
+// active trips, where the online drivers are, the regions and the timers.
 function normalizeOverview(o) {
   const out = {};
-  out.byStatus = o.trips_by_status || (o.trips && o.trips.by_status) || {};
-  const pending = o.pending || o.pending_queue || o.queue || (o.trips && o.trips.pending) || [];
-  out.pending = (Array.isArray(pending) ? pending : []).map((p, i) => ({
-    id: p.trip_id || p.id,
+  out.byStatus = o.trips_by_status || {};
+  out.pending = (o.pending || []).map((p, i) => ({
+    id: p.trip_id,
     product: p.product || "",
     order: i + 1, // the server's order: oldest request first
-    rank: num(p.queue_position ?? p.rank ?? p.position) ?? i + 1, // place among its product's requests
-    waitingS: num(p.waiting_s ?? p.wait_s) ??
-      (p.requested_at ? (Date.now() - new Date(p.requested_at).getTime()) / 1000 : null),
-    pickup: pointOf(p.pickup),
-    dropoff: pointOf(p.dropoff),
-    offeredTo: p.offered_to || p.offer_driver_id || null,
+    rank: num(p.queue_position) ?? i + 1, // place among its product's requests
+    waitingS: num(p.waiting_s),
+    offeredTo: p.offered_to || null,
   }));
-  out.eps = num(o.events_per_s ?? o.events_per_second ?? (o.events && o.events.per_second));
+  out.eps = num(o.events_per_s);
   out.openOffers = num(o.open_offers);
   out.pendingTotal = o.pending_total && typeof o.pending_total === "object"
-    ? Object.values(o.pending_total).reduce((a, n) => a + (num(n) || 0), 0) : num(o.pending_total);
+    ? Object.values(o.pending_total).reduce((a, n) => a + (num(n) || 0), 0) : null;
   out.missing = Array.isArray(o.missing) ? o.missing : [];
 
-  // Drivers by product: {online: {p: n}, available: {p: n}} or {by_product: {p: {online, available}}}.
-  const d = o.drivers || {};
-  const rows = new Map();
-  const put = (product, key, n) => {
-    if (!rows.has(product)) rows.set(product, { product, online: null, available: null });
-    rows.get(product)[key] = num(n);
-  };
-  for (const key of ["online", "available"]) {
-    const v = d[key] ?? o[`drivers_${key}`];
-    if (v && typeof v === "object" && !Array.isArray(v)) {
-      for (const [p, n] of Object.entries(v)) if (typeof n !== "object") put(p, key, n);
+  const d = o.drivers || null;
+  out.driverRows = [];
+  if (d) {
+    for (const [product, v] of Object.entries(d)) {
+      if (v && typeof v === "object" && !Array.isArray(v) && "online" in v) {
+        out.driverRows.push({ product, online: num(v.online), available: num(v.available) });
+      }
     }
   }
-  // driver_service's shape: {standard: {online, available}, xl: {...}, ...}.
-  for (const [p, v] of Object.entries(d)) {
-    if (v && typeof v === "object" && !Array.isArray(v) && ("online" in v || "available" in v)) {
-      put(p, "online", v.online);
-      put(p, "available", v.available);
-    }
-  }
-  const byProduct = d.by_product || d.products;
-  if (byProduct && typeof byProduct === "object") {
-    for (const [p, v] of Object.entries(byProduct)) {
-      if (v && typeof v === "object") { put(p, "online", v.online); put(p, "available", v.available); }
-    }
-  }
-  out.driverRows = [...rows.values()].filter((r) => !["total", "all"].includes(r.product));
-  out.onlineTotal = num(d.online_total ?? (typeof d.online === "number" ? d.online : null));
-  out.availableTotal = num(d.available_total ?? (typeof d.available === "number" ? d.available : null));
-
-  // Driver positions, when the overview carries them.
-  const locs = o.driver_locations || d.locations || d.positions || d.items || null;
-  out.driverLocations = Array.isArray(locs) ? locs.map((x) => ({
-    id: x.driver_id || x.id || null,
-    pos: pointOf(x.location || x),
-    status: x.status || (x.trip_id ? "busy" : "available"),
+  // Null when driver_service did not answer: the map keeps what it has.
+  out.locations = d && Array.isArray(d.locations) ? d.locations.map((x) => ({
+    id: x.driver_id,
+    region: x.region || regionOfId(x.driver_id),
+    pos: pointOf(x.location),
+    status: x.status,
     product: x.product || "",
     tripId: x.trip_id || null,
   })).filter((x) => x.pos) : null;
+  out.locationsTotal = d ? num(d.locations_total) : null;
+  out.activeTrips = Array.isArray(o.active_trips) ? o.active_trips.map((t) => ({
+    id: t.trip_id,
+    region: t.region || regionOfId(t.trip_id),
+    status: t.status,
+    product: t.product || "",
+    pickup: pointOf(t.pickup),
+    dropoff: pointOf(t.dropoff),
+    driverId: t.driver_id || null,
+    offeredTo: t.offered_to || null,
+    requestedAt: Date.parse(t.requested_at) || null,
+  })) : null;
+  out.activeTotal = num(o.active_trips_total);
 
-  let groups = o.consumer_groups || o.groups || (o.streams && o.streams.groups) || [];
-  if (groups && !Array.isArray(groups)) {
-    groups = Object.entries(groups).map(([name, g]) => ({ name, ...(typeof g === "object" ? g : { lag: g }) }));
-  }
-  out.groups = groups.map((g) => ({
-    name: [g.stream, g.group || g.name].filter(Boolean).join(" / ") || "?",
-    consumers: Array.isArray(g.consumers) ? g.consumers.length : num(g.consumers),
+  out.groups = (o.consumer_groups || []).map((g) => ({
+    name: [g.stream, g.group].filter(Boolean).join(" / ") || "?",
+    consumers: num(g.consumers),
     lag: num(g.lag),
     pending: num(g.pending),
   }));
-  const dead = o.dead_letters;
-  out.dead = num(dead && typeof dead === "object" ? dead.count ?? dead.total : dead) ?? 0;
-  const region = o.region || (Array.isArray(o.regions) ? o.regions[0] : null);
-  out.region = region ? (typeof region === "string" ? { name: region } : region) : null;
-  out.expiryS = num(o.trip_expiry_s ?? (o.settings && o.settings.trip_expiry_s));
+  out.dead = num(o.dead_letters) ?? 0;
+  out.regions = Array.isArray(o.regions) ? o.regions.filter((r) => r && r.name && r.bounds) : [];
+  out.expiryS = num(o.trip_expiry_s);
   return out;
 }
 
 async function pollOverview() {
+  const sentAt = Date.now();
   try {
     const resp = await api("/v1/ops/overview");
     if (!resp.ok) throw new Error(`overview ${resp.status}`);
@@ -281,14 +275,9 @@ async function pollOverview() {
     state.overviewAt = Date.now();
     setHealth("overview", "ok", "overview");
     if (o.expiryS) state.expiryS = o.expiryS;
-    if (o.region && o.region.name && (!state.region || state.region.name !== o.region.name)) {
-      state.region = o.region;
-      $("region-name").textContent = o.region.name;
-      if (!state.basemap || state.basemap.region !== o.region.name) loadBasemap(o.region.name);
-      else resizeMap();
-    }
-    mergePending(o.pending);
-    if (o.driverLocations) applyDriverPositions(o.driverLocations, "ops overview");
+    if (o.regions.length) setRegions(o.regions);
+    if (o.activeTrips) applyActiveTrips(o.activeTrips, sentAt);
+    if (o.locations) applyDriverPositions(o.locations, o.locationsTotal);
     renderOverview(o);
     hideBanner("overview");
     if (o.missing.length) showBanner("partial", `Overview is partial: no answer from ${o.missing.join(" and ")}.`);
@@ -300,193 +289,100 @@ async function pollOverview() {
   }
 }
 
-function mergePending(pending) {
-  const ids = new Set();
-  for (const p of pending) {
-    if (!p.id) continue;
-    ids.add(p.id);
-    const t = tripOf(p.id);
-    if (TERMINAL.has(t.status)) continue;
-    t.status = "requested";
-    if (p.pickup) t.pickup = p.pickup;
-    if (p.dropoff) t.dropoff = p.dropoff;
-    if (p.product) t.product = p.product;
-    t.waitingS = p.waitingS;
-    t.seenInQueue = Date.now();
+function setRegions(regions) {
+  const names = regions.map((r) => r.name).join(",");
+  if (names !== state.regions.map((r) => r.name).join(",")) {
+    state.regions = regions;
+    const select = $("region-select");
+    select.replaceChildren(...regions.map((r) => el("option", { value: r.name, text: r.name })));
+    select.hidden = regions.length < 2;
+    $("region-name").hidden = regions.length > 1;
   }
-  // A trip that left the queue without us seeing its event: stop drawing it as waiting.
-  for (const t of state.trips.values()) {
-    if (t.status === "requested" && !ids.has(t.id) && t.seenInQueue && Date.now() - t.seenInQueue > 5000) {
-      t.status = "unknown";
-      t.until = Date.now() + 2000;
-    }
+  const region = regions.find((r) => r.name === state.chosenRegion) || regions[0];
+  $("region-select").value = region.name;
+  showRegion(region);
+}
+
+function showRegion(region) {
+  const changed = !state.region || state.region.name !== region.name
+    || JSON.stringify(state.region.bounds) !== JSON.stringify(region.bounds);
+  if (!changed) return;
+  state.region = region;
+  $("region-name").textContent = region.name;
+  $("map").dataset.region = region.name;
+  if (!state.basemap || state.basemap.region !== region.name) loadBasemap(region.name);
+  resizeMap();
+}
+
+function chooseRegion(name) {
+  state.chosenRegion = name;
+  const region = state.regions.find((r) => r.name === name);
+  if (region) showRegion(region);
+  touch();
+}
+
+function onMap(region) {
+  return !state.region || !region || region === state.region.name;
+}
+
+// The overview's active trips are the truth; a status change the feed has
+// shown since the request was sent is newer than the answer, and stays.
+function applyActiveTrips(list, sentAt) {
+  const listed = new Set();
+  for (const a of list) {
+    if (!a.id) continue;
+    listed.add(a.id);
+    const t = tripOf(a.id);
+    t.region = a.region;
+    t.product = a.product || t.product;
+    t.pickup = a.pickup || t.pickup;
+    t.dropoff = a.dropoff || t.dropoff;
+    t.requestedAt = a.requestedAt || t.requestedAt;
+    if ((t.liveAt || 0) > sentAt) continue;
+    t.status = a.status;
+    t.until = 0;
+    t.driverId = a.driverId;
+    t.offeredTo = a.offeredTo;
+  }
+  for (const [id, t] of state.trips) {
+    if (listed.has(id) || TERMINAL.has(t.status) || (t.liveAt || 0) > sentAt) continue;
+    state.trips.delete(id); // ended or beyond the list's cap
   }
   touch();
 }
 
 // ---------------------------------------------------------------- drivers
 
-function applyDriverPositions(list, source) {
+// Positions come with every overview: each car glides from where it was to
+// where it is over one polling interval.
+function applyDriverPositions(list, total) {
   const now = performance.now();
   const seen = new Set();
-  list.forEach((x, i) => {
-    // Without identities (nearby), match each dot to the closest previous one.
-    const key = x.id || matchAnonymous(x, seen) || `anon-${now}-${i}`;
-    seen.add(key);
-    const prev = state.drivers.get(key);
-    const pos = x.pos;
+  for (const x of list) {
+    seen.add(x.id);
+    const prev = state.drivers.get(x.id);
     if (prev) {
       prev.from = currentPos(prev, now);
-      prev.to = pos;
+      prev.to = x.pos;
       prev.t0 = now;
       prev.status = x.status;
       prev.product = x.product || prev.product;
       prev.tripId = x.tripId;
-      prev.seen = now;
+      prev.region = x.region;
     } else {
-      state.drivers.set(key, { key, from: pos, to: pos, t0: now, status: x.status, product: x.product,
-        tripId: x.tripId, seen: now });
+      state.drivers.set(x.id, { key: x.id, from: x.pos, to: x.pos, t0: now, status: x.status,
+        product: x.product, tripId: x.tripId, region: x.region });
     }
-  });
-  for (const [key, d] of state.drivers) {
-    if (d.sourceTag === source && !seen.has(key)) state.drivers.delete(key);
   }
-  for (const key of seen) state.drivers.get(key).sourceTag = source;
-  state.driverSource = source;
+  for (const key of state.drivers.keys()) if (!seen.has(key)) state.drivers.delete(key);
+  state.positionsTotal = total ?? list.length;
+  $("map").dataset.source = "overview";
   touch();
 }
 
-function matchAnonymous(x, taken) {
-  let best = null;
-  let bestD = 0.004; // about 400 m: farther than that, call it a new car
-  for (const [key, d] of state.drivers) {
-    if (taken.has(key) || !key.startsWith("anon-") || d.product !== x.product) continue;
-    const dist = Math.hypot(d.to.lat - x.pos.lat, d.to.lon - x.pos.lon);
-    if (dist < bestD) { bestD = dist; best = key; }
-  }
-  return best;
-}
-
 function currentPos(d, now) {
-  const t = Math.min(1, (now - d.t0) / (d.dur || NEARBY_EVERY_MS));
+  const t = Math.min(1, (now - d.t0) / (d.dur || OVERVIEW_EVERY_MS));
   return { lat: d.from.lat + (d.to.lat - d.from.lat) * t, lon: d.from.lon + (d.to.lon - d.from.lon) * t };
-}
-
-let nearbyRadius = 12000;
-async function pollNearby() {
-  // The overview's own positions (available and busy) win when it has them.
-  if (state.overview && state.overview.driverLocations) return;
-  const c = regionCenter();
-  if (!c) return;
-  try {
-    const url = `/v1/drivers/nearby?lat=${c.lat.toFixed(5)}&lon=${c.lon.toFixed(5)}&radius_m=${nearbyRadius}`;
-    const resp = await api(url);
-    if (resp.status === 422 && nearbyRadius > 3000) {
-      nearbyRadius = Math.max(3000, Math.floor(nearbyRadius / 2)); // a server-side cap
-      return;
-    }
-    if (!resp.ok) return;
-    const body = await resp.json();
-    const list = (body.drivers || []).map((x) => ({
-      id: x.id || x.driver_id || null, pos: pointOf(x.location), status: "available", product: x.product || "",
-    })).filter((x) => x.pos);
-    applyDriverPositions(list, "nearby");
-    state.driverSource = "nearby search (available) and trip details (busy)";
-  } catch (_) {
-    // The overview banner already says when the gateway is down.
-  }
-}
-
-function regionCenter() {
-  const b = bounds();
-  return b ? { lat: (b.min_lat + b.max_lat) / 2, lon: (b.min_lon + b.max_lon) / 2 } : null;
-}
-
-// ---------------------------------------------------------------- trip details
-
-// GET /v1/trips/{id} (ops may read any trip) fills in what the event feed
-// cannot: pickup and dropoff of trips that began before the page opened, and
-// the position of the driver of each active trip (the nearby search only
-// returns available drivers). A few calls a second, oldest first.
-const TRIP_FETCHES_PER_TICK = 3;
-const TRIP_REFRESH_MS = 3000;
-const tripFetching = new Set();
-
-function tripsToRefresh() {
-  const now = Date.now();
-  const want = [];
-  for (const t of state.trips.values()) {
-    if (tripFetching.has(t.id) || t.gone) continue;
-    const active = t.status === "assigned" || t.status === "arrived" || t.status === "in_progress";
-    const unknown = !t.pickup && !TERMINAL.has(t.status);
-    if ((active || unknown) && now - (t.fetchedAt || 0) > TRIP_REFRESH_MS) want.push(t);
-  }
-  want.sort((a, b) => (a.fetchedAt || 0) - (b.fetchedAt || 0));
-  return want.slice(0, TRIP_FETCHES_PER_TICK);
-}
-
-async function refreshTrip(t) {
-  tripFetching.add(t.id);
-  t.fetchedAt = Date.now();
-  try {
-    const resp = await api(`/v1/trips/${encodeURIComponent(t.id)}`);
-    if (resp.status === 404) { t.gone = true; t.until = Date.now() + 1000; return; }
-    if (!resp.ok) return;
-    const trip = await resp.json();
-    t.pickup = pointOf(trip.pickup) || t.pickup;
-    t.dropoff = pointOf(trip.dropoff) || t.dropoff;
-    t.product = trip.product || t.product;
-    if (TERMINAL.has(trip.status) && !TERMINAL.has(t.status)) {
-      t.status = trip.status;
-      t.until = Date.now() + 4000;
-    } else if (t.status === "unknown" || (t.status === "requested" && trip.status !== "requested" && !TERMINAL.has(trip.status))) {
-      t.status = trip.status;
-    }
-    const driver = trip.driver;
-    if (driver && driver.id) {
-      t.driverId = driver.id;
-      const pos = pointOf(driver.location);
-      if (pos && !TERMINAL.has(t.status)) upsertBusyDriver(driver.id, pos, trip.product, t.id);
-    }
-    touch();
-  } catch (_) {
-    // Retried on a later tick.
-  } finally {
-    tripFetching.delete(t.id);
-  }
-}
-
-function upsertBusyDriver(id, pos, product, tripId) {
-  const now = performance.now();
-  const prev = state.drivers.get(id);
-  if (prev) {
-    prev.from = currentPos(prev, now);
-    prev.to = pos;
-    prev.dur = Math.min(8000, Math.max(1000, now - prev.t0));
-    prev.t0 = now;
-    prev.tripId = tripId;
-    prev.status = "busy";
-    prev.seen = now;
-    prev.sourceTag = "trips";
-  } else {
-    // A driver who was available a moment ago keeps its dot (and its anonymous key goes).
-    state.drivers.set(id, { key: id, from: pos, to: pos, t0: now, dur: TRIP_REFRESH_MS, status: "busy",
-      product, tripId, seen: now, sourceTag: "trips" });
-  }
-}
-
-function pruneBusyDrivers() {
-  const now = performance.now();
-  for (const [key, d] of state.drivers) {
-    if (d.sourceTag !== "trips") continue;
-    const t = d.tripId && state.trips.get(d.tripId);
-    if (!t || TERMINAL.has(t.status) || t.status === "requested" || now - d.seen > 15000) state.drivers.delete(key);
-  }
-}
-
-function tickTrips() {
-  pruneBusyDrivers();
-  for (const t of tripsToRefresh()) refreshTrip(t);
 }
 
 // ---------------------------------------------------------------- events stream
@@ -534,9 +430,10 @@ const stream = {
 };
 
 // The first connection asks for the recent past too (stream ids are
-// milliseconds), so trips already under way appear on the map at once. The
-// gateway replays at most 1000 events per region: the window shrinks when
-// the system is busy so that the replay reaches the present.
+// milliseconds), so that the feed is not empty; the map comes from the
+// overview, never from replayed events. The gateway replays at most 1000
+// events per region: the window shrinks when the system is busy so that the
+// replay reaches the present.
 const PAGE_STARTED = Date.now();
 function replayFrom() {
   const eps = state.overview && state.overview.eps ? state.overview.eps : 1;
@@ -581,32 +478,57 @@ function onEvent(msg) {
   if (!env || typeof env !== "object") return;
   const type = env.type || msg.event;
   const replayed = (Date.parse(env.occurred_at) || Date.now()) < PAGE_STARTED - 1000;
-  if (!replayed) state.eventTimes.push(Date.now());
-  applyEventToMap(type, env, replayed);
+  if (!replayed) {
+    state.eventTimes.push(Date.now());
+    applyEventToMap(type, env);
+  }
   addFeedRow(type, env, msg.id, replayed);
 }
 
-function applyEventToMap(type, env, replayed = false) {
+// A live event moves what the map shows at once; the next overview confirms
+// it. A trip the map does not know yet (other than a new request) waits for
+// the next overview.
+const DRIVER_AFTER_EVENT = {
+  "trip.offered": "offered",
+  "trip.assigned": "on_trip",
+  "trip.offer_declined": "available",
+  "trip.offer_expired": "available",
+  "trip.driver_cancelled": "available",
+  "trip.completed": "available",
+  "trip.cancelled": "available",
+  "trip.expired": "available",
+};
+
+function applyEventToMap(type, env) {
+  if (!type || !type.startsWith("trip.") || !env.trip_id) return;
   const data = env.data || {};
-  if (type && type.startsWith("trip.") && env.trip_id) {
-    const t = tripOf(env.trip_id);
-    const pickup = pointOf(data.pickup) || pointOf(data.trip && data.trip.pickup);
-    const dropoff = pointOf(data.dropoff) || pointOf(data.trip && data.trip.dropoff);
-    if (pickup) t.pickup = pickup;
-    if (dropoff) t.dropoff = dropoff;
-    if (data.product) t.product = data.product;
-    if (env.driver_id) t.driverId = env.driver_id;
-    const status = STATUS_OF_EVENT[type];
-    if (status) {
-      t.status = status;
-      if (status === "requested") t.driverId = type === "trip.driver_cancelled" ? null : t.driverId;
-      if (TERMINAL.has(status)) t.until = Date.now() + (replayed ? 0 : 4000);
-    }
-    if (type === "trip.requested") t.requestedAt = Date.parse(env.occurred_at) || Date.now();
-    const driver = env.driver_id && state.drivers.get(env.driver_id);
-    if (driver) driver.tripId = TERMINAL.has(status) ? null : env.trip_id;
-    touch();
+  let t = state.trips.get(env.trip_id);
+  if (type === "trip.requested") {
+    t = tripOf(env.trip_id);
+    t.pickup = pointOf(data.pickup) || t.pickup;
+    t.dropoff = pointOf(data.dropoff) || t.dropoff;
+    t.product = data.product || t.product;
+    t.region = regionOfId(env.trip_id);
+    t.requestedAt = Date.parse(data.requested_at || env.occurred_at) || Date.now();
   }
+  if (!t) return;
+  t.liveAt = Date.now();
+  if (type === "trip.offered") t.offeredTo = env.driver_id || data.driver_id || null;
+  if (type === "trip.offer_declined" || type === "trip.offer_expired") t.offeredTo = null;
+  const status = STATUS_OF_EVENT[type];
+  if (status) {
+    t.status = status;
+    t.offeredTo = null;
+    if (type === "trip.assigned") t.driverId = env.driver_id || data.driver_id || t.driverId;
+    if (type === "trip.driver_cancelled") t.driverId = null;
+    if (TERMINAL.has(status)) t.until = Date.now() + 4000;
+  }
+  const driver = env.driver_id && state.drivers.get(env.driver_id);
+  if (driver && DRIVER_AFTER_EVENT[type]) {
+    driver.status = DRIVER_AFTER_EVENT[type];
+    driver.tripId = driver.status === "available" ? null : env.trip_id;
+  }
+  touch();
 }
 
 // ---------------------------------------------------------------- feed
@@ -656,11 +578,11 @@ function renderOverview(o) {
   const rows = o.driverRows.map((r) => el("tr", {},
     el("td", { text: r.product }), el("td", { class: "num", text: r.online ?? "-" }),
     el("td", { class: "num", text: r.available ?? "-" })));
-  if (o.onlineTotal !== null || o.availableTotal !== null || rows.length > 1) {
+  if (rows.length > 1) {
     const sum = (k) => o.driverRows.reduce((a, r) => a + (r[k] || 0), 0);
     rows.push(el("tr", {}, el("td", { text: "all" }),
-      el("td", { class: "num", text: o.onlineTotal ?? sum("online") }),
-      el("td", { class: "num", text: o.availableTotal ?? sum("available") })));
+      el("td", { class: "num", text: sum("online") }),
+      el("td", { class: "num", text: sum("available") })));
   }
   dBody.replaceChildren(...rows);
 
@@ -966,8 +888,10 @@ function drawMap(now) {
   for (const [id, t] of state.trips) {
     if (t.until && wall > t.until) { state.trips.delete(id); continue; }
   }
+  const trips = [...state.trips.values()].filter((t) => onMap(t.region));
+  const drivers = [...state.drivers.values()].filter((d) => onMap(d.region));
   // Trips in progress: pickup -> dropoff.
-  for (const t of state.trips.values()) {
+  for (const t of trips) {
     if (!t.pickup || !t.dropoff) continue;
     const x1 = p.x(t.pickup.lon); const y1 = p.y(t.pickup.lat);
     const x2 = p.x(t.dropoff.lon); const y2 = p.y(t.dropoff.lat);
@@ -1006,12 +930,20 @@ function drawMap(now) {
       g.beginPath(); g.arc(done ? x2 : x1, done ? y2 : y1, 4 + (1 - fade) * 10, 0, Math.PI * 2); g.fill();
     }
   }
-  // Waiting pickups: a pulsing ring that grows with the waiting time.
-  for (const t of state.trips.values()) {
+  // Waiting pickups: a pulsing ring that grows with the waiting time; a thin
+  // line to the driver who holds an offer of it.
+  for (const t of trips) {
     if (t.status !== "requested" || !t.pickup) continue;
     pickups += 1;
     const x = p.x(t.pickup.lon); const y = p.y(t.pickup.lat);
-    const waited = t.waitingS ?? (t.requestedAt ? (wall - t.requestedAt) / 1000 : 0);
+    const offered = t.offeredTo && state.drivers.get(t.offeredTo);
+    if (offered) {
+      const pos = currentPos(offered, now);
+      g.strokeStyle = "rgba(255,179,71,.45)"; g.lineWidth = 1; g.setLineDash([2, 3]);
+      g.beginPath(); g.moveTo(p.x(pos.lon), p.y(pos.lat)); g.lineTo(x, y); g.stroke();
+      g.setLineDash([]);
+    }
+    const waited = t.requestedAt ? Math.max(0, (wall - t.requestedAt) / 1000) : 0;
     const ratio = Math.min(1, waited / state.expiryS);
     const pulse = (Math.sin(now / 250) + 1) / 2;
     g.strokeStyle = `rgba(255,93,108,${0.5 + 0.5 * pulse})`;
@@ -1021,30 +953,30 @@ function drawMap(now) {
     g.beginPath(); g.arc(x, y, 3, 0, Math.PI * 2); g.fill();
     hits.push({ x, y, r: 10, kind: "pickup", t, waited });
   }
-  // Drivers.
-  let available = 0;
-  let busy = 0;
-  const busyIds = new Set([...state.trips.values()].filter((t) => !TERMINAL.has(t.status) && t.status !== "requested")
-    .map((t) => t.driverId));
-  for (const d of state.drivers.values()) {
+  // Drivers: available, holding an offer, on a trip.
+  const byStatus = { available: 0, offered: 0, on_trip: 0 };
+  for (const d of drivers) {
     const pos = currentPos(d, now);
     const x = p.x(pos.lon); const y = p.y(pos.lat);
-    const isBusy = d.status === "busy" || d.status === "on_trip" || d.tripId || busyIds.has(d.key);
-    if (isBusy) busy += 1; else available += 1;
-    g.fillStyle = isBusy ? "#4f8cff" : "#3ddc84";
+    const status = d.status in DRIVER_COLORS ? d.status : "available";
+    byStatus[status] += 1;
+    g.fillStyle = DRIVER_COLORS[status];
     g.strokeStyle = "rgba(0,0,0,.6)";
     g.lineWidth = 1;
     g.beginPath(); g.arc(x, y, 4, 0, Math.PI * 2); g.fill(); g.stroke();
-    hits.push({ x, y, r: 7, kind: "driver", d, busy: isBusy });
+    hits.push({ x, y, r: 7, kind: "driver", d });
   }
   map.hits = hits;
   const ds = map.canvas.dataset;
-  ds.drivers = String(available + busy);
-  ds.available = String(available);
-  ds.busy = String(busy);
+  ds.drivers = String(drivers.length);
+  ds.available = String(byStatus.available);
+  ds.offered = String(byStatus.offered);
+  ds.busy = String(byStatus.on_trip);
   ds.pickups = String(pickups);
   ds.trips = String(tripsDrawn);
-  $("driver-source").textContent = state.drivers.size ? `positions: ${state.driverSource}` : "";
+  const shown = state.overview && state.overview.locations ? state.overview.locations.length : 0;
+  $("driver-source").textContent = state.positionsTotal > shown
+    ? `positions of ${shown} of ${state.positionsTotal} online drivers` : "";
   requestAnimationFrame(drawMap);
 }
 
@@ -1061,15 +993,19 @@ function hitAt(ev) {
   return { best, x, y };
 }
 
+const DRIVER_COLORS = { available: "#3ddc84", offered: "#ffb347", on_trip: "#4f8cff" };
+const DRIVER_STATUS_TEXT = { available: "available", offered: "holds an offer", on_trip: "on a trip" };
+
 function describeHit(h) {
   if (h.kind === "driver") {
     const d = h.d;
-    return [d.key.startsWith("anon-") ? "driver" : d.key, `product  ${d.product || "?"}`,
-      `status   ${h.busy ? "on a trip" : "available"}`, d.tripId ? `trip     ${d.tripId}` : ""].filter(Boolean).join("\n");
+    return [d.key, `product  ${d.product || "?"}`, `status   ${DRIVER_STATUS_TEXT[d.status] || d.status}`,
+      d.tripId ? `trip     ${d.tripId}` : ""].filter(Boolean).join("\n");
   }
   const t = h.t;
   return [t.id, `status   ${t.status}`, `product  ${t.product || "?"}`,
-    h.kind === "pickup" ? `waiting  ${fmtDuration(h.waited)}` : "",
+    h.kind === "pickup" ? `waiting  ${fmtDuration(h.waited)} of ${fmtDuration(state.expiryS)}` : "",
+    t.offeredTo ? `offered  ${t.offeredTo}` : "",
     t.driverId ? `driver   ${t.driverId}` : "", "click for the timeline"].filter(Boolean).join("\n");
 }
 
@@ -1114,21 +1050,19 @@ let timers = [];
 function start() {
   $("sign-out").hidden = false;
   for (const t of timers) clearInterval(t);
-  timers = [setInterval(pollOverview, OVERVIEW_EVERY_MS), setInterval(pollNearby, NEARBY_EVERY_MS),
-    setInterval(tickTrips, 1000),
+  timers = [setInterval(pollOverview, OVERVIEW_EVERY_MS),
     setInterval(() => {
       const age = state.overviewAt ? (Date.now() - state.overviewAt) / 1000 : null;
       $("updated").textContent = age === null ? "-" : `updated ${age < 2 ? "just now" : `${age.toFixed(0)}s ago`}`;
     }, 1000)];
   // The first overview sizes the replay window of the event stream.
   pollOverview().finally(() => stream.run());
-  pollNearby();
 }
 
 function init() {
   auth.init();
   setupMap();
-  loadBasemap("sf");
+  $("region-select").addEventListener("change", (e) => chooseRegion(e.target.value));
   $("login-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", () => auth.signOut("user"));
   $("drawer-close").addEventListener("click", () => { $("drawer").hidden = true; });
