@@ -34,14 +34,17 @@ Notes that shape the rules:
   follows slot migrations (ASKING).
 
     python -m common.acl compose      # deploy/redis/users.acl and .env for docker compose
+    python -m common.acl k8s --redis-url URL --out DIR   # the Kubernetes Secrets
     python -m common.acl memorydb     # the users as `aws memorydb create-user` commands
     python -m common.acl rules        # the ACL SETUSER rules of each user
+    python -m common.acl tables       # the tables of docs/security.md
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import secrets
 import shlex
@@ -215,11 +218,14 @@ GATEWAY = AclUser(
 
 USERS: dict[str, AclUser] = {u.service: u for u in (TRIP_SERVICE, DRIVER_SERVICE, GATEWAY)}
 
-# Commands no service may run (checked by tests/security).
+# Commands no service may run (tests/security asks the server with ACL DRYRUN).
 DANGEROUS = (
-    "flushall", "flushdb", "config|get", "config|set", "debug", "keys", "shutdown",
-    "monitor", "acl|setuser", "acl|list", "module|list", "script|flush", "save",
-    "bgrewriteaof", "replicaof", "cluster|reset", "client|kill", "swapdb", "migrate",
+    ("FLUSHALL",), ("FLUSHDB",), ("CONFIG", "GET", "*"), ("CONFIG", "SET", "save", ""),
+    ("DEBUG", "SLEEP", "0"), ("KEYS", "*"), ("SCAN", "0"), ("SHUTDOWN",), ("MONITOR",),
+    ("ACL", "SETUSER", "x"), ("ACL", "LIST"), ("MODULE", "LIST"), ("SCRIPT", "FLUSH"),
+    ("SAVE",), ("BGREWRITEAOF",), ("REPLICAOF", "NO", "ONE"), ("CLUSTER", "RESET"),
+    ("CLIENT", "KILL", "ID", "1"), ("CLIENT", "LIST"), ("SWAPDB", "0", "1"),
+    ("FUNCTION", "FLUSH"), ("EVAL", "return 1", "0"), ("RENAME", "a", "b"),
 )
 
 
@@ -343,9 +349,56 @@ def markdown_table() -> str:
 def commands_table() -> str:
     rows = ["| user | commands (everything else is denied: `-@all`) |", "|---|---|"]
     for user in USERS.values():
-        names = " ".join(f"`{c.upper()}`" for c in sorted(set(user.commands)))
+        # A pipe inside a table cell must be escaped, even in code.
+        names = " ".join(f"`{c.upper()}`".replace("|", "\\|")
+                         for c in sorted(set(user.commands)))
         rows.append(f"| `{user.name}` | {names} |")
     return "\n".join(rows) + "\n"
+
+
+# --- Kubernetes -----------------------------------------------------------------
+K8S_NAMES = {"trip_service": "trip-service", "driver_service": "driver-service",
+             "gateway": "gateway"}
+
+
+def k8s_secrets(redis_url: str, passwords: dict[str, str], admin_password: str,
+                namespace: str = "ridehail") -> str:
+    """The Secrets of deploy/k8s, filled in: each service's REDIS_URL (its
+    user and password on `redis_url`), and ridehail-redis-acl (an ACL file and
+    the admin's password) for the trial Redis."""
+
+    def secret(name: str, data: dict[str, str], component: str) -> str:
+        lines = [
+            "apiVersion: v1", "kind: Secret", "metadata:", f"  name: {name}",
+            f"  namespace: {namespace}", "  labels:", "    app.kubernetes.io/part-of: ridehail",
+            f"    app.kubernetes.io/component: {component}", "type: Opaque", "stringData:",
+        ]
+        for key, value in data.items():
+            if "\n" in value:
+                lines.append(f"  {key}: |")
+                lines += [f"    {line}" for line in value.splitlines()]
+            else:
+                lines.append(f"  {key}: {json.dumps(value)}")
+        return "\n".join(lines) + "\n"
+
+    urls = service_urls(redis_url, passwords)
+    docs = [secret(f"ridehail-redis-{K8S_NAMES[s]}", {"REDIS_URL": urls[s]}, "redis-user")
+            for s in USERS]
+    docs.append(secret("ridehail-redis-acl", {
+        "users.acl": acl_file_text(passwords, admin_password),
+        "admin-password": admin_password,
+    }, "redis"))
+    return "---\n".join(docs)
+
+
+def write_k8s_files(out: Path, redis_url: str) -> None:
+    """DIR/secrets.yaml to apply, DIR/passwords.env for `aws memorydb create-user`."""
+    passwords = new_passwords()
+    admin_password = secrets.token_urlsafe(24)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_private(out / "secrets.yaml", k8s_secrets(redis_url, passwords, admin_password))
+    env = [f"{USERS[s].env}={p}" for s, p in passwords.items()]
+    _write_private(out / "passwords.env", "\n".join([*env, f"{ADMIN_ENV}={admin_password}"]) + "\n")
 
 
 # --- compose ------------------------------------------------------------------
@@ -391,14 +444,25 @@ def main(argv: list[str] | None = None) -> int:
     compose.add_argument("--env-file", type=Path, default=COMPOSE_ENV_FILE)
     memorydb = sub.add_parser("memorydb", help="print aws memorydb commands")
     memorydb.add_argument("--acl-name", default="ridehail")
+    k8s = sub.add_parser("k8s", help="write the Kubernetes Secrets with fresh passwords")
+    k8s.add_argument("--redis-url", required=True,
+                     help="the server without credentials, e.g. rediss+cluster://HOST:6379/0")
+    k8s.add_argument("--out", type=Path, required=True)
     sub.add_parser("rules", help="print the ACL SETUSER rules of each user")
+    sub.add_parser("tables", help="print the tables of docs/security.md")
     args = parser.parse_args(argv)
     if args.what == "compose":
         write_compose_files(args.acl_file, args.env_file)
         print(f"wrote {args.acl_file} and the passwords in {args.env_file}; "
               "`docker compose up` reads both")
+    elif args.what == "k8s":
+        write_k8s_files(args.out, args.redis_url)
+        print(f"wrote {args.out / 'secrets.yaml'} (kubectl apply -f) and "
+              f"{args.out / 'passwords.env'} (for python -m common.acl memorydb)")
     elif args.what == "memorydb":
         sys.stdout.write(memorydb_commands(args.acl_name))
+    elif args.what == "tables":
+        sys.stdout.write(markdown_table() + "\n" + commands_table())
     else:
         for user in USERS.values():
             print(f"ACL SETUSER {user.name} reset {' '.join(user.rules())} ><password>")

@@ -9,6 +9,11 @@ Settings (environment): REDIS_URL, REDIS_PORT (embedded, default 6379),
 GATEWAY_PORT (8080), TRIP_SERVICE_PORT (8081), DRIVER_SERVICE_PORT (8082),
 DATA_DIR (.data), DEMO_TRAFFIC (1), STATUS_EVERY_S (5), OPS_USER_NAME,
 OPS_PASSWORD (made up when unset), and everything the services read.
+
+On the embedded server each process connects as its own ACL user
+(common.acl, docs/security.md), with passwords made up for this run; the
+admin's (the default user's) is written to DATA_DIR/redis/admin.password.
+A REDIS_URL given is used as it is by every process.
 """
 
 from __future__ import annotations
@@ -24,7 +29,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
+from common import acl
 from common.embedded import EmbeddedRedis, EmbeddedRedisError, free_port
+from common.redisconn import redact
 from deploy.processes import ROOT, ServiceProcess
 
 
@@ -118,25 +127,40 @@ def main() -> int:
     try:
         redis_url = os.environ.get("REDIS_URL")
         if redis_url:
-            say(f"using Redis at {redis_url}")
+            say(f"using Redis at {redact(redis_url)} for every process, as given")
+            redis_urls = {service: redis_url for service in acl.SERVICES}
         else:
             port = choose_port("REDIS_PORT", 6379)
             fsync = os.environ.get("DURABILITY", "always")
             say(f"starting embedded Redis with JSON on port {port} (AOF appendfsync {fsync}) ...")
-            redis_server = EmbeddedRedis(data_dir / "redis", port, appendfsync=fsync).start()
-            redis_url = redis_server.url
+            # The admin (default user) and each service's ACL user get fresh
+            # passwords every run; the services never use the admin.
+            admin_password = secrets.token_urlsafe(24)
+            redis_server = EmbeddedRedis(
+                data_dir / "redis", port, appendfsync=fsync, admin_password=admin_password
+            ).start()
+            admin_file = redis_server.data_dir / "admin.password"
+            fd = os.open(admin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(admin_password + "\n")
+            redis_urls = acl.install_users(redis_server.url, acl.new_passwords())
             say(f"  Redis ready, data in {redis_server.data_dir}")
+            users = ", ".join(u.name for u in acl.USERS.values())
+            say(f"  each service connects as its own ACL user ({users});")
+            say(f"  the admin is user default, its password in {admin_file}")
 
         ops_user = os.environ.get("OPS_USER_NAME") or "ops"
         ops_password = os.environ.get("OPS_PASSWORD") or secrets.token_urlsafe(18)
-        env = {"REDIS_URL": redis_url, "OPS_USER_NAME": ops_user, "OPS_PASSWORD": ops_password}
+        env = {"OPS_USER_NAME": ops_user, "OPS_PASSWORD": ops_password}
 
         trip = ServiceProcess(
-            "trip_service", env, port=choose_port("TRIP_SERVICE_PORT", 8081),
+            "trip_service", {**env, "REDIS_URL": redis_urls["trip_service"]},
+            port=choose_port("TRIP_SERVICE_PORT", 8081),
             log_path=log_dir / "trip_service.log",
         )
         driver = ServiceProcess(
-            "driver_service", env, port=choose_port("DRIVER_SERVICE_PORT", 8082),
+            "driver_service", {**env, "REDIS_URL": redis_urls["driver_service"]},
+            port=choose_port("DRIVER_SERVICE_PORT", 8082),
             log_path=log_dir / "driver_service.log",
         )
         for proc in (trip, driver):
@@ -144,7 +168,8 @@ def main() -> int:
             started.append(proc.start(timeout=60))
         gateway = ServiceProcess(
             "gateway",
-            {**env, "TRIP_SERVICE_URL": trip.url, "DRIVER_SERVICE_URL": driver.url},
+            {**env, "REDIS_URL": redis_urls["gateway"], "TRIP_SERVICE_URL": trip.url,
+             "DRIVER_SERVICE_URL": driver.url},
             port=choose_port("GATEWAY_PORT", 8080),
             log_path=log_dir / "gateway.log",
         )
@@ -187,7 +212,7 @@ def main() -> int:
                 say(status_line(gateway.url, token, {}))
             time.sleep(0.2)
         return 0
-    except (EmbeddedRedisError, RuntimeError, urllib.error.URLError) as exc:
+    except (EmbeddedRedisError, RuntimeError, urllib.error.URLError, RedisError) as exc:
         say(f"cannot start: {exc}")
         return 1
     finally:
