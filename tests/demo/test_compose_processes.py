@@ -16,6 +16,9 @@ import time
 import urllib.error
 import urllib.request
 
+import redis as redis_sync
+
+from common import acl
 from common.embedded import EmbeddedRedis, free_port
 from deploy.processes import ServiceProcess
 from tests.demo.conftest import http_json, ops_token
@@ -39,14 +42,20 @@ def wait_ready(url: str, timeout: float = 30.0) -> dict:
 
 def test_compose_services_start_with_their_commands_and_become_ready(tmp_path):
     services = compose()["services"]
-    redis = EmbeddedRedis(tmp_path / "redis", free_port()).start()
+    # The ACL file and .env of `python -m common.acl compose`, loaded the way
+    # the redis service does (--aclfile): each service connects as its user.
+    (tmp_path / "redis").mkdir()
+    passwords = acl.write_compose_files(tmp_path / "redis" / "users.acl", tmp_path / ".env")
+    assert "--aclfile" in services["redis"]["command"]
+    redis = EmbeddedRedis(tmp_path / "redis", free_port(),
+                          admin_password=passwords[acl.ADMIN_ENV]).start()
     ports = {module: free_port() for module in SERVICES}
     # Container names -> this machine: Redis and the services on their local ports.
-    hosts = {"redis://redis:6379": redis.url.rsplit("/", 1)[0]}
+    hosts = {"@redis:6379/": f"@127.0.0.1:{redis.port}/"}
     for module in SERVICES:
         port = service_env(services[module])["PORT"]
         hosts[f"http://{module}:{port}"] = f"http://127.0.0.1:{ports[module]}"
-    host_env = {"OPS_PASSWORD": "compose-test-password"}
+    host_env = {"OPS_PASSWORD": "compose-test-password", **passwords}
     started: list[ServiceProcess] = []
 
     def localize(value: str) -> str:
@@ -68,6 +77,7 @@ def test_compose_services_start_with_their_commands_and_become_ready(tmp_path):
         for proc in started:
             body = wait_ready(proc.url)
             assert body["status"] == "ready"
+            assert acl.USERS[proc.module].name in proc.env["REDIS_URL"]
         gateway = started[-1].url
         checks = wait_ready(gateway)["checks"]
         assert set(checks) >= {"redis", "trip_service", "driver_service"}
@@ -89,6 +99,10 @@ def test_compose_services_start_with_their_commands_and_become_ready(tmp_path):
         m = re.findall(r"drivers (\d+) \(online (\d+)", log)
         assert m and int(m[-1][0]) == int(env["CITY_DRIVERS"]), log[-3000:]
         assert int(m[-1][1]) > 0, log[-3000:]
+        admin = redis_sync.Redis.from_url(redis.url, decode_responses=True)
+        denials = admin.execute_command("ACL", "LOG")
+        admin.close()
+        assert denials == [], f"denied by the compose ACL users: {denials}"
     finally:
         for proc in reversed(started):
             proc.stop()

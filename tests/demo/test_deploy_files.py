@@ -190,8 +190,10 @@ def test_manifests_have_every_part():
         assert name in deployments
     assert set(_by_kind("HorizontalPodAutoscaler")) == {"gateway", "driver-service"}
     assert "ridehail-config" in _by_kind("ConfigMap")
-    secret = _by_kind("Secret")["ridehail-secrets"]
-    assert {"OPS_USER_NAME", "OPS_PASSWORD", "REDIS_URL"} <= set(secret["stringData"])
+    secrets = _by_kind("Secret")
+    assert {"OPS_USER_NAME", "OPS_PASSWORD"} <= set(secrets["ridehail-secrets"]["stringData"])
+    for name in ("trip-service", "driver-service", "gateway"):  # a Redis user each
+        assert "REDIS_URL" in secrets[f"ridehail-redis-{name}"]["stringData"]
     external = _by_kind("Service")["memorydb"]
     assert external["spec"]["type"] == "ExternalName"
     assert "memorydb" in external["spec"]["externalName"]
