@@ -27,5 +27,22 @@ test: $(STAMP)
 load: $(STAMP)
 	$(PY) -m tests.load.run
 
+# `make bench`: our own cost against bare processes making the same hops and
+# Redis calls (docs/performance.md). BENCH_QUICK=1 runs everything briefly.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[embedded,dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	@if ! command -v wrk >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing wrk (Debian) for the load generator"; \
+		apt-get install -y -qq wrk >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1; } || \
+		echo "wrk could not be installed: the asyncio load client is used instead"; \
+	fi
+	$(PY) -m bench
+
 clean:
 	rm -rf $(VENV) .data reports .pytest_cache

@@ -20,6 +20,7 @@ class Row:
     p99_ms: float | None
     errors: int
     baseline: str | None = None
+    number: int = 0  # the scenario's number in docs/performance.md (1-9)
     unit: str = "requests/s"
     target: str | None = None
     met: bool | None = None
@@ -61,12 +62,13 @@ def _fmt(v, spec: str) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = f"{'scenario':<58} {'rate':>11} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} {'err':>4}"
+    head = (f"{'#':>2} {'scenario':<62} {'rate':>11} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'err':>4}")
     lines = [head, "-" * len(head)]
     for r in rows:
         rate = _fmt(r.requests_per_s, ",.0f")
         lines.append(
-            f"{r.scenario[:58]:<58} {rate:>11} {_fmt(r.ratio, '.2f'):>6} "
+            f"{r.number:>2} {r.scenario[:62]:<62} {rate:>11} {_fmt(r.ratio, '.2f'):>6} "
             f"{_fmt(r.p50_ms, '.2f'):>8} {_fmt(r.p99_ms, '.2f'):>8} {r.errors:>4}"
         )
     return "\n".join(lines)
@@ -86,8 +88,10 @@ def draw_chart(path: Path, curves: dict[str, list[dict]], scale: list[dict]) -> 
 
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
     groups = [
-        ("GET /v1/trips/{id} vs its baseline", ("trip view", "baseline: view")),
-        ("PUT /v1/driver/location vs its baseline", ("location", "baseline: location")),
+        ("GET /v1/trips/{id} vs its baseline",
+         ("GET /v1/trips/{id} (assigned trip)", "baseline: view")),
+        ("PUT /v1/driver/location vs its baseline",
+         ("PUT /v1/driver/location", "baseline: location")),
     ]
     colors = ["tab:blue", "tab:orange"]
     for ax, (title, names) in zip(axes[:2], groups):

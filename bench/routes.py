@@ -22,6 +22,7 @@ JSON = {"Content-Type": "application/json"}
 class Pair:
     name: str
     baseline_name: str
+    number: int
     system: Fixed | CreateCancel
     baseline: Fixed
     system_url: str
@@ -67,7 +68,8 @@ def view_pair(s: Seeded, gateway: str, front: str) -> Pair:
                 _auth(r.token))
         for r, t, d in zip(s.view_riders, s.view_trips, s.assigned_drivers)
     ]
-    return Pair("trip view", "baseline: view", Fixed(sys_reqs), Fixed(base_reqs), gateway, front)
+    return Pair("GET /v1/trips/{id} (assigned trip)", "baseline: view", 2, Fixed(sys_reqs),
+                Fixed(base_reqs), gateway, front)
 
 
 def location_pair(s: Seeded, gateway: str, front: str, rng: random.Random) -> Pair:
@@ -79,8 +81,8 @@ def location_pair(s: Seeded, gateway: str, front: str, rng: random.Random) -> Pa
                                     (204,)))
             base_reqs.append(Request("PUT", f"/location/{_enc(driver_key(d.subject_id))}",
                                      _auth(d.token, JSON), body, (204,)))
-    return Pair("location", "baseline: location", Fixed(sys_reqs), Fixed(base_reqs),
-                gateway, front)
+    return Pair("PUT /v1/driver/location", "baseline: location", 3, Fixed(sys_reqs),
+                Fixed(base_reqs), gateway, front)
 
 
 def estimates_pair(s: Seeded, gateway: str, front: str, rng: random.Random) -> Pair:
@@ -89,7 +91,7 @@ def estimates_pair(s: Seeded, gateway: str, front: str, rng: random.Random) -> P
         body = orjson.dumps({"pickup": near(CENTER, 1500, rng), "dropoff": DROPOFF})
         sys_reqs.append(Request("POST", "/v1/estimates", _auth(r.token, JSON), body))
     base = view_pair(s, gateway, front).baseline
-    return Pair("estimates", "baseline: view", Fixed(sys_reqs), base, gateway, front)
+    return Pair("POST /v1/estimates", "baseline: view", 4, Fixed(sys_reqs), base, gateway, front)
 
 
 def create_cancel_pair(s: Seeded, gateway: str, front: str, rng: random.Random,
@@ -99,8 +101,8 @@ def create_cancel_pair(s: Seeded, gateway: str, front: str, rng: random.Random,
     body = orjson.dumps({"pickup": near(CENTER, 500, rng), "dropoff": DROPOFF,
                          "product": "premium"})
     riders = [Rider(r.token, r.subject_id) for r in s.loop_riders]
-    return Pair("trip create + cancel", "baseline: location", CreateCancel(riders, body),
-                location.baseline, gateway, front)
+    return Pair("POST /v1/trips + cancel, per rider in a loop", "baseline: location", 5,
+                CreateCancel(riders, body), location.baseline, gateway, front)
 
 
 def chain_requests(key: str) -> Fixed:
@@ -161,8 +163,8 @@ def pair_rows(pair: Pair, a: Rounds, b: Rounds, *, target: str | None = None,
             met = met and half[pair.name].p99_ms < 20.0
     rows = [
         Row(pair.name, round(a.rps, 1), round(ratio, 3) if ratio else None, round(a.p50, 3),
-            round(a.p99, 3), a.errors, baseline=pair.baseline_name, target=target, met=met,
-            extra=extra),
+            round(a.p99, 3), a.errors, baseline=pair.baseline_name, number=pair.number,
+            target=target, met=met, extra=extra),
     ]
     return rows
 
@@ -174,4 +176,4 @@ def baseline_row(name: str, b: Rounds, half: dict[str, load.LoadResult] | None =
         extra["half_rate"] = {"rps": round(h.rps, 1), "p50_ms": round(h.p50_ms, 3),
                               "p99_ms": round(h.p99_ms, 3), "errors": h.errors}
     return Row(name, round(b.rps, 1), 1.0, round(b.p50, 3), round(b.p99, 3), b.errors,
-               baseline=name, extra=extra)
+               baseline=name, number=1, extra=extra)

@@ -25,8 +25,9 @@ import psutil
 
 from common.redisconn import create_redis
 
-from . import load, routes
+from . import flow, load, routes, streamrate
 from .results import Row, draw_chart, table, write_json
+from .scale import ScaleBench
 from .routes import Curves, Plan
 from .seed import seed
 from .system import BenchSystem, env_flag
@@ -46,6 +47,7 @@ class Config:
     dispatch_drivers: int
     dispatch_riders: int
     stream_events: int
+    stream_rounds: int
     scale_drivers: tuple[int, ...]
     scale_pending: tuple[int, ...]
     scale_samples: int
@@ -58,7 +60,7 @@ class Config:
                 quick=True, view_riders=8, location_drivers=8, loop_riders=32,
                 plan=Plan(rounds=1, round_s=1.0, connections=8, level_s=1.0, levels=(0.5,)),
                 chain_rounds=1, dispatch_s=3.0, dispatch_drivers=10, dispatch_riders=8,
-                stream_events=20_000, scale_drivers=(1_000, 2_000), scale_pending=(100, 300),
+                stream_events=20_000, stream_rounds=1, scale_drivers=(1_000, 2_000), scale_pending=(100, 300),
                 scale_samples=10, memory_trips=200,
             )
         return cls(
@@ -66,7 +68,7 @@ class Config:
             plan=Plan(rounds=3, round_s=5.0, connections=16, level_s=3.0,
                       levels=(0.25, 0.5, 0.75)),
             chain_rounds=2, dispatch_s=20.0, dispatch_drivers=100, dispatch_riders=60,
-            stream_events=600_000, scale_drivers=(1_000, 10_000, 100_000),
+            stream_events=300_000, stream_rounds=3, scale_drivers=(1_000, 10_000, 100_000),
             scale_pending=(100, 10_000), scale_samples=60, memory_trips=2_000,
         )
 
@@ -91,7 +93,7 @@ def main() -> int:
     try:
         system.start()
         say(f"system up: gateway {system.gateway.url}, redis {system.redis_url}")
-        rows, scale_points = _run_all(cfg, system, curves)
+        rows, scale_points = _run_all(cfg, system, curves, work)
     except Exception:
         failed = True
         traceback.print_exc()
@@ -123,7 +125,7 @@ def main() -> int:
     return 1 if failed else 0
 
 
-def _run_all(cfg: Config, system: BenchSystem, curves: Curves) -> tuple[list[Row], list[dict]]:
+def _run_all(cfg: Config, system: BenchSystem, curves: Curves, work: Path) -> tuple[list[Row], list[dict]]:
     rng = random.Random(7)
     rows: list[Row] = []
 
@@ -159,6 +161,7 @@ def _run_all(cfg: Config, system: BenchSystem, curves: Curves) -> tuple[list[Row
                            connections=plan.connections, duration_s=plan.round_s))
     say(f"chain: {chain.rps:,.0f} req/s")
 
+    # 2, 3: against their matched baselines, then latency at load levels
     target_23 = ">= 0.7 of baseline req/s; p99 < 20 ms at half the max rate"
     results = {}
     for pair in (view, location):
@@ -168,20 +171,144 @@ def _run_all(cfg: Config, system: BenchSystem, curves: Curves) -> tuple[list[Row
         curves.add(pair.name, _as_result(a), None)
         curves.add(pair.baseline_name, _as_result(b), None)
         results[pair.name] = (a, b, half)
+        h = half.get(pair.name)
+        if h is not None:
+            say(f"{pair.name} at half its max: {h.rps:,.0f} req/s, p99 {h.p99_ms:.1f} ms")
     for pair in (view, location):
         a, b, half = results[pair.name]
         rows.append(routes.baseline_row(pair.baseline_name, b, half))
-    rows.append(routes.baseline_row("baseline: two-hop chain (reference)", chain))
+    rows.append(routes.baseline_row("baseline: two-hop chain aiohttp -> aiohttp -> GET (reference)",
+                                    chain))
     for pair in (view, location):
         a, b, half = results[pair.name]
         rows += routes.pair_rows(pair, a, b, target=target_23, half=half, ratio_target=0.7)
+    # 4, 5
     for pair in (estimates, loop):
-        a, b = routes.measure_pair(pair, plan)
+        a, b = routes.measure_pair(pair, plan, watch, rss)
         say(f"{pair.name}: {a.rps:,.0f} req/s vs {b.rps:,.0f} ({a.rps / b.rps:.2f})")
         rows += routes.pair_rows(pair, a, b)
-    rows.append(Row("service resident memory under load (MiB)", None, None, None, None, 0,
-                    unit="MiB", extra={k: round(v / 2**20, 1) for k, v in rss.items()}))
-    return rows, []
+
+    # 6: dispatch end to end
+    rows.append(_dispatch_row(cfg, system, rng))
+    # 7: the event runner
+    rows += _stream_rows(cfg, system, work)
+    # 8, 9: scale and memory
+    scale_rows, scale_points, memory = _scale(cfg, work, rng)
+    rows += scale_rows
+    rows += _memory_rows(memory, rss)
+    return rows, scale_points
+
+
+def _dispatch_row(cfg: Config, system: BenchSystem, rng: random.Random) -> Row:
+    async def go():
+        ds, rs = await flow.prepare(system.gateway.url, cfg.dispatch_drivers,
+                                    cfg.dispatch_riders, rng)
+        redis = create_redis(system.redis_url)
+        try:
+            return await flow.run_flow(system.gateway.url, redis, ds, rs, cfg.dispatch_s, rng)
+        finally:
+            await redis.aclose()
+
+    result = asyncio.run(go())
+    s = flow.summary(result)
+    say(f"dispatch: {s['assigned_per_s']} trips assigned/s, request->offered p50 "
+        f"{s['request_to_offered_ms']['p50']} ms, ->assigned p50 "
+        f"{s['request_to_assigned_ms']['p50']} ms")
+    return Row(
+        f"dispatch end to end ({cfg.dispatch_drivers} drivers, {cfg.dispatch_riders} riders)",
+        s["assigned_per_s"], None, s["request_to_assigned_ms"]["p50"],
+        s["request_to_assigned_ms"]["p99"], result.errors, number=6, unit="trips assigned/s",
+        extra=s,
+    )
+
+
+def _stream_rows(cfg: Config, system: BenchSystem, work: Path) -> list[Row]:
+    from common.embedded import EmbeddedRedis, free_port
+
+    target = ">= 0.6 of the raw rate and >= 200,000 events/s"
+    rows = []
+    memory_server = EmbeddedRedis(work / "stream-redis", port=free_port(),
+                                  extra_args=["--appendonly", "no"]).start()
+    try:
+        for label, url in (("durable server (AOF always)", system.redis_url),
+                           ("in-memory server (no AOF)", memory_server.url)):
+            stream = streamrate.STREAM
+            streamrate.run_fill(url, stream, cfg.stream_events)
+            raw, runner = [], []
+            for r in range(cfg.stream_rounds):
+                raw.append(streamrate.run_side("raw", url, stream, f"raw{r}", cfg.stream_events))
+                runner.append(streamrate.run_side("runner", url, stream, f"runner{r}",
+                                                  cfg.stream_events))
+            raw_rate = sum(x["events"] for x in raw) / sum(x["seconds"] for x in raw)
+            run_rate = sum(x["events"] for x in runner) / sum(x["seconds"] for x in runner)
+            pending = sum(x.get("pending", 0) for x in runner)
+            errors = sum(1 for x in runner if x["events"] < cfg.stream_events) + pending
+            ratio = run_rate / raw_rate if raw_rate else None
+            say(f"event runner, {label}: {run_rate:,.0f}/s vs raw {raw_rate:,.0f}/s")
+            rows.append(Row(f"baseline: raw XREADGROUP+XACK, {label}", round(raw_rate, 1), 1.0,
+                            None, None, 0, number=7, unit="events/s",
+                            extra={"rounds": [round(x["rate"]) for x in raw],
+                                   "cpu_us_per_event": [round(x["cpu_us_per_event"], 2)
+                                                        for x in raw]}))
+            rows.append(Row(
+                f"event runner (StreamConsumer), {label}", round(run_rate, 1),
+                round(ratio, 3) if ratio else None, None, None, errors,
+                baseline=f"baseline: raw XREADGROUP+XACK, {label}", number=7, unit="events/s",
+                target=target,
+                met=bool(ratio and ratio >= 0.6 and run_rate >= 200_000 and errors == 0),
+                extra={"rounds": [round(x["rate"]) for x in runner],
+                       "cpu_us_per_event": [round(x["cpu_us_per_event"], 2) for x in runner],
+                       "batch": streamrate.RUNNER_BATCH, "record_deliveries": False},
+            ))
+    finally:
+        memory_server.stop()
+    return rows
+
+
+def _scale(cfg: Config, work: Path, rng: random.Random) -> tuple[list[Row], list[dict], dict]:
+    bench = ScaleBench(work, cfg.scale_samples, rng)
+    samples = asyncio.run(bench.run(cfg.scale_drivers, cfg.scale_pending, log=say))
+    points = [s.as_dict() for s in samples]
+    rows = []
+    base: dict[str, float] = {}
+    names = {
+        "geosearch_3km": "reference: one fixed 3 km GEOSEARCH, {n:,} drivers",
+        "drivers": "choose+offer a new trip, {n:,} online drivers",
+        "pending": "driver freed: choose+offer the oldest trip near, {n:,} waiting",
+    }
+    targets = {"drivers": "<= 2x the cost at the smallest size",
+               "pending": "<= 2x the cost at the smallest size"}
+    for s in samples:
+        base.setdefault(s.kind, s.p50)
+        ratio = s.p50 / base[s.kind] if base[s.kind] else None
+        met = None
+        if s.kind in targets and s.n != min(x.n for x in samples if x.kind == s.kind):
+            met = bool(ratio is not None and ratio <= 2.0 and s.errors == 0)
+        rows.append(Row(names[s.kind].format(n=s.n), round(1000 / s.as_dict()["mean_ms"], 1)
+                        if s.times_ms else None,
+                        round(ratio, 3) if ratio else None, round(s.p50, 3), round(s.p99, 3),
+                        s.errors, baseline="the same at the smallest size (cost ratio)", number=8,
+                        unit="operations/s (one at a time)", target=targets.get(s.kind),
+                        met=met, extra=s.as_dict()))
+        say(f"scale {s.kind} {s.n:,}: p50 {s.p50:.2f} ms, p99 {s.p99:.2f} ms")
+    return rows, points, bench.memory
+
+
+def _memory_rows(memory: dict, rss: dict[str, int]) -> list[Row]:
+    trips = memory.get("trips") or {}
+    drivers = memory.get("drivers") or {}
+    mib = {k: round(v / 2**20, 1) for k, v in rss.items()}
+    return [
+        Row(f"memory: {trips.get('used_memory_per_trip_b', 0):,} B of Redis per waiting trip "
+            f"(document {trips.get('document_b', 0):,} B)", None, None, None, None, 0,
+            number=9, unit="bytes", extra=trips),
+        Row(f"memory: {drivers.get('used_memory_per_driver_b', 0):,} B of Redis per online "
+            f"driver (document {drivers.get('document_b', 0):,} B)", None, None, None, None, 0,
+            number=9, unit="bytes", extra=drivers),
+        Row("memory: MiB resident under load: " + ", ".join(
+            f"{k.split('_')[0]} {v:.0f}" for k, v in mib.items()),
+            None, None, None, None, 0, number=9, unit="MiB", extra=mib),
+    ]
 
 
 CHAIN_KEY = "bench:chain"

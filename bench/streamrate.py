@@ -146,11 +146,18 @@ async def runner(url: str, stream: str, group: str, n: int, record: bool, batch:
             "cpu_us_per_event": cpu / max(consumer.stats.handled, 1) * 1e6}
 
 
+def run_fill(url: str, stream: str, n: int) -> None:
+    out = subprocess.run([sys.executable, "-m", "bench.streamrate", "fill", url, stream, str(n)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"streamrate fill failed: {out.stderr[-3000:]}")
+
+
 def run_side(kind: str, url: str, stream: str, group: str, n: int, *extra: str) -> dict:
     """One measurement in a process of its own (the runner alone in it)."""
     out = subprocess.run(
         [sys.executable, "-m", "bench.streamrate", kind, url, stream, group, str(n), *extra],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        capture_output=True, text=True, timeout=120 + n / 10_000, cwd=ROOT,
     )
     if out.returncode != 0:
         raise RuntimeError(f"streamrate {kind} failed: {out.stderr[-3000:]}")

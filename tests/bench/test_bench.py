@@ -1,0 +1,38 @@
+"""The benchmark harness runs end to end (BENCH_QUICK=1): every scenario is in
+results.json, with no errors. Speed is reported by `make bench`, never
+asserted here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from deploy.processes import ROOT
+
+SCENARIOS = set(range(1, 10))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_quick_run_reports_every_scenario_without_errors(tmp_path):
+    env = {**os.environ, "BENCH_QUICK": "1", "BENCH_OUT": str(tmp_path)}
+    env.pop("REDIS_URL", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "bench"], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=840,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    report = json.loads((tmp_path / "results.json").read_text())
+    rows = report["scenarios"]
+    assert report["meta"]["complete"] is True
+    assert {r["number"] for r in rows} == SCENARIOS
+    for row in rows:
+        assert set(row) >= {"scenario", "requests_per_s", "ratio", "p50_ms", "p99_ms", "errors"}
+    assert [(r["scenario"], r["errors"]) for r in rows if r["errors"]] == []
+    assert (tmp_path / "chart.png").stat().st_size > 0
+    # The load generator is named in the output.
+    assert "load generator:" in run.stdout
