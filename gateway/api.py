@@ -43,7 +43,9 @@ class Response:
 class Header:
     name: str
     description: str
-    max_length: int = 255
+    # None: not constrained (a malformed value is ignored, not refused).
+    max_length: int | None = 255
+    pattern: str | None = None
 
 
 @dataclass(slots=True)

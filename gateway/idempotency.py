@@ -26,7 +26,8 @@ from common import errors, keys
 from .config import GatewayConfig
 from .scripts import GatewayScripts
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 POLL_S = 0.05
 
 

@@ -116,13 +116,18 @@ def build(api: Api, settings: Settings) -> dict[str, Any]:
         if op.query is not None:
             parameters.extend(_query_parameters(op.query))
         for header in op.headers:
+            header_schema: dict[str, Any] = {"type": "string"}
+            if header.max_length is not None:
+                header_schema["maxLength"] = header.max_length
+            if header.pattern is not None:
+                header_schema["pattern"] = header.pattern
             parameters.append(
                 {
                     "name": header.name,
                     "in": "header",
                     "required": False,
                     "description": header.description,
-                    "schema": {"type": "string", "maxLength": header.max_length},
+                    "schema": header_schema,
                 }
             )
         responses: dict[str, Any] = {}
@@ -180,6 +185,7 @@ def build(api: Api, settings: Settings) -> dict[str, Any]:
         f"`{r.name}` (lat {r.min_lat}..{r.max_lat}, lon {r.min_lon}..{r.max_lon})"
         for r in settings.regions
     )
+    _describe_service_area(paths, defs.get("$defs", {}), settings)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -217,3 +223,92 @@ def build(api: Api, settings: Settings) -> dict[str, Any]:
             },
         },
     }
+
+
+# Where a request is checked against the caller's region, the document says
+# so: points are bounded by the service area (exact with one region; with
+# several, the caller's own region narrows it further), and `region` is one
+# of the configured names. So a request that the document calls valid is one
+# the gateway accepts.
+AREA_POINTS = {"TripCreate": ("pickup",), "EstimateRequest": ("pickup",)}
+AREA_COORDS = ("LocationUpdate",)
+AREA_QUERIES = (("/v1/drivers/nearby", "get"),)
+REGION_FIELDS = ("RiderSignup", "DriverSignup")
+CURSOR_QUERIES = (("/v1/trips", "get"),)
+CURSOR_TEXT = (
+    "The `next_cursor` of the previous page, as it was given (opaque). "
+    "Anything else is a 422."
+)
+
+
+def _bounds(settings: Settings) -> dict[str, dict[str, float]]:
+    regions = settings.regions
+    return {
+        "lat": {"minimum": min(r.min_lat for r in regions),
+                "maximum": max(r.max_lat for r in regions)},
+        "lon": {"minimum": min(r.min_lon for r in regions),
+                "maximum": max(r.max_lon for r in regions)},
+    }
+
+
+def _area_text(settings: Settings) -> str:
+    return (
+        "Inside the caller's home region (service area: "
+        + ", ".join(
+            f"`{r.name}` lat {r.min_lat}..{r.max_lat}, lon {r.min_lon}..{r.max_lon}"
+            for r in settings.regions
+        )
+        + "); a point outside it is a 422."
+    )
+
+
+def refine_request_schemas(schemas: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The request models' schemas (by name, changed in place) with what the
+    gateway checks against its settings: service-area bounds and region names.
+    Adds the `ServiceAreaPoint` schema they refer to. Returns `schemas`."""
+    bounds = _bounds(settings)
+    names = [r.name for r in settings.regions]
+    area_text = _area_text(settings)
+    schemas["ServiceAreaPoint"] = {
+        "title": "ServiceAreaPoint",
+        "description": area_text,
+        "type": "object",
+        "properties": {
+            "lat": {"type": "number", **bounds["lat"], "examples": [37.7749]},
+            "lon": {"type": "number", **bounds["lon"], "examples": [-122.4194]},
+        },
+        "required": ["lat", "lon"],
+    }
+    for model, fields in AREA_POINTS.items():
+        props = schemas.get(model, {}).get("properties", {})
+        for name in fields:
+            if name in props:
+                props[name] = {"$ref": REF.format(model="ServiceAreaPoint")}
+    for model in AREA_COORDS:
+        props = schemas.get(model, {}).get("properties", {})
+        for coord in ("lat", "lon"):
+            if coord in props:
+                props[coord].update(bounds[coord])
+                props[coord]["description"] = area_text
+    for model in REGION_FIELDS:
+        region = schemas.get(model, {}).get("properties", {}).get("region")
+        if region is not None:
+            region["anyOf"] = [{"type": "string", "enum": names}, {"type": "null"}]
+    return schemas
+
+
+def _describe_service_area(
+    paths: dict[str, Any], schemas: dict[str, Any], settings: Settings
+) -> None:
+    refine_request_schemas(schemas, settings)
+    bounds = _bounds(settings)
+    area_text = _area_text(settings)
+    for path, method in AREA_QUERIES:
+        for param in paths.get(path, {}).get(method, {}).get("parameters", []):
+            if param["name"] in bounds:
+                param["schema"].update(bounds[param["name"]])
+                param["description"] = area_text
+    for path, method in CURSOR_QUERIES:
+        for param in paths.get(path, {}).get(method, {}).get("parameters", []):
+            if param["name"] == "cursor":
+                param["description"] = CURSOR_TEXT

@@ -108,7 +108,9 @@ async def ops_overview(call: Call) -> web.Response:
         Header(
             "Last-Event-ID",
             "Resume: events of every region after this stream entry id (by time), "
-            f"at most {REPLAY_LIMIT} per region, then live ones.",
+            f"at most {REPLAY_LIMIT} per region, then live ones. A value that is not a "
+            "stream entry id is ignored (only live events are sent).",
+            max_length=None,
         ),
     ),
     responses={

@@ -15,7 +15,7 @@ from common.ids import TRIP, new_id
 
 from .. import models, views
 from ..api import ANY_ROLE, Call, Header, Response
-from ..idempotency import check_key
+from ..idempotency import IDEMPOTENCY_KEY_PATTERN, check_key
 from ..live import DROPPED, parse_stream_id
 from ..sse import CLIENT_GONE, open_stream
 from ..upstream import Reply, UpstreamProblem
@@ -104,7 +104,9 @@ async def post_estimates(call: Call) -> web.Response:
             "Optional. The same key from the same rider within 24 h replays the first "
             "answer (status and body, with `Idempotent-Replayed: true`) and creates nothing; "
             "the same key with a different body is 422; a failed attempt stores nothing. A "
-            "duplicate sent while the first is still running waits for its answer.",
+            "duplicate sent while the first is still running waits for its answer. "
+            "1-255 visible ASCII characters (422 otherwise).",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
         ),
     ),
     responses={
@@ -301,7 +303,9 @@ async def rate_trip(call: Call) -> web.Response:
     headers=(
         Header(
             "Last-Event-ID",
-            "Resume after this stream entry id: only later events are sent.",
+            "Resume after this stream entry id: only later events are sent. A value that "
+            "is not a stream entry id is ignored (all events are sent).",
+            max_length=None,
         ),
     ),
     responses={
