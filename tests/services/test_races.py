@@ -261,10 +261,14 @@ async def test_two_sweepers_expire_each_offer_once(make_rig):
     store = rig.driver_app[STORE]
     drivers = [await rig.new_driver(near(0.001 * i)) for i in range(10)]
     trips = [await rig.request(near(0.001 * i)) for i in range(10)]
-    for d in drivers:
-        await rig.offered(d)
+    # Offers last 0.1 s and no sweeper runs: wait for the dispatcher to have
+    # made all ten (their deadlines), not for each driver to fetch one in time.
+    async def all_offered():
+        return len(await rig.redis.zrange(keys.offer_deadlines("sf"), 0, -1)) == 10
+
+    await wait_until(all_offered, what="ten open offers")
     due = await rig.redis.zrange(keys.offer_deadlines("sf"), 0, -1)
-    assert len(due) == 10
+    assert len(drivers) == len(due) == 10
 
     async def past():
         seconds, micros = await rig.redis.time()
