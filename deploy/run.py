@@ -85,7 +85,7 @@ def wait_ready(url: str, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def status_line(gateway: str, token: str, previous: dict) -> str:
+def status_line(gateway: str, token: str) -> str:
     try:
         _, overview = http_json("GET", f"{gateway}/v1/ops/overview", token=token)
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -95,12 +95,11 @@ def status_line(gateway: str, token: str, previous: dict) -> str:
     groups = overview.get("consumer_groups") or []
     lag = sum((g.get("lag") or 0) for g in groups)
     pending = sum((g.get("pending") or 0) for g in groups)
-    eps = overview.get("events_per_second")
-    drivers = overview.get("drivers") or {}
-    online = drivers.get("online_total", drivers.get("online"))
+    eps = overview.get("events_per_s")
+    online = (overview.get("drivers") or {}).get("locations_total")
     parts = [f"trips: {trips or 'none yet'}"]
     if eps is not None:
-        parts.append(f"events/s={eps:.1f}" if isinstance(eps, (int, float)) else f"events/s={eps}")
+        parts.append(f"events/s={eps:.1f}")
     if online is not None:
         parts.append(f"drivers online={online}")
     parts.append(f"lag={lag} pending={pending}")
@@ -209,7 +208,7 @@ def main() -> int:
                     stopping["now"] = True
             if time.monotonic() >= next_status:
                 next_status += every
-                say(status_line(gateway.url, token, {}))
+                say(status_line(gateway.url, token))
             time.sleep(0.2)
         return 0
     except (EmbeddedRedisError, RuntimeError, urllib.error.URLError, RedisError) as exc:
