@@ -9,7 +9,8 @@ from common import errors
 from .. import models, views
 from ..api import Call, Response
 from . import api
-from .shared import check_trip_id, empty, json, ok
+from ..upstream import UpstreamProblem
+from .shared import check_trip_id, driver_holds_or_404, empty, json, ok
 
 DRIVER = ("driver",)
 
@@ -142,9 +143,14 @@ async def decline_offer(call: Call) -> web.Response:
 def _transition(action: str, summary: str, result: str):
     async def handler(call: Call) -> web.Response:
         trip_id = check_trip_id(call.path("id"))
-        reply = await call.services.upstreams.drivers.call(
-            "POST", f"/internal/drivers/{call.caller.subject_id}/trips/{trip_id}/{action}"
-        )
+        try:
+            reply = await call.services.upstreams.drivers.call(
+                "POST", f"/internal/drivers/{call.caller.subject_id}/trips/{trip_id}/{action}"
+            )
+        except UpstreamProblem as problem:
+            if problem.status != 409:
+                raise
+            await driver_holds_or_404(call, trip_id, problem)
         return json(views.trip(reply.body or {}))
 
     handler.__name__ = f"{action}_trip"

@@ -20,7 +20,15 @@ from ..live import DROPPED, parse_stream_id
 from ..sse import CLIENT_GONE, open_stream
 from ..upstream import Reply, UpstreamProblem
 from . import api
-from .shared import can_see_trip, check_trip_id, json, load_trip, no_such_trip, ok
+from .shared import (
+    can_see_trip,
+    check_trip_id,
+    driver_holds_or_404,
+    json,
+    load_trip,
+    no_such_trip,
+    ok,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -263,11 +271,16 @@ async def cancel_trip(call: Call) -> web.Response:
             json={"rider_id": caller.subject_id, **extra},
         )
     else:
-        reply = await upstreams.drivers.call(
-            "POST",
-            f"/internal/drivers/{caller.subject_id}/trips/{trip_id}/cancel",
-            json=extra,
-        )
+        try:
+            reply = await upstreams.drivers.call(
+                "POST",
+                f"/internal/drivers/{caller.subject_id}/trips/{trip_id}/cancel",
+                json=extra,
+            )
+        except UpstreamProblem as problem:
+            if problem.status != 409:
+                raise
+            await driver_holds_or_404(call, trip_id, problem)
     return json(views.trip(reply.body or {}))
 
 

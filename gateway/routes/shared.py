@@ -50,6 +50,21 @@ async def load_trip(call: Call, trip_id: str) -> dict[str, Any]:
     return trip
 
 
+async def driver_holds_or_404(call: Call, trip_id: str, problem: Exception) -> None:
+    """After driver_service refused a driver-side transition with 409: the
+    caller hears about the trip's state only if it is their trip (they are
+    its driver). To a driver who declined it, let its offer lapse or gave it
+    back, it belongs to someone else: 404, as if it did not exist."""
+    try:
+        reply = await call.services.upstreams.trips.get(f"/internal/trips/{trip_id}")
+    except errors.AppError:
+        raise problem from None
+    trip = reply.body if isinstance(reply.body, dict) else {}
+    if trip.get("driver_id") != call.caller.subject_id:
+        raise no_such_trip() from None
+    raise problem
+
+
 def json(data: Any, status: int = 200, headers: dict | None = None) -> web.Response:
     return json_response(data, status=status, headers=headers)
 
