@@ -110,7 +110,9 @@ class System:
     (common.acl) with fresh passwords, and each process connects as its own
     user. `replicas` starts that many of each service; with more than one,
     the gateway reaches each service through a round-robin balancer, and the
-    replicas compete in the same consumer groups.
+    replicas compete in the same consumer groups. `gateway_replicas` does
+    the same for the gateway: clients then call the balancer (`url`), and
+    `gateway` is the first replica.
     """
 
     redis_url: str
@@ -118,9 +120,10 @@ class System:
     env: dict[str, str] = field(default_factory=dict)
     replicas: int = 1
     acl: bool = True
+    gateway_replicas: int = 1
     trips: list[ServiceProcess] = field(default_factory=list)
     drivers: list[ServiceProcess] = field(default_factory=list)
-    gateway: ServiceProcess | None = None
+    gateways: list[ServiceProcess] = field(default_factory=list)
     balancers: dict[str, RoundRobin] = field(default_factory=dict)
     redis_urls: dict[str, str] = field(default_factory=dict)
 
@@ -165,17 +168,29 @@ class System:
         if self.replicas > 1:
             for name, procs in (("trip_service", self.trips), ("driver_service", self.drivers)):
                 self.balancers[name] = RoundRobin([("127.0.0.1", p.port) for p in procs]).start()
-        self.gateway = ServiceProcess(
-            "gateway", self.service_env("gateway"), log_path=self.log_dir / "gateway.log"
-        ).start()
+        for i in range(self.gateway_replicas):
+            log = self.log_dir / ("gateway.log" if i == 0 else f"gateway{i}.log")
+            self.gateways.append(
+                ServiceProcess("gateway", self.service_env("gateway"), log_path=log).start()
+            )
+        if self.gateway_replicas > 1:
+            self.balancers["gateway"] = RoundRobin(
+                [("127.0.0.1", p.port) for p in self.gateways]
+            ).start()
         return self
 
     @property
+    def gateway(self) -> ServiceProcess | None:
+        return self.gateways[0] if self.gateways else None
+
+    @property
     def url(self) -> str:
+        if "gateway" in self.balancers:
+            return self.balancers["gateway"].url
         return self.gateway.url
 
     def processes(self) -> list[ServiceProcess]:
-        return [p for p in [self.gateway, *self.trips, *self.drivers] if p is not None]
+        return [*self.gateways, *self.trips, *self.drivers]
 
     def stop(self) -> None:
         for proc in self.processes():

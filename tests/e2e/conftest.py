@@ -127,7 +127,8 @@ def start_system(
     else:
         redis = EmbeddedRedis(base / "redis", free_port()).start()
     replicas = REPLICAS[mode] if replicas is None else replicas
-    system = System(redis.url, base, env={**E2E_ENV, **env}, replicas=replicas)
+    system = System(redis.url, base, env={**E2E_ENV, **env}, replicas=replicas,
+                    gateway_replicas=replicas)
     try:
         system.start()
     except BaseException:

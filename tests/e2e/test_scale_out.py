@@ -1,7 +1,8 @@
 """Past one machine: on the cluster run, three regions live on three
-different masters, the services run as two replicas each behind a
-round-robin balancer, both replicas serve and consume, and a trip goes
-through in every region. (On the standalone run these tests are skipped.)"""
+different masters, the gateway and the services run as two replicas each
+behind round-robin balancers, every replica serves (and each driver_service
+consumes), and a trip goes through in every region. (On the standalone run
+these tests are skipped.)"""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ async def test_a_trip_in_every_region_on_its_own_shard(rider, driver, cluster_cl
         assert cluster_client.exists(keys.trip(trip["id"]))
 
 
-async def test_both_replicas_of_each_service_serve_and_consume(rider, system, cluster_client):
+async def test_both_replicas_of_each_process_serve_and_consume(rider, system, cluster_client):
     r = await rider()
     # Concurrent calls open several pooled connections, which the balancer spreads.
     replies = await asyncio.gather(*(r.get("/v1/trips") for _ in range(16)))
@@ -69,7 +70,8 @@ async def test_both_replicas_of_each_service_serve_and_consume(rider, system, cl
                                       for _ in range(16)))
     assert all(x.status == 200 for x in replies), replies
     for name, procs in (("trip_service", system.system.trips),
-                        ("driver_service", system.system.drivers)):
+                        ("driver_service", system.system.drivers),
+                        ("gateway", system.system.gateways)):
         counts = system.system.balancers[name].connections
         assert len(procs) == 2 and all(counts[p.port] > 0 for p in procs), (name, counts)
 
