@@ -9,8 +9,8 @@ one test is never offered to a driver of another.
 
 The suite runs twice (the `redis_mode` parameter): on one embedded server
 with one process of each service, and on a Redis Cluster of three masters
-with two replicas of each service behind a round-robin balancer (the path
-past one machine). `E2E_REDIS=standalone` or `E2E_REDIS=cluster` runs one of
+serving three regions, with two replicas of the gateway and of each service,
+each pair behind a round-robin balancer (the path past one machine). `E2E_REDIS=standalone` or `E2E_REDIS=cluster` runs one of
 them. Every process connects as its own ACL user (common.acl); a system that
 stops with a permission denial in the server's ACL LOG fails the run.
 """
