@@ -30,6 +30,7 @@ from .tracing import (
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
+MAX_CACHED_METRIC_CHILDREN = 1024
 PROBLEM_TYPE = "application/problem+json"
 SETTINGS = web.AppKey("settings", Settings)
 READY_CHECKS = web.AppKey("ready_checks", dict)
@@ -91,12 +92,28 @@ def _route_name(request: web.Request) -> str:
 
 def edge_middleware(service: str):
     """Request id, trace context, problem+json for every error, metrics."""
+    # The metric children of each (method, route, status): prometheus_client's
+    # labels() costs more than the increment and the observation together.
+    children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def metric_children(method: str, route: str, status: int) -> tuple[Any, Any]:
+        key = (method, route, status)
+        found = children.get(key)
+        if found is None:
+            found = (
+                metrics.HTTP_REQUESTS.labels(service, method, route, str(status)),
+                metrics.HTTP_LATENCY.labels(service, route),
+            )
+            if len(children) < MAX_CACHED_METRIC_CHILDREN:  # methods are the client's to choose
+                children[key] = found
+        return found
 
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         started = time.perf_counter()
-        rid = clean_request_id(request.headers.get("X-Request-ID")) or new_trace_id()[:16]
-        parent = parse_traceparent(request.headers.get("traceparent"))
+        headers = request.headers
+        rid = clean_request_id(headers.get("X-Request-ID")) or new_trace_id()[:16]
+        parent = parse_traceparent(headers.get("traceparent"))
         request_id_var.set(rid)
         trace_id_var.set(parent[0] if parent else new_trace_id())
         span_id_var.set(new_span_id())
@@ -133,9 +150,9 @@ def edge_middleware(service: str):
             )
         if not response.prepared:
             response.headers["X-Request-ID"] = rid
-        route = _route_name(request)
-        metrics.HTTP_REQUESTS.labels(service, request.method, route, str(response.status)).inc()
-        metrics.HTTP_LATENCY.labels(service, route).observe(time.perf_counter() - started)
+        count, latency = metric_children(request.method, _route_name(request), response.status)
+        count.inc()
+        latency.observe(time.perf_counter() - started)
         return response
 
     return middleware
