@@ -35,7 +35,7 @@ from tests.proofs.support import ProofSystem, ready, record_figures, start_proof
 pytestmark = pytest.mark.slow
 
 # Seeds of the rounds: each picks its own kill point and client behaviour.
-ROUNDS = [(101, False), (202, False), (303, True), (404, False)]
+ROUNDS = [(101, False), (202, False), (303, True), (404, False), (505, False), (606, True)]
 # Acknowledged writes the load makes before the kill point and after the restart.
 WARMUP_ACKS = 40
 RECOVERY_ACKS = 40
@@ -160,7 +160,7 @@ async def test_control_without_persistence_the_checker_finds_the_losses(tmp_path
                             redis_args=["--appendonly", "no"])
     ledger = Ledger()
     try:
-        load = Load(ps.url, ledger, random.Random(505), riders=6, drivers=4)
+        load = Load(ps.url, ledger, random.Random(707), riders=6, drivers=4)
         await load.start()
         try:
             await _acks_beyond(ledger, WARMUP_ACKS)
