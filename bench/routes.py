@@ -3,7 +3,9 @@ alternating short rounds (A = the route, B = its baseline) of one run."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -13,7 +15,7 @@ import psutil
 from . import load
 from .load import CreateCancel, Fixed, Request, Rider
 from .results import Rounds, Row
-from .seed import CENTER, DROPOFF, Seeded, driver_key, near, trip_key
+from .seed import CENTER, DROPOFF, Seeded, cancel_open_trips, driver_key, near, trip_key
 
 JSON = {"Content-Type": "application/json"}
 
@@ -27,6 +29,8 @@ class Pair:
     baseline: Fixed
     system_url: str
     baseline_url: str
+    # Run after each round of the route (untimed), to put its state back.
+    after_round: Callable[[], None] | None = None
 
 
 @dataclass
@@ -101,8 +105,13 @@ def create_cancel_pair(s: Seeded, gateway: str, front: str, rng: random.Random,
     body = orjson.dumps({"pickup": near(CENTER, 500, rng), "dropoff": DROPOFF,
                          "product": "premium"})
     riders = [Rider(r.token, r.subject_id) for r in s.loop_riders]
+
+    def cleanup() -> None:
+        asyncio.run(cancel_open_trips(gateway, s.loop_riders))
+
     return Pair("POST /v1/trips + cancel, per rider in a loop", "baseline: location", 5,
-                CreateCancel(riders, body), location.baseline, gateway, front)
+                CreateCancel(riders, body), location.baseline, gateway, front,
+                after_round=cleanup)
 
 
 def chain_requests(key: str) -> Fixed:
@@ -118,6 +127,8 @@ def measure_pair(pair: Pair, plan: Plan, watch: dict[str, psutil.Process] | None
         a.add(load.run(pair.system_url, pair.system, connections=conns, duration_s=plan.round_s))
         if watch is not None and rss is not None:
             sample_rss(watch, rss)
+        if pair.after_round is not None:
+            pair.after_round()
         b.add(load.run(pair.baseline_url, pair.baseline, connections=conns,
                        duration_s=plan.round_s))
     return a, b

@@ -188,6 +188,21 @@ async def seed(gateway_url: str, redis, *, view: int, location: int, loop_riders
     return out
 
 
+async def cancel_open_trips(gateway_url: str, riders: list[Account]) -> int:
+    """Cancel the riders' open trips (a loop stopped between a create and its
+    cancel), so the next round starts with every rider free."""
+    cancelled = 0
+    async with Client(gateway_url) as client:
+        for rider in riders:
+            _, page = await client.call("GET", "/v1/trips", token=rider.token, params={"limit": 1})
+            for trip in (page or {}).get("items", []):
+                if trip["status"] in ("requested", "assigned", "arrived"):
+                    await client.call("POST", f"/v1/trips/{trip['id']}/cancel", token=rider.token,
+                                      json={}, expect=(200, 409))
+                    cancelled += 1
+    return cancelled
+
+
 async def copy_sessions(redis, accounts: list[Account]) -> None:
     """The baselines' session hashes: the same fields as the gateway's, named
     by the raw token (the baseline does no auth logic, only the read)."""
