@@ -4,8 +4,8 @@
 snapshot even while the dispatcher and sweeper keep working) and reports:
 
 - lost: an acknowledged write that is not there in its acknowledged state or
-  a later one (an account, a session, a logout, a trip, an idempotency
-  record, a driver gone online);
+  a later one (an account, a session, a logout, a trip, a rating, an
+  idempotency record, a driver gone online);
 - inconsistent: a trip whose document, ranking, indexes, event list and
   stream entries disagree;
 - unattempted: something in the database that no client attempted (an
@@ -223,6 +223,11 @@ def _check_trips(snap, ledger: Ledger, report: Report) -> None:
             report.lost.append(
                 f"trip {trip_id}: driver {doc.get('driver_id')}, acknowledged {ack.driver_id}"
             )
+    for trip_id, stars in ledger.ratings.items():
+        report.checked += 1
+        rating = (trips.get(trip_id) or {}).get("rating") or {}
+        if rating.get("stars") != stars:
+            report.lost.append(f"rating of {trip_id}: {rating}, acknowledged {stars} stars")
     for (rider_id, key), trip_id in ledger.idempotency.items():
         report.checked += 1
         digest = hashlib.sha256(key.encode()).hexdigest()
@@ -305,6 +310,9 @@ def _check_consistency(snap, report: Report) -> None:
             doc_offer = (doc.get("offer") or {}).get("driver_id")
             if status == "requested" and ev_offer != doc_offer:
                 problems.append(f"events say offer to {ev_offer}, document {doc_offer}")
+        rated = any(e["event"]["type"] == "trip.rated" for e in events)
+        if rated != bool(doc.get("rating")):
+            problems.append(f"rating {doc.get('rating')} but rated event {rated}")
         listed = [(e["stream_id"], e["event"]["id"]) for e in events]
         in_stream = [(sid, orjson.loads(f["env"])["id"]) for sid, f in stream_by_trip.get(trip_id, [])]
         if listed != in_stream:

@@ -61,6 +61,8 @@ class Ledger:
     trips: dict[str, TripAck] = field(default_factory=dict)
     # (rider id, key) -> trip id: acknowledged creations with a key
     idempotency: dict[tuple[str, str], str] = field(default_factory=dict)
+    # trip id -> stars of an acknowledged rating
+    ratings: dict[str, int] = field(default_factory=dict)
     # driver ids whose going online was acknowledged (they never go offline)
     online_drivers: set[str] = field(default_factory=set)
     # what the database held before these clients started (see checker.existing)
@@ -247,6 +249,8 @@ class Load:
             a = await self._call(api, "GET", f"/v1/trips/{trip['id']}")
             if a.status == 200:
                 status = a.body["status"]
+                if status == "completed" and self.rng.random() < 0.6:
+                    await self._rate(api, trip["id"])
                 if status in TERMINAL:
                     return
                 if cancel and status in ("requested", "assigned"):
@@ -259,6 +263,14 @@ class Load:
             elif a.status == 401:
                 await self._log_in(api, api.user_name)
             await self._pause(0.1, 0.3)
+
+    async def _rate(self, api: Api, trip_id: str) -> None:
+        stars = self.rng.randint(1, 5)
+        a = await self._call(api, "POST", f"/v1/trips/{trip_id}/rating",
+                             {"stars": stars, "comment": "thanks"})
+        if a.status == 200:
+            self.ledger.ratings[trip_id] = stars
+            self.ledger.acked_writes += 1
 
     # --- drivers ---------------------------------------------------------
     async def _driver(self, i: int) -> None:

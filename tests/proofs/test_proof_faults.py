@@ -253,3 +253,46 @@ async def test_a_failing_dependency_is_a_bounded_problem_and_heals(
     assert rig.pids() == pids and all(p.running for p in (rig.trips, rig.drivers, rig.gateway))
     timings[f"{proxy}-{mode}"] = round(slowest, 2)
     record_figures("faults", {"slowest_answer_s": timings, "client_timeout_s": CLIENT_TIMEOUT_S})
+
+
+async def test_redis_stopped_for_everyone_is_503_and_heals(rig, actors_holder, timings):
+    """Redis itself goes away (kill -9) under every process at once: problems
+    in bounded time, /readyz names Redis and the services that need it, and
+    all heal when it is back on the same data."""
+    pids = rig.pids()
+    async with aiohttp.ClientSession() as http:
+        a = await actors(rig, http, actors_holder)
+        anon = Api(http, rig.url)
+        rig.redis.kill()
+        slowest = 0.0
+        try:
+            for who, method, path in (("rider", "GET", "/v1/me"),
+                                      ("rider", "GET", "/v1/trips/{trip}"),
+                                      ("driver", "GET", "/v1/driver/trip"),
+                                      ("anon", "POST", "/v1/sessions")):
+                got = await _call(a, http, rig.url, who, method, path)
+                slowest = max(slowest, got.elapsed)
+                assert got.status in (503, 504), (method, path, got)
+                assert got.headers["Content-Type"].startswith("application/problem+json")
+            readyz = await anon.get("/readyz", timeout=CLIENT_TIMEOUT_S)
+            assert readyz.status == 503, readyz
+            checks = readyz.body["checks"]
+            assert all(checks[part].startswith("down") for part in
+                       ("redis", "trip_service", "driver_service")), checks
+        finally:
+            await asyncio.to_thread(rig.redis.start)
+
+        async def healed():
+            return (await anon.get("/readyz")).status == 200
+
+        await eventually(healed, timeout=30, interval=0.1, message="/readyz did not heal")
+
+        async def works():
+            me = await a.rider.get("/v1/me")
+            trip = await a.rider.get(f"/v1/trips/{a.trip_id}")
+            return me.status == 200 and trip.status == 200 and trip.body.get("driver")
+
+        await eventually(works, timeout=15, interval=0.1, message="the rider's calls did not heal")
+    assert rig.pids() == pids
+    timings["redis-killed"] = round(slowest, 2)
+    record_figures("faults", {"slowest_answer_s": timings})

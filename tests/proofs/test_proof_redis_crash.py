@@ -147,6 +147,10 @@ async def test_kill_9_of_redis_under_load_loses_no_acknowledged_write(
         "inconsistent": len(report.inconsistent),
         "unattempted": len(report.unattempted),
         "trips": report.trips_seen,
+        "trips_acknowledged": len(ledger.trips),
+        "ratings_acknowledged": len(ledger.ratings),
+        "sessions_acknowledged": len(ledger.sessions) + len(ledger.logged_out),
+        "accounts_acknowledged": len(ledger.accounts),
         "rounds": tally["rounds"],
     })
     print(f"\nround {seed}: {report.summary()}")
