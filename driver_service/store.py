@@ -67,6 +67,8 @@ class DriverStore:
         self.scripts = Scripts(redis, LUA_DIR, PRODUCER, [TRIP_LIBRARY, DRIVER_LIBRARY])
         self._products: _LRU = _LRU(CACHE_SIZE)
         self._trips: _LRU = _LRU(CACHE_SIZE)
+        # The driver last seen assigned to a trip: a hint, checked on every use.
+        self._trip_drivers: _LRU = _LRU(CACHE_SIZE)
 
     # --- ids, facts, keys ----------------------------------------------
     def _region(self, object_id: str, kind: str, what: str) -> str:
@@ -563,12 +565,27 @@ class DriverStore:
 
     async def assigned_driver(self, trip_id: str) -> dict:
         self._region(trip_id, ids.TRIP, "trip")
-        trip = await self.trip_doc(trip_id)
+        trip = driver = None
+        known = self._trip_drivers.get(trip_id)
+        if known is not None:
+            # A rider watching their trip asks again and again: both documents
+            # in one round trip; the trip read with them says whether this
+            # is still its driver (else the driver is read below).
+            raws = await self.redis.execute_command(
+                "JSON.MGET", keys.trip(trip_id), keys.driver(known), "$"
+            )
+            trip = orjson.loads(raws[0])[0] if raws[0] else None
+            if trip is not None and trip.get("driver_id") == known and raws[1]:
+                driver = orjson.loads(raws[1])[0]
+        else:
+            trip = await self.trip_doc(trip_id)
         if not trip or not trip.get("driver_id"):
             raise errors.NotFound("no driver is assigned to this trip")
-        driver = await self.driver_doc(trip["driver_id"])
         if driver is None:
-            raise errors.NotFound("no driver is assigned to this trip")
+            driver = await self.driver_doc(trip["driver_id"])
+            if driver is None:
+                raise errors.NotFound("no driver is assigned to this trip")
+            self._trip_drivers.put(trip_id, trip["driver_id"])
         location = driver.get("location")
         eta = None
         if trip["status"] == Status.ASSIGNED and location:
