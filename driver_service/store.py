@@ -30,7 +30,11 @@ DRIVER_LIBRARY = LUA_DIR / "lib" / "driver.lua"
 # A script that read a document which changed before it ran says `retry`.
 MAX_RETRIES = 5
 CACHE_SIZE = 100_000
-# Waiting trips considered around a driver who became available.
+# Waiting trips considered around a driver who became available: the oldest
+# within reach, found among this many of the oldest in the ranking...
+NEAR_TRIPS_WANTED = 32
+NEAR_TRIPS_SCANNED = 1024
+# ...or, when a long queue's oldest wait elsewhere, the nearest.
 NEAR_TRIPS_LIMIT = 500
 # Older trips an offer checks for one within reach of the driver (rank order).
 OLDER_TRIPS_CHECKED = 32
@@ -497,10 +501,22 @@ class DriverStore:
 
     async def waiting_near(self, region: str, product: str, lat: float, lon: float,
                            radius_m: float) -> list[str]:
-        return await self.redis.geosearch(
-            keys.pickups(region, product), longitude=lon, latitude=lat, radius=radius_m,
+        """Waiting trips within `radius_m` of a point: the oldest first, read
+        from the ranking so the cost stays flat however long the queue; when
+        the oldest trips of a long queue wait elsewhere, the nearest too."""
+        pending, pickups = keys.pending(region, product), keys.pickups(region, product)
+        found, complete = await self.scripts.run(
+            "oldest_waiting_near", [pending, pickups],
+            [repr(lat), repr(lon), radius_m, NEAR_TRIPS_WANTED, NEAR_TRIPS_SCANNED],
+            n_events=0,
+        )
+        if len(found) >= NEAR_TRIPS_WANTED or int(complete):
+            return found
+        nearest = await self.redis.geosearch(
+            pickups, longitude=lon, latitude=lat, radius=radius_m,
             unit="m", sort="ASC", count=NEAR_TRIPS_LIMIT,
         )
+        return list(dict.fromkeys([*found, *nearest]))
 
     async def ranks(self, region: str, product: str, trip_ids: list[str]) -> dict[str, float]:
         if not trip_ids:
