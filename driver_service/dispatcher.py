@@ -143,7 +143,8 @@ class Dispatcher:
         `excluded` may grow while iterating (drivers tried and found busy)."""
         region = ids.region_of(trip["id"])
         pickup = trip["pickup"]
-        for radius in radius_steps(self.settings.dispatch_radius_m):
+        first = await self.store.first_radius(region, trip["product"])
+        for radius in radius_steps(self.settings.dispatch_radius_m, first):
             found = await self.store.search_drivers(
                 region, trip["product"], pickup["lat"], pickup["lon"], radius,
                 search_count(len(excluded)),

@@ -4,17 +4,24 @@ waiting trips are served, and how far to look.
 The nearest available driver who has not refused the trip gets it. Searches
 start small and widen up to DISPATCH_RADIUS_M, each COUNT-limited, so the
 cost of one match stays flat however many drivers are online: a dense city
-answers within the first ring.
+answers within the first ring. A GEOSEARCH costs what the ring holds, not
+what it returns, so where drivers are dense the first ring is smaller still:
+sized to hold a few candidates at the region's density of available drivers.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 RADIUS_STEPS_M = (500.0, 1000.0, 2000.0, 3500.0)
 # Candidates fetched per search, on top of the drivers known to be excluded.
 CANDIDATES_PER_SEARCH = 8
+# The first ring holds about this many times CANDIDATES_PER_SEARCH drivers
+# when they are spread evenly; it is never smaller than MIN_FIRST_RADIUS_M.
+FIRST_RING_MARGIN = 4
+MIN_FIRST_RADIUS_M = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +30,31 @@ class Candidate:
     distance_m: float
 
 
-def radius_steps(max_radius_m: float) -> list[float]:
-    steps = [r for r in RADIUS_STEPS_M if r < max_radius_m]
+def radius_steps(max_radius_m: float, first_m: float | None = None) -> list[float]:
+    """The rings searched in turn; `first_m` (see `first_radius`) goes first
+    when it is smaller than the usual first ring."""
+    start = (first_m,) if first_m is not None and first_m < RADIUS_STEPS_M[0] else ()
+    steps = [r for r in (*start, *RADIUS_STEPS_M) if r < max_radius_m]
     return [*steps, float(max_radius_m)]
+
+
+def first_radius(available: int, area_km2: float) -> float | None:
+    """A first ring for `available` drivers spread over `area_km2`, or None
+    where they are too sparse for a ring smaller than the usual first one."""
+    if available <= 0 or area_km2 <= 0:
+        return None
+    per_km2 = available / area_km2
+    expected = FIRST_RING_MARGIN * CANDIDATES_PER_SEARCH
+    radius = 1000 * math.sqrt(expected / (math.pi * per_km2))
+    if radius >= RADIUS_STEPS_M[0] / 2:  # not worth a search of its own
+        return None
+    return max(MIN_FIRST_RADIUS_M, float(round(radius, -1)))
+
+
+def area_km2(min_lat: float, min_lon: float, max_lat: float, max_lon: float) -> float:
+    """Area of a latitude/longitude box (small-area approximation)."""
+    mid = math.radians((min_lat + max_lat) / 2)
+    return (max_lat - min_lat) * 111.32 * (max_lon - min_lon) * 111.32 * math.cos(mid)
 
 
 def search_count(excluded: int) -> int:

@@ -22,7 +22,7 @@ from common.trip import document as trip_document
 from common.trip.statemachine import WITH_DRIVER, Status, transition
 
 from . import document
-from .matching import Candidate, radius_steps
+from .matching import Candidate, area_km2, first_radius, radius_steps
 
 PRODUCER = "driver_service"
 LUA_DIR = Path(__file__).parent / "lua"
@@ -38,6 +38,7 @@ NEAR_TRIPS_SCANNED = 1024
 NEAR_TRIPS_LIMIT = 500
 # Older trips an offer checks for one within reach of the driver (rank order).
 OLDER_TRIPS_CHECKED = 32
+AVAILABLE_COUNT_TTL_S = 1.0
 HOLDING = ",".join(sorted({*WITH_DRIVER, Status.COMPLETED}))
 WITH_DRIVER_CSV = ",".join(sorted(WITH_DRIVER))
 
@@ -73,6 +74,8 @@ class DriverStore:
         self._trips: _LRU = _LRU(CACHE_SIZE)
         # The driver last seen assigned to a trip: a hint, checked on every use.
         self._trip_drivers: _LRU = _LRU(CACHE_SIZE)
+        # (region, product) -> (when read, available drivers): sizes the first ring.
+        self._available: dict[tuple[str, str], tuple[float, int]] = {}
 
     # --- ids, facts, keys ----------------------------------------------
     def _region(self, object_id: str, kind: str, what: str) -> str:
@@ -498,6 +501,19 @@ class DriverStore:
             unit="m", sort="ASC", count=count, withdist=True,
         )
         return [Candidate(member, float(dist)) for member, dist in rows]
+
+    async def first_radius(self, region: str, product: str) -> float | None:
+        """The first search ring for the region's density of available drivers
+        of a product (their count read at most once a second per process)."""
+        now = time.monotonic()
+        cached = self._available.get((region, product))
+        if cached is None or now - cached[0] > AVAILABLE_COUNT_TTL_S:
+            cached = (now, await self.redis.zcard(keys.geo(region, product)))
+            self._available[(region, product)] = cached
+        r = self.settings.region(region)
+        if r is None:
+            return None
+        return first_radius(cached[1], area_km2(r.min_lat, r.min_lon, r.max_lat, r.max_lon))
 
     async def waiting_near(self, region: str, product: str, lat: float, lon: float,
                            radius_m: float) -> list[str]:
