@@ -673,12 +673,30 @@ class DriverStore:
         """Per product, the ETA of the nearest available driver within
         DISPATCH_RADIUS_M, or null (widening like dispatch: flat cost)."""
         region = self.region_for_point(region_name, lat, lon, "pickup")
-        out: dict[str, int | None] = {}
-        for product in PRODUCTS:
-            out[product] = None
-            for radius in radius_steps(self.settings.dispatch_radius_m):
-                found = await self.search_drivers(region.name, product, lat, lon, radius, 1)
-                if found:
-                    out[product] = eta_s(found[0].distance_m)
-                    break
+        out: dict[str, int | None] = {product: None for product in PRODUCTS}
+        steps = {
+            product: radius_steps(self.settings.dispatch_radius_m,
+                                  await self.first_radius(region.name, product))
+            for product in PRODUCTS
+        }
+        # Ring by ring, every product still without a driver in one round trip.
+        open_ = list(PRODUCTS)
+        ring = 0
+        while open_:
+            asked = [p for p in open_ if ring < len(steps[p])]
+            if not asked:
+                break
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for product in asked:
+                    pipe.geosearch(
+                        keys.geo(region.name, product), longitude=lon, latitude=lat,
+                        radius=steps[product][ring], unit="m", sort="ASC", count=1,
+                        withdist=True,
+                    )
+                replies = await pipe.execute()
+            for product, rows in zip(asked, replies):
+                if rows:
+                    out[product] = eta_s(float(rows[0][1]))
+            open_ = [p for p in asked if out[p] is None]
+            ring += 1
         return {"etas": out}
