@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import ClusterDownError, MasterDownError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -28,6 +29,14 @@ from .tracing import (
 )
 
 logger = logging.getLogger(__name__)
+
+# The database cannot answer now: 503 with Retry-After. On Redis Cluster an
+# unreachable cluster is a RedisClusterException (not a RedisError), and a
+# cluster still converging answers CLUSTERDOWN or TRYAGAIN.
+REDIS_UNAVAILABLE = (
+    RedisConnectionError, ConnectionRefusedError, RedisClusterException, ClusterDownError,
+    MasterDownError, TryAgainError,
+)
 
 MAX_BODY = 64 * 1024
 MAX_CACHED_METRIC_CHILDREN = 1024
@@ -123,8 +132,8 @@ def edge_middleware(service: str):
             response = error_response(exc)
         except web.HTTPException as exc:
             response = _http_exception_problem(exc)
-        except (RedisConnectionError, ConnectionRefusedError) as exc:
-            logger.warning("redis unavailable: %s", exc)
+        except REDIS_UNAVAILABLE as exc:
+            logger.warning("redis unavailable: %r", exc)
             response = problem_response(
                 503,
                 "Service unavailable",
