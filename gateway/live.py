@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from common import keys
 from common.settings import Settings
@@ -199,7 +199,9 @@ class EventHub:
                 backoff = READ_BACKOFF_S
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            # An unreachable Redis Cluster raises RedisClusterException, which
+            # is not a RedisError: the reader must outlive it too.
+            except (RedisError, RedisClusterException, OSError) as exc:
                 logger.warning("reading %s failed (%r); retrying in %.1fs", stream, exc, backoff)
                 try:
                     await asyncio.wait_for(self._stopping.wait(), backoff)
