@@ -45,6 +45,15 @@ async def ready(client) -> bool:
     return (await client.get("/readyz")).status == 200
 
 
+async def not_ready(client) -> bool:
+    return (await client.get("/readyz")).status == 503
+
+
+def reads_failed(log) -> int:
+    """Failed reads of the sf stream by the gateway's event hub, from its log."""
+    return log.read_text(errors="replace").count('"msg":"reading rh:{sf}:events failed')
+
+
 async def test_trip_service_down_is_503_named_by_readyz_and_heals(rider, new_client, system):
     r = await rider()
     trip = await request_trip(r, spot())
@@ -138,8 +147,21 @@ async def test_sessions_survive_a_gateway_restart(rider, system):
 async def test_sessions_and_trips_survive_a_redis_crash(rider, new_client, http, system):
     r = await rider()
     trip = await request_trip(r, spot())
-    system.redis.kill()  # kill -9
-    system.redis.start()
+    log = system.system.gateway.log_path
+    before = reads_failed(log)
+    system.redis.kill()  # kill -9 (of every node, on the cluster run)
+    try:
+        # While it is down: a problem with Retry-After, never a 500; and down
+        # until the gateway's stream reader has failed twice (on a cluster the
+        # second is the client's failed rediscovery), which it must outlive.
+        down = await r.get("/v1/me")
+        assert down.status in (503, 504), down
+        assert down.headers["Content-Type"].startswith("application/problem+json")
+        await eventually(lambda: not_ready(new_client()), timeout=10, interval=0.1)
+        await eventually(lambda: reads_failed(log) >= before + 2, timeout=15, interval=0.1,
+                         message="the gateway's stream reader stopped retrying")
+    finally:
+        system.redis.start()
     await eventually(lambda: ready(new_client()), timeout=20, interval=0.2)
 
     async def works():
