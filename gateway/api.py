@@ -153,7 +153,7 @@ async def authenticate(request: web.Request, services: Services) -> Principal:
     m = _BEARER.match(header)
     if m is None:
         raise errors.Unauthorized("Use `Authorization: Bearer <token>`.", headers=challenge)
-    principal = await services.identity.authenticate(m.group(1))
+    principal = await services.identity.authenticate(m.group(1), *services.limiter.bucket())
     if principal is None:
         raise errors.Unauthorized(
             "The token is unknown, expired or revoked.",
@@ -168,7 +168,7 @@ def _wrap(op: Operation):
         principal = None
         if op.roles is not None:
             principal = await authenticate(request, services)
-            await services.limiter.check_token(principal.token_hash)
+            services.limiter.refuse(principal.rate_wait_ms)
             if principal.role not in op.roles:
                 raise errors.Forbidden(
                     f"This route is for the role {' or '.join(op.roles)}; "

@@ -62,6 +62,9 @@ class Principal:
     user_name: str
     token_hash: str
     expires_at_ms: int
+    # Milliseconds until the session's rate-limit bucket has a token again;
+    # 0 when this request took one (or there is no limit).
+    rate_wait_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,17 +249,25 @@ class Identity:
         )
         return NewSession(token, account["role"], account["subject_id"], int(expires))
 
-    async def authenticate(self, token: str) -> Principal | None:
+    async def authenticate(
+        self, token: str, rate: float = 0.0, burst: float = 0.0
+    ) -> Principal | None:
+        """The session of a token, its expiry slid; with `rate` > 0, one token
+        taken from its bucket in the same step (see `Principal.rate_wait_ms`)."""
         if not _TOKEN.match(token):
             return None
         digest = token_digest(token)
         found = await self.scripts.run(
-            "session_touch", [keys.session(digest)], [self.settings.session_ttl_s * 1000]
+            "session_touch",
+            [keys.session(digest)],
+            [self.settings.session_ttl_s * 1000, rate, burst],
         )
         if not found:
             return None
-        subject_id, role, region, user_name, expires = found
-        return Principal(subject_id, role, region, user_name, digest, int(expires))
+        subject_id, role, region, user_name, expires, wait_ms = found
+        return Principal(
+            subject_id, role, region, user_name, digest, int(expires), int(wait_ms)
+        )
 
     async def revoke(self, principal: Principal) -> None:
         await self.redis.delete(keys.session(principal.token_hash))

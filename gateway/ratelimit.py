@@ -41,7 +41,22 @@ class RateLimiter:
         self.addr_limit = settings.login_failures_limit * config.login_addr_factor
         self.window_ms = config.login_window_s * 1000
 
+    def bucket(self) -> tuple[float, float]:
+        """(rate, burst) of the per-session bucket that authentication takes a
+        token from in the same step as the session read; (0, 0) when off."""
+        return (self.rate, self.burst) if self.rate > 0 else (0.0, 0.0)
+
+    def refuse(self, wait_ms: int) -> None:
+        """429 when authentication found the session's bucket empty."""
+        if wait_ms > 0:
+            RATE_LIMITED.labels("token").inc()
+            raise errors.TooManyRequests(
+                f"More than {self.rate:g} requests per second on this session.",
+                headers={"Retry-After": _retry_after(wait_ms)},
+            )
+
     async def check_token(self, token_hash: str) -> None:
+        """A bucket of its own key (the request path uses `bucket()` instead)."""
         if self.rate <= 0:
             return
         allowed, wait_ms = await self.scripts.run(
