@@ -160,6 +160,8 @@ class Upstream:
         self.connections = config.upstream_connections
         self.breaker = CircuitBreaker(name, config.breaker_failures, config.breaker_cooldown_s)
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._latencies: dict[str, Any] = {}
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -258,6 +260,22 @@ class Upstream:
             detail, headers={"Retry-After": str(retry)}, extra={"upstream": self.name}
         )
 
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        # Immutable, and a few values serve nearly every call: built once each
+        # (a long poll's own wait makes others, which are not kept).
+        found = self._timeouts.get(seconds)
+        if found is None:
+            found = aiohttp.ClientTimeout(total=seconds)
+            if len(self._timeouts) < 16:
+                self._timeouts[seconds] = found
+        return found
+
+    def _latency(self, method: str):
+        found = self._latencies.get(method)
+        if found is None:
+            found = self._latencies[method] = UPSTREAM_LATENCY.labels(self.name, method)
+        return found
+
     async def _once(
         self, method: str, path: str, json: Any, params: dict | None, timeout: float
     ) -> Reply:
@@ -270,7 +288,7 @@ class Upstream:
                 json=json,
                 params=params,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=self._timeout(timeout),
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
@@ -281,7 +299,7 @@ class Upstream:
         except (aiohttp.ClientError, OSError) as exc:
             raise _Retryable("disconnect", exc) from None
         finally:
-            UPSTREAM_LATENCY.labels(self.name, method).observe(time.perf_counter() - started)
+            self._latency(method).observe(time.perf_counter() - started)
         body = None
         if raw:
             try:
