@@ -209,7 +209,7 @@ GATEWAY = AclUser(
     commands=(
         *BASE_COMMANDS, *CLUSTER_COMMANDS,
         # gateway/lua: sessions, token buckets, login windows, idempotency, accounts
-        "get", "set", "del", "hmget", "hset", "pexpire", "pexpireat", "time",
+        "get", "set", "del", "hmget", "hset", "pexpire", "pexpireat", "pttl", "time",
         "zadd", "zcard", "zrange", "zremrangebyscore",
         # SSE and gauges
         "lrange", "xread", "xrange", "xrevrange", "xlen", "xinfo|groups",
