@@ -61,7 +61,9 @@ async def test_abandoned_consumer_entries_are_reclaimed(make_rig, aiohttp_client
 
 async def test_killed_dispatcher_process_loses_no_trip(make_rig, redis_server, tmp_path):
     rig = await make_rig(NO_DISPATCH)
-    n = 60
+    # Enough trips that the batch outlasts the moment between the first offer
+    # and the kill, even on a loaded machine.
+    n = 150
     await asyncio.gather(*(rig.new_driver(near(0.0008 * (i % 8), 0.0008 * (i // 8)))
                            for i in range(n)))
     trips = [await rig.request(near(0.0004 * (i % 10), 0.0004 * (i // 10))) for i in range(n)]
