@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from common import errors
 from common.web import read_body, validation_errors, parse_query
 
-from .identity import Principal
+from .identity import Principal, token_digest
 from .services import SERVICES, Services
 
 ANY_ROLE: tuple[str, ...] = ("rider", "driver", "ops")
@@ -145,7 +145,7 @@ class Api:
 _BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
 
 
-async def authenticate(request: web.Request, services: Services) -> Principal:
+def bearer_token(request: web.Request) -> str:
     header = request.headers.get("Authorization")
     challenge = {"WWW-Authenticate": 'Bearer realm="ridehail"'}
     if not header:
@@ -153,13 +153,30 @@ async def authenticate(request: web.Request, services: Services) -> Principal:
     m = _BEARER.match(header)
     if m is None:
         raise errors.Unauthorized("Use `Authorization: Bearer <token>`.", headers=challenge)
-    principal = await services.identity.authenticate(m.group(1), *services.limiter.bucket())
-    if principal is None:
-        raise errors.Unauthorized(
-            "The token is unknown, expired or revoked.",
-            headers={"WWW-Authenticate": 'Bearer realm="ridehail", error="invalid_token"'},
+    return m.group(1)
+
+
+async def authenticate(request: web.Request, services: Services) -> Principal:
+    """The caller (401 if none) within their session's rate limit (429).
+
+    One Redis step reads the session and takes tokens from its bucket; the
+    gateway keeps the few it did not need for the session's next requests."""
+    token = bearer_token(request)
+    limiter = services.limiter
+    ticket = limiter.ask(token_digest(token))
+    try:
+        principal = await services.identity.authenticate(
+            token, *limiter.bucket(), take=ticket.take
         )
-    return principal
+        if principal is None:
+            raise errors.Unauthorized(
+                "The token is unknown, expired or revoked.",
+                headers={"WWW-Authenticate": 'Bearer realm="ridehail", error="invalid_token"'},
+            )
+        await limiter.settle(principal, ticket)
+        return principal
+    finally:
+        limiter.release(ticket)
 
 
 def _wrap(op: Operation):
@@ -168,7 +185,6 @@ def _wrap(op: Operation):
         principal = None
         if op.roles is not None:
             principal = await authenticate(request, services)
-            services.limiter.refuse(principal.rate_wait_ms)
             if principal.role not in op.roles:
                 raise errors.Forbidden(
                     f"This route is for the role {' or '.join(op.roles)}; "

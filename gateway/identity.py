@@ -43,6 +43,9 @@ from .scripts import GatewayScripts
 
 logger = logging.getLogger(__name__)
 
+# A session's sliding expiry is rewritten when it moves by at least this part
+# of SESSION_TTL_S (36 s of an hour): reading a session then writes nothing.
+SLIDE_MIN_FRACTION = 0.01
 # A pending driver account outlives any sign-up attempt (upstream timeout x retries).
 PENDING_ACCOUNT_TTL_S = 120
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
@@ -62,8 +65,10 @@ class Principal:
     user_name: str
     token_hash: str
     expires_at_ms: int
-    # Milliseconds until the session's rate-limit bucket has a token again;
-    # 0 when this request took one (or there is no limit).
+    # Tokens this request took from the session's rate-limit bucket (the
+    # gateway keeps the ones it did not need), and when none: the
+    # milliseconds until the bucket has one again.
+    tokens_taken: int = 1
     rate_wait_ms: int = 0
 
 
@@ -250,23 +255,26 @@ class Identity:
         return NewSession(token, account["role"], account["subject_id"], int(expires))
 
     async def authenticate(
-        self, token: str, rate: float = 0.0, burst: float = 0.0
+        self, token: str, rate: float = 0.0, burst: float = 0.0, take: int = 1
     ) -> Principal | None:
-        """The session of a token, its expiry slid; with `rate` > 0, one token
-        taken from its bucket in the same step (see `Principal.rate_wait_ms`)."""
+        """The session of a token, its expiry slid; with `rate` > 0, up to
+        `take` tokens taken from its bucket in the same step (see
+        `Principal.tokens_taken`). The expiry is written only when it moves by
+        at least SLIDE_MIN_FRACTION of the TTL, so most requests write nothing."""
         if not _TOKEN.match(token):
             return None
         digest = token_digest(token)
+        ttl_ms = self.settings.session_ttl_s * 1000
         found = await self.scripts.run(
             "session_touch",
             [keys.session(digest)],
-            [self.settings.session_ttl_s * 1000, rate, burst],
+            [ttl_ms, rate, burst, take, int(ttl_ms * SLIDE_MIN_FRACTION)],
         )
         if not found:
             return None
-        subject_id, role, region, user_name, expires, wait_ms = found
+        subject_id, role, region, user_name, expires, taken, wait_ms = found
         return Principal(
-            subject_id, role, region, user_name, digest, int(expires), int(wait_ms)
+            subject_id, role, region, user_name, digest, int(expires), int(taken), int(wait_ms)
         )
 
     async def revoke(self, principal: Principal) -> None:

@@ -11,8 +11,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
+import time
+from dataclasses import dataclass
 
 from prometheus_client import Counter
 
@@ -21,6 +24,14 @@ from common.settings import Settings
 
 from .config import GatewayConfig
 from .scripts import GatewayScripts
+
+# Per-session bucket: a gateway takes up to this many tokens in one step and
+# spends them on the session's next requests, so most requests write nothing
+# to Redis. Tokens unused after HOLD_S are dropped: a session can get fewer
+# requests than its limit through several gateways, never more.
+RESERVE_TOKENS = 5
+HOLD_S = 1.0
+HELD_SESSIONS_MAX = 100_000
 
 RATE_LIMITED = Counter(
     "gateway_rate_limited_total", "Requests refused with 429", ["limit"]
@@ -32,6 +43,15 @@ def _retry_after(ms: int) -> str:
     return str(max(1, math.ceil(ms / 1000)))
 
 
+@dataclass(slots=True)
+class Ticket:
+    """One request's ask of its session's bucket (RateLimiter.ask)."""
+
+    token_hash: str
+    take: int
+    asking: asyncio.Future | None = None
+
+
 class RateLimiter:
     def __init__(self, scripts: GatewayScripts, settings: Settings, config: GatewayConfig) -> None:
         self.scripts = scripts
@@ -40,20 +60,86 @@ class RateLimiter:
         self.login_limit = settings.login_failures_limit
         self.addr_limit = settings.login_failures_limit * config.login_addr_factor
         self.window_ms = config.login_window_s * 1000
+        # session token hash -> (tokens taken from its bucket not used yet, until)
+        self._held: dict[str, tuple[int, float]] = {}
+        # session token hash -> the ask for a few tokens in flight
+        self._asking: dict[str, asyncio.Future] = {}
 
     def bucket(self) -> tuple[float, float]:
-        """(rate, burst) of the per-session bucket that authentication takes a
-        token from in the same step as the session read; (0, 0) when off."""
+        """(rate, burst) of the per-session bucket that authentication takes
+        tokens from in the same step as the session read; (0, 0) when off."""
         return (self.rate, self.burst) if self.rate > 0 else (0.0, 0.0)
 
-    def refuse(self, wait_ms: int) -> None:
-        """429 when authentication found the session's bucket empty."""
-        if wait_ms > 0:
-            RATE_LIMITED.labels("token").inc()
-            raise errors.TooManyRequests(
-                f"More than {self.rate:g} requests per second on this session.",
-                headers={"Retry-After": _retry_after(wait_ms)},
-            )
+    def ask(self, token_hash: str) -> "Ticket":
+        """How many tokens this request asks of its session's bucket: none when
+        this process holds one it took earlier (used now), one while another
+        request of the session is asking for a few, else a few."""
+        if self.rate <= 0 or self._use_held(token_hash):
+            return Ticket(token_hash, 0)
+        if token_hash in self._asking:
+            return Ticket(token_hash, 1)
+        ticket = Ticket(token_hash, RESERVE_TOKENS, asyncio.get_running_loop().create_future())
+        self._asking[token_hash] = ticket.asking
+        return ticket
+
+    async def settle(self, principal, ticket: "Ticket") -> None:
+        """After authentication took `principal.tokens_taken` of the tokens the
+        ticket asked for: keep those the request did not need, or 429 when
+        the bucket had none and no request of the session brings any."""
+        if ticket.take == 0:
+            return
+        if principal.tokens_taken >= 1:
+            if principal.tokens_taken > 1:
+                self._hold(ticket.token_hash, principal.tokens_taken - 1)
+            return
+        for _ in range(3):
+            if self._use_held(ticket.token_hash):
+                return
+            pending = self._asking.get(ticket.token_hash)
+            if pending is None or pending is ticket.asking:
+                break
+            # Another request of the session is taking a few: wait for them.
+            await asyncio.shield(pending)
+        if self._use_held(ticket.token_hash):
+            return
+        RATE_LIMITED.labels("token").inc()
+        raise errors.TooManyRequests(
+            f"More than {self.rate:g} requests per second on this session.",
+            headers={"Retry-After": _retry_after(principal.rate_wait_ms)},
+        )
+
+    def release(self, ticket: "Ticket") -> None:
+        """The end of a request's ask (whatever happened): wake those waiting on it."""
+        if ticket.asking is not None:
+            if self._asking.get(ticket.token_hash) is ticket.asking:
+                del self._asking[ticket.token_hash]
+            if not ticket.asking.done():
+                ticket.asking.set_result(None)
+
+    def _use_held(self, token_hash: str) -> bool:
+        held = self._held.get(token_hash)
+        if held is None:
+            return False
+        count, until = held
+        if until < time.monotonic():
+            del self._held[token_hash]
+            return False
+        if count <= 1:
+            del self._held[token_hash]
+        else:
+            self._held[token_hash] = (count - 1, until)
+        return True
+
+    def _hold(self, token_hash: str, count: int) -> None:
+        now = time.monotonic()
+        if len(self._held) >= HELD_SESSIONS_MAX:
+            self._held = {k: v for k, v in self._held.items() if v[1] >= now}
+            if len(self._held) >= HELD_SESSIONS_MAX:
+                return  # drop the surplus: a session gets fewer, never more
+        held = self._held.get(token_hash)
+        if held is not None and held[1] >= now:
+            count += held[0]
+        self._held[token_hash] = (count, now + HOLD_S)
 
     async def check_token(self, token_hash: str) -> None:
         """A bucket of its own key (the request path uses `bucket()` instead)."""

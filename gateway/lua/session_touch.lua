@@ -1,12 +1,16 @@
--- Read a session, slide its expiry and take a token from its rate-limit
+-- Read a session, slide its expiry and take tokens from its rate-limit
 -- bucket, in one step (one round trip per authenticated request).
 -- KEYS[1] the session hash; ARGV[1] the sliding TTL in ms; ARGV[2] the
 -- bucket's refill rate per second (0 or absent: no limit), ARGV[3] its
--- capacity (the burst). The expiry never passes the absolute limit `max_exp`
--- set at sign-in. The bucket lives in the session's own hash (fields
--- rl_tokens, rl_ts): one key, so one slot, and it ends with the session.
+-- capacity (the burst), ARGV[4] how many tokens to take at most (a gateway
+-- keeps the ones its request did not need, for the next requests of the
+-- session), ARGV[5] the least move of the expiry worth a write (0: always).
+-- The expiry never passes the absolute limit `max_exp` set at sign-in. The
+-- bucket lives in the session's own hash (fields rl_tokens, rl_ts): one key,
+-- so one slot, and it ends with the session. A call that neither moves the
+-- expiry nor takes tokens writes nothing (no AOF write, no fsync to wait for).
 -- Returns nil, or {subject_id, role, region, user_name, expires_at_ms,
--- ms until a token is available: 0 when this request took one}.
+-- tokens taken, ms until a token is available when none was}.
 local fields = redis.call('HMGET', KEYS[1], 'subject_id', 'role', 'region', 'user_name',
   'max_exp', 'rl_tokens', 'rl_ts')
 if not fields[1] then
@@ -20,10 +24,18 @@ if now >= max_exp then
   return nil
 end
 local exp = math.min(now + tonumber(ARGV[1]), max_exp)
-redis.call('PEXPIREAT', KEYS[1], exp)
+local min_move = tonumber(ARGV[5] or '0') or 0
+local ttl = redis.call('PTTL', KEYS[1])
+if min_move <= 0 or ttl < 0 or exp - (now + ttl) >= min_move then
+  redis.call('PEXPIREAT', KEYS[1], exp)
+else
+  exp = now + ttl
+end
+local taken = 0
 local wait_ms = 0
 local rate = tonumber(ARGV[2] or '0') or 0
-if rate > 0 then
+local want = tonumber(ARGV[4] or '1') or 1
+if rate > 0 and want > 0 then
   local capacity = tonumber(ARGV[3])
   local tokens = tonumber(fields[6])
   local ts = tonumber(fields[7])
@@ -35,11 +47,15 @@ if rate > 0 then
     tokens = math.min(capacity, tokens + (now - ts) * rate / 1000)
     ts = now
   end
-  if tokens >= 1 then
-    tokens = tokens - 1
+  taken = math.min(want, math.floor(tokens))
+  if taken >= 1 then
+    tokens = tokens - taken
   else
+    taken = 0
     wait_ms = math.max(1, math.ceil((1 - tokens) * 1000 / rate))
   end
   redis.call('HSET', KEYS[1], 'rl_tokens', tostring(tokens), 'rl_ts', tostring(ts))
+elseif rate <= 0 then
+  taken = 1
 end
-return {fields[1], fields[2], fields[3] or '', fields[4] or '', tostring(exp), wait_ms}
+return {fields[1], fields[2], fields[3] or '', fields[4] or '', tostring(exp), taken, wait_ms}
