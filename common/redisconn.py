@@ -133,11 +133,22 @@ def redact(url: str) -> str:
     return url
 
 
-def redis_ctx(settings: Settings, *, check: bool = True):
+def redis_ctx(
+    settings: Settings,
+    *,
+    check: bool = True,
+    socket_timeout: float | None = SOCKET_TIMEOUT_S,
+    retries: int = 2,
+):
     """cleanup_ctx entry: open the pool, check JSON, close with aclose()."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        redis = create_redis(settings.redis_url, max_connections=settings.redis_max_connections)
+        redis = create_redis(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            socket_timeout=socket_timeout,
+            retries=retries,
+        )
         try:
             if check:
                 await check_json(redis, settings.redis_url)

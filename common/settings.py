@@ -15,17 +15,17 @@ from .regions import DEFAULT_REGIONS, Region, parse_regions
 DEFAULT_PORTS = {"gateway": 8080, "trip_service": 8081, "driver_service": 8082}
 
 
-def _int(env: dict, name: str, default: int) -> int:
+def env_int(env: dict, name: str, default: int) -> int:
     value = env.get(name)
     return default if value in (None, "") else int(value)
 
 
-def _float(env: dict, name: str, default: float) -> float:
+def env_float(env: dict, name: str, default: float) -> float:
     value = env.get(name)
     return default if value in (None, "") else float(value)
 
 
-def _str(env: dict, name: str, default: str) -> str:
+def env_str(env: dict, name: str, default: str) -> str:
     value = env.get(name)
     return default if value in (None, "") else value
 
@@ -76,37 +76,37 @@ class Settings:
     @classmethod
     def from_env(cls, service: str, env: dict | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
-        durability = _str(env, "DURABILITY", "always")
+        durability = env_str(env, "DURABILITY", "always")
         if durability not in ("always", "everysec"):
             raise ValueError("DURABILITY must be 'always' or 'everysec'")
         return cls(
             service=service,
-            host=_str(env, "HOST", "0.0.0.0"),
-            port=_int(env, "PORT", DEFAULT_PORTS.get(service, 8080)),
-            redis_url=_str(env, "REDIS_URL", "redis://127.0.0.1:6379/0"),
-            redis_max_connections=_int(env, "REDIS_MAX_CONNECTIONS", 64),
+            host=env_str(env, "HOST", "0.0.0.0"),
+            port=env_int(env, "PORT", DEFAULT_PORTS.get(service, 8080)),
+            redis_url=env_str(env, "REDIS_URL", "redis://127.0.0.1:6379/0"),
+            redis_max_connections=env_int(env, "REDIS_MAX_CONNECTIONS", 64),
             regions=parse_regions(env.get("REGIONS")),
             durability=durability,
-            wait_replicas=_int(env, "WAIT_REPLICAS", 0),
-            trip_service_url=_str(env, "TRIP_SERVICE_URL", "http://127.0.0.1:8081").rstrip("/"),
-            driver_service_url=_str(env, "DRIVER_SERVICE_URL", "http://127.0.0.1:8082").rstrip(
+            wait_replicas=env_int(env, "WAIT_REPLICAS", 0),
+            trip_service_url=env_str(env, "TRIP_SERVICE_URL", "http://127.0.0.1:8081").rstrip("/"),
+            driver_service_url=env_str(env, "DRIVER_SERVICE_URL", "http://127.0.0.1:8082").rstrip(
                 "/"
             ),
-            upstream_timeout_s=_float(env, "UPSTREAM_TIMEOUT_S", 2.0),
-            offer_timeout_s=_float(env, "OFFER_TIMEOUT_S", 15.0),
-            trip_expiry_s=_float(env, "TRIP_EXPIRY_S", 120.0),
-            dispatch_radius_m=_float(env, "DISPATCH_RADIUS_M", 5000.0),
-            max_deliveries=_int(env, "MAX_DELIVERIES", 5),
-            claim_idle_ms=_int(env, "CLAIM_IDLE_MS", 10_000),
-            sweep_interval_s=_float(env, "SWEEP_INTERVAL_S", 0.25),
-            rate_limit_per_token=_float(env, "RATE_LIMIT_PER_TOKEN", 50.0),
-            login_failures_limit=_int(env, "LOGIN_FAILURES_LIMIT", 10),
-            session_ttl_s=_int(env, "SESSION_TTL_S", 3600),
-            session_max_s=_int(env, "SESSION_MAX_S", 7 * 86400),
-            ops_user_name=_str(env, "OPS_USER_NAME", ""),
-            ops_password=_str(env, "OPS_PASSWORD", ""),
-            log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
-            consumer_name=_str(env, "CONSUMER_NAME", default_consumer_name(service)),
+            upstream_timeout_s=env_float(env, "UPSTREAM_TIMEOUT_S", 2.0),
+            offer_timeout_s=env_float(env, "OFFER_TIMEOUT_S", 15.0),
+            trip_expiry_s=env_float(env, "TRIP_EXPIRY_S", 120.0),
+            dispatch_radius_m=env_float(env, "DISPATCH_RADIUS_M", 5000.0),
+            max_deliveries=env_int(env, "MAX_DELIVERIES", 5),
+            claim_idle_ms=env_int(env, "CLAIM_IDLE_MS", 10_000),
+            sweep_interval_s=env_float(env, "SWEEP_INTERVAL_S", 0.25),
+            rate_limit_per_token=env_float(env, "RATE_LIMIT_PER_TOKEN", 50.0),
+            login_failures_limit=env_int(env, "LOGIN_FAILURES_LIMIT", 10),
+            session_ttl_s=env_int(env, "SESSION_TTL_S", 3600),
+            session_max_s=env_int(env, "SESSION_MAX_S", 7 * 86400),
+            ops_user_name=env_str(env, "OPS_USER_NAME", ""),
+            ops_password=env_str(env, "OPS_PASSWORD", ""),
+            log_level=env_str(env, "LOG_LEVEL", "INFO").upper(),
+            consumer_name=env_str(env, "CONSUMER_NAME", default_consumer_name(service)),
         )
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from common import keys, metrics
-from common.redisconn import REDIS, check_json, create_redis
+from common.redisconn import REDIS, redis_ctx
 from common.service import serve
 from common.settings import Settings
 from common.streams import group_stats
@@ -75,25 +75,8 @@ REDIS_RETRIES = 1
 
 def gateway_redis_ctx(settings: Settings, config: GatewayConfig):
     """The process's Redis pool, with the gateway's bounded command timeout."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        timeout = max(config.redis_timeout_s, config.stream_block_ms / 1000 + 1.0)
-        redis = create_redis(
-            settings.redis_url,
-            max_connections=settings.redis_max_connections,
-            socket_timeout=timeout,
-            retries=REDIS_RETRIES,
-        )
-        try:
-            await check_json(redis, settings.redis_url)
-        except BaseException:
-            await redis.aclose()
-            raise
-        app[REDIS] = redis
-        yield
-        await redis.aclose()
-
-    return ctx
+    timeout = max(config.redis_timeout_s, config.stream_block_ms / 1000 + 1.0)
+    return redis_ctx(settings, socket_timeout=timeout, retries=REDIS_RETRIES)
 
 
 def _hub_ctx(app: web.Application):

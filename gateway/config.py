@@ -9,15 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-
-def _int(env: dict, name: str, default: int) -> int:
-    value = env.get(name)
-    return default if value in (None, "") else int(value)
-
-
-def _float(env: dict, name: str, default: float) -> float:
-    value = env.get(name)
-    return default if value in (None, "") else float(value)
+from common.settings import env_float as _float
+from common.settings import env_int as _int
 
 
 @dataclass(frozen=True, slots=True)
