@@ -110,6 +110,10 @@ def draw_chart(path: Path, curves: dict[str, list[dict]], scale: list[dict]) -> 
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     ax = axes[2]
+    fixed = [p for p in scale if p["kind"] == "geosearch_3km"]
+    if fixed:
+        ax.plot([p["n"] for p in fixed], [p["p50_ms"] for p in fixed], ":^", color="grey",
+                label="reference: one fixed 3 km GEOSEARCH p50")
     drivers = [p for p in scale if p["kind"] == "drivers"]
     pending = [p for p in scale if p["kind"] == "pending"]
     if drivers:
@@ -123,6 +127,7 @@ def draw_chart(path: Path, curves: dict[str, list[dict]], scale: list[dict]) -> 
         ax.plot([p["n"] for p in pending], [p["p99_ms"] for p in pending], "--s",
                 label="driver freed p99, by pending trips")
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_title("Dispatch cost against scale")
     ax.set_xlabel("online drivers / pending trips in the region")
     ax.set_ylabel("ms")
