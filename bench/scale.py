@@ -50,6 +50,8 @@ class Sample:
     times_ms: list[float] = field(default_factory=list)
     offers: int = 0
     errors: int = 0
+    # No offer, rightly: nothing waited within DISPATCH_RADIUS_M of the driver.
+    out_of_reach: int = 0
 
     @property
     def p50(self) -> float:
@@ -66,7 +68,8 @@ class Sample:
         return {"kind": self.kind, "n": self.n, "samples": len(self.times_ms),
                 "p50_ms": round(self.p50, 3), "p99_ms": round(self.p99, 3),
                 "mean_ms": round(statistics.fmean(self.times_ms), 3) if self.times_ms else 0.0,
-                "offers": self.offers, "errors": self.errors}
+                "offers": self.offers, "errors": self.errors,
+                "out_of_reach": self.out_of_reach}
 
 
 def _point(rng: random.Random) -> tuple[float, float]:
@@ -170,6 +173,13 @@ class ScaleBench:
         finally:
             await self._fsync("always")
 
+    async def _waiting_in_reach(self, product: str, lat: float, lon: float) -> bool:
+        found = await self.redis.geosearch(
+            keys.pickups(REGION, product), longitude=lon, latitude=lat,
+            radius=self.dispatcher.settings.dispatch_radius_m, unit="m", count=1,
+        )
+        return bool(found)
+
     async def _last_event(self, type_: str) -> Entry:
         rows = await self.redis.xrevrange(keys.events(REGION), count=1)
         sid, fields = rows[0]
@@ -230,8 +240,10 @@ class ScaleBench:
             if offer:
                 sample.offers += 1
                 await self.drivers.decline(driver_id, offer["trip_id"])
+            elif await self._waiting_in_reach(product, lat, lon):
+                sample.errors += 1  # a trip waited in reach and was not offered
             else:
-                sample.errors += 1
+                sample.out_of_reach += 1
             await self.drivers.go_offline(driver_id)
         return sample
 
