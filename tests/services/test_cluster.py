@@ -28,7 +28,9 @@ def cluster(tmp_path_factory):
 
 
 async def test_trips_in_two_regions_on_a_cluster(cluster, svc_settings, aiohttp_client):
-    s = replace(svc_settings, redis_url=cluster.url, regions=(SF, NYC), offer_timeout_s=0.3)
+    # d1 is the nearer driver, so nothing here waits on an offer timing out; a long
+    # timeout keeps a loaded machine from expiring an offer before it is fetched.
+    s = replace(svc_settings, redis_url=cluster.url, regions=(SF, NYC), offer_timeout_s=10.0)
     client = create_redis(cluster.url)
     trips = await aiohttp_client(create_trip_app(replace(s, service="trip_service")))
     drivers = await aiohttp_client(create_driver_app(replace(s, service="driver_service")))
