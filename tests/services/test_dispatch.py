@@ -64,7 +64,7 @@ async def test_declined_trip_is_never_offered_again_and_expires(make_rig):
 
 
 async def test_offer_timeout_moves_to_the_next_driver(make_rig):
-    rig = await make_rig(offer_timeout_s=0.3)
+    rig = await make_rig(offer_timeout_s=1.0)
     d1 = await rig.new_driver(near(0.001))
     d2 = await rig.new_driver(near(0.01))
     trip = await rig.request(near())
@@ -83,7 +83,7 @@ async def test_offer_timeout_moves_to_the_next_driver(make_rig):
 
 
 async def test_accept_at_expiry_is_409_without_a_sweeper(make_rig):
-    rig = await make_rig(Workers(sweeper=False), offer_timeout_s=0.2)
+    rig = await make_rig(Workers(sweeper=False), offer_timeout_s=1.0)
     d1 = await rig.new_driver(near())
     trip = await rig.request(near())
     offer = await rig.offered(d1)

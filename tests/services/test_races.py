@@ -187,7 +187,7 @@ async def test_two_dispatchers_never_double_offer(make_rig, aiohttp_client):
 
 
 async def test_sweeper_against_accept(make_rig):
-    rig = await make_rig(offer_timeout_s=0.15, sweep_interval_s=0.002)
+    rig = await make_rig(offer_timeout_s=0.4, sweep_interval_s=0.002)
     for _ in range(ROUNDS):
         driver_id = await rig.new_driver(near())
         trip = await rig.request(near())
@@ -225,7 +225,7 @@ async def _free(rig, driver_id):
 
 
 async def test_decline_against_expiry(make_rig):
-    rig = await make_rig(offer_timeout_s=0.15, sweep_interval_s=0.002)
+    rig = await make_rig(offer_timeout_s=0.4, sweep_interval_s=0.002)
     for _ in range(ROUNDS):
         driver_id = await rig.new_driver(near())
         trip = await rig.request(near())
