@@ -140,8 +140,10 @@ def _run_all(cfg: Config, system: BenchSystem, curves: Curves, work: Path) -> tu
 
     t0 = time.monotonic()
     seeded = asyncio.run(do_seed())
-    say(f"seeded {len(seeded.view_riders)} assigned trips, {len(seeded.location_drivers)} "
-        f"online drivers, {len(seeded.loop_riders)} loop riders in {time.monotonic() - t0:.0f} s")
+    say(f"seeded {len(set(seeded.view_trips))} assigned trips, "
+        f"{len({d.subject_id for d in seeded.location_drivers})} online drivers "
+        f"({len(seeded.view_riders)} and {len(seeded.location_drivers)} session tokens), "
+        f"{len(seeded.loop_riders)} loop riders in {time.monotonic() - t0:.0f} s")
 
     gw, front = system.gateway.url, system.front.url
     watch = {name: psutil.Process(p.process.pid) for name, p in system.services().items()}

@@ -39,6 +39,9 @@ REDIS_UNAVAILABLE = (
 )
 
 MAX_BODY = 64 * 1024
+# The status that metrics record for a request whose client left before the
+# answer (nginx's convention); nothing is sent.
+CLIENT_CLOSED = 499
 MAX_CACHED_METRIC_CHILDREN = 1024
 PROBLEM_TYPE = "application/problem+json"
 SETTINGS = web.AppKey("settings", Settings)
@@ -151,12 +154,20 @@ def edge_middleware(service: str):
                 headers={"Retry-After": "1"},
             )
         except asyncio.CancelledError:
+            count, latency = metric_children(request.method, _route_name(request), CLIENT_CLOSED)
+            count.inc()
+            latency.observe(time.perf_counter() - started)
             raise
-        except Exception:
-            logger.exception("unhandled error on %s %s", request.method, request.path)
-            response = problem_response(
-                500, "Internal error", "An unexpected error occurred.", type_="about:blank"
-            )
+        except Exception as exc:
+            if isinstance(exc, ConnectionResetError) and _client_gone(request):
+                # The client left while its body was read: nobody to answer.
+                logger.info("client closed %s %s", request.method, request.path)
+                response = web.Response(status=CLIENT_CLOSED)
+            else:
+                logger.exception("unhandled error on %s %s", request.method, request.path)
+                response = problem_response(
+                    500, "Internal error", "An unexpected error occurred.", type_="about:blank"
+                )
         if not response.prepared:
             response.headers["X-Request-ID"] = rid
         count, latency = metric_children(request.method, _route_name(request), response.status)
@@ -165,6 +176,11 @@ def edge_middleware(service: str):
         return response
 
     return middleware
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _http_exception_problem(exc: web.HTTPException) -> web.StreamResponse:

@@ -3,9 +3,13 @@ handler's logic, and every error is problem+json."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import pytest
 
 from tests.gateway.conftest import bearer, rider_body, sign_up_and_login
+from tests.waiting import eventually
 
 
 async def problem(resp, status: int) -> dict:
@@ -137,3 +141,27 @@ async def test_server_owned_fields_cannot_be_set(client):
     profile = await resp.json()
     assert profile["role"] == "rider"
     assert profile["id"] != "rdr_sf_01JDQ3V8M7X1Y2Z3A4B5C6D7E8"
+
+
+async def test_a_client_that_leaves_mid_body_is_counted_499_not_an_error(client, caplog):
+    """A client that closes its connection before the body is read is no
+    server error: nothing is logged at ERROR, and /metrics counts a 499."""
+
+    def closed_count(text: str) -> float:
+        line = next((ln for ln in text.splitlines() if ln.startswith("http_requests_total{")
+                     and 'route="/v1/riders"' in ln and 'status="499"' in ln), None)
+        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+    before = closed_count(await (await client.get("/metrics")).text())
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(b"POST /v1/riders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 1000\r\n\r\n{\"user_name\":")
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+    async def counted() -> bool:
+        return closed_count(await (await client.get("/metrics")).text()) == before + 1
+
+    await eventually(counted, message="the abandoned request was not counted as 499")
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
