@@ -62,13 +62,14 @@ def _fmt(v, spec: str) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = (f"{'#':>2} {'scenario':<62} {'rate':>11} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} "
+    w = max([len("scenario"), *(len(r.scenario) for r in rows)])
+    head = (f"{'#':>2} {'scenario':<{w}} {'rate':>11} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} "
             f"{'err':>4}")
     lines = [head, "-" * len(head)]
     for r in rows:
         rate = _fmt(r.requests_per_s, ",.0f")
         lines.append(
-            f"{r.number:>2} {r.scenario[:62]:<62} {rate:>11} {_fmt(r.ratio, '.2f'):>6} "
+            f"{r.number:>2} {r.scenario:<{w}} {rate:>11} {_fmt(r.ratio, '.2f'):>6} "
             f"{_fmt(r.p50_ms, '.2f'):>8} {_fmt(r.p99_ms, '.2f'):>8} {r.errors:>4}"
         )
     return "\n".join(lines)
