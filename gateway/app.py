@@ -129,6 +129,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.A
     app[READY_CHECKS]["redis"] = redis_ready
     app[READY_CHECKS]["trip_service"] = upstreams.trips.probe
     app[READY_CHECKS]["driver_service"] = upstreams.drivers.probe
+    app[READY_CHECKS]["live_events"] = lambda: app[SERVICES].hub.check()
     return app
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -32,7 +30,6 @@ logger = logging.getLogger(__name__)
 READ_BACKOFF_S = 0.5
 READ_BACKOFF_MAX_S = 5.0
 READ_BATCH = 512
-RATE_WINDOW_S = 10.0
 
 SSE_CLIENTS = Gauge("gateway_sse_clients", "Connected SSE clients", ["kind"])
 SSE_DROPPED = Counter(
@@ -103,8 +100,9 @@ class EventHub:
         self._all: set[Subscriber] = set()
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
-        self._seen: deque[tuple[float, int]] = deque()
         self.positions: dict[str, str] = {}
+        # Why the last read of a region failed; absent while reads succeed.
+        self.failing: dict[str, str] = {}
 
     # -- subscribers ---------------------------------------------------------
     def subscribe(self, trip_id: str | None) -> Subscriber:
@@ -140,14 +138,14 @@ class EventHub:
             for sub in tuple(self._by_trip.get(event.trip_id, ())):
                 sub.offer(event)
 
-    def events_per_s(self) -> float:
-        now = time.monotonic()
-        self._trim(now)
-        return round(sum(n for _, n in self._seen) / RATE_WINDOW_S, 2)
-
-    def _trim(self, now: float) -> None:
-        while self._seen and self._seen[0][0] < now - RATE_WINDOW_S:
-            self._seen.popleft()
+    async def check(self) -> None:
+        """Readiness: every region's reader runs and its last read succeeded.
+        A gateway that cannot deliver live events is not ready."""
+        dead = [t.get_name() for t in self._tasks if t.done()]
+        if dead:
+            raise RuntimeError(f"stream readers stopped: {', '.join(dead)}")
+        if self.failing:
+            raise RuntimeError("; ".join(f"{r}: {why}" for r, why in sorted(self.failing.items())))
 
     # -- readers -------------------------------------------------------------
     async def start(self) -> None:
@@ -197,12 +195,17 @@ class EventHub:
                     {stream: position}, count=READ_BATCH, block=self.block_ms
                 )
                 backoff = READ_BACKOFF_S
+                self.failing.pop(region, None)
             except asyncio.CancelledError:
                 raise
-            # An unreachable Redis Cluster raises RedisClusterException, which
-            # is not a RedisError: the reader must outlive it too.
-            except (RedisError, RedisClusterException, OSError) as exc:
-                logger.warning("reading %s failed (%r); retrying in %.1fs", stream, exc, backoff)
+            # The reader must outlive every failure: an unreachable Redis
+            # Cluster raises RedisClusterException (not a RedisError), and a
+            # client rediscovering a restarted cluster may raise others.
+            except Exception as exc:
+                expected = isinstance(exc, (RedisError, RedisClusterException, OSError))
+                logger.warning("reading %s failed (%r); retrying in %.1fs", stream, exc, backoff,
+                               exc_info=not expected)
+                self.failing[region] = repr(exc)[:200]
                 try:
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 except asyncio.TimeoutError:
@@ -227,8 +230,6 @@ class EventHub:
                 EVENTS_SEEN.labels(event.type).inc()
                 self.publish(event)
             self.positions[region] = position
-            self._seen.append((time.monotonic(), len(entries)))
-            self._trim(time.monotonic())
 
 
 def hub_ctx(hub: EventHub):

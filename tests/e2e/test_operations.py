@@ -26,7 +26,8 @@ async def test_health_readiness_metrics_and_dashboard(new_client):
     assert (await c.get("/healthz")).status == 200
     ready = await c.get("/readyz")
     assert ready.status == 200
-    assert ready.body["checks"] == {"redis": "ok", "trip_service": "ok", "driver_service": "ok"}
+    assert ready.body["checks"] == {"redis": "ok", "trip_service": "ok", "driver_service": "ok",
+                                    "live_events": "ok"}
     page = await c.get("/")
     assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
     metrics = await c.get("/metrics")

@@ -7,8 +7,10 @@ import asyncio
 import pytest
 
 from common import errors, keys
+from common.embedded import EmbeddedRedis, free_port
 from common.events import entry_fields, envelope
 from common.ids import TRIP, new_id
+from common.redisconn import create_redis
 from gateway.config import GatewayConfig
 from gateway.idempotency import Idempotency
 from gateway.live import DROPPED, EventHub
@@ -155,6 +157,34 @@ async def test_a_slow_client_is_dropped_and_never_stalls_the_others(hub, redis):
     hub.unsubscribe(fast)
 
 
-async def test_the_hub_counts_events_per_second(hub, redis):
-    await publish(redis, new_trip_id(), 5)
-    await eventually(lambda: hub.events_per_s() > 0)
+async def test_readiness_names_a_reader_that_cannot_read_until_it_heals(settings, tmp_path):
+    """A gateway whose stream reader cannot read is not ready (its SSE
+    clients would get no live events); it is ready again once reads work."""
+    port = free_port()
+    client = create_redis(f"redis://127.0.0.1:{port}/0", retries=0)
+    hub = EventHub(client, settings, GatewayConfig(stream_block_ms=100))
+    await hub.start()
+    server = None
+    try:
+
+        async def not_ready() -> str:
+            try:
+                await hub.check()
+            except RuntimeError as exc:
+                return str(exc)
+            return ""
+
+        reason = await eventually(not_ready, message="a reader with no server was ready")
+        assert reason.startswith("sf:")
+        server = EmbeddedRedis(tmp_path / "late", port=port).start()
+
+        async def ready() -> bool:
+            return await not_ready() == ""
+
+        await eventually(ready, timeout=15, message="the reader did not heal")
+        assert "sf" in hub.positions
+    finally:
+        await hub.stop()
+        await client.aclose()
+        if server is not None:
+            server.stop()
