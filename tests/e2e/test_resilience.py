@@ -182,6 +182,13 @@ async def test_sessions_and_trips_survive_a_redis_crash(rider, new_client, http,
         assert first["event"] == "trip.requested"  # the replay; now a live one
         cancelled = await r.post(f"/v1/trips/{trip['id']}/cancel")
         assert cancelled.status == 200
-        live = await asyncio.wait_for(stream.next(), 15)
+        try:
+            live = await asyncio.wait_for(stream.next(), 15)
+        except asyncio.TimeoutError:
+            readyz = await new_client().get("/readyz")
+            raise AssertionError(
+                f"no live event within 15 s; /readyz {readyz.status} {readyz.body}; gateway log:\n"
+                + log.read_text(errors="replace")[-4000:]
+            ) from None
         assert live["event"] == "trip.cancelled"
         assert await asyncio.wait_for(stream.next(), 15) is None
