@@ -10,7 +10,9 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	# A venv starts with the setuptools that its Python bundles (65.5 on Debian 12's
+	# 3.11, with known vulnerabilities): bring it up to date with pip.
+	$(PY) -m pip install --quiet --upgrade pip setuptools
 	$(PY) -m pip install --quiet -e '.[embedded,dev,bench]'
 	touch $(STAMP)
 

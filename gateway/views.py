@@ -10,42 +10,16 @@ from typing import Any
 
 from common.timeutil import iso
 
-TRIP_FIELDS = (
-    "id",
-    "status",
-    "rider_id",
-    "driver_id",
-    "product",
-    "pickup",
-    "dropoff",
-    "fare_estimate",
-    "surge",
-    "distance_m",
-    "duration_s",
-    "requested_at",
-    "assigned_at",
-    "arrived_at",
-    "started_at",
-    "completed_at",
-    "cancelled_at",
-    "cancelled_by",
-    "cancel_reason",
-    "expired_at",
-    "fare",
-    "queue_position",
-    "rating",
-)
+from . import models
+
+# The members of each public object are the fields of its response model, so
+# what leaves the gateway and what the OpenAPI document promises cannot drift.
+# `driver` and `missing` of a trip are composed here, not picked.
+TRIP_FIELDS = tuple(f for f in models.Trip.model_fields if f not in ("driver", "missing"))
+TRIP_DRIVER_FIELDS = tuple(models.TripDriver.model_fields)
+OFFER_FIELDS = tuple(models.Offer.model_fields)
+# Driver state merged into a driver's profile (the rest comes from identity).
 DRIVER_FIELDS = ("car", "product", "status", "available", "active_trip_id", "rating", "location")
-TRIP_DRIVER_FIELDS = ("id", "first_name", "rating", "car", "location", "pickup_eta_s")
-OFFER_FIELDS = (
-    "trip_id",
-    "pickup",
-    "dropoff",
-    "product",
-    "fare_estimate",
-    "distance_to_pickup_m",
-    "expires_at",
-)
 
 
 def _pick(doc: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
