@@ -189,6 +189,8 @@ DRIVER_SERVICE = AclUser(
         "xgroup|create", "xreadgroup", "xack", "xautoclaim", "xpending", "xlen",
         "xinfo|groups", "xinfo|stream", "xtrim", "hset", "expire", "multi", "exec",
         "discard",
+        # inside remove_consumers (common/streams.py): a stopped or dead consumer leaves
+        "xinfo|consumers", "xgroup|delconsumer",
         "waitaof",  # WAIT_REPLICAS > 0
     ),
 )

@@ -24,6 +24,11 @@ EVENTS_CONSUMED = Counter(
     "events_consumed_total", "Stream entries handled by a consumer group", ["group", "outcome"]
 )
 DEAD_LETTERS = Counter("dead_letters_total", "Entries moved to the dead-letter stream", ["group"])
+CONSUMERS_REMOVED = Counter(
+    "stream_consumers_removed_total",
+    "Consumers removed from a group: on a graceful stop, or idle after a crash",
+    ["group", "reason"],
+)
 CONSUMER_LAG = Gauge(
     "consumer_group_lag", "Entries not yet delivered to a consumer group", ["stream", "group"]
 )

@@ -6,7 +6,8 @@ XAUTOCLAIM of entries left idle by a dead consumer (its cursor carried
 forward), a dead-letter stream after `max_deliveries` failed deliveries (with
 the reason, acknowledged in the same transaction), a record of every
 delivery and ack per entry (the trip timeline), and a graceful stop that
-finishes the batch in hand. Handlers must be idempotent: an entry can be
+finishes the batch in hand and then leaves the group (XGROUP DELCONSUMER,
+only with nothing pending; `remove_consumers`). Handlers must be idempotent: an entry can be
 delivered again after a crash between its effect and its ack; the prelude's
 `first_time()` and `keys.seen()` make that easy inside a script.
 """
@@ -224,6 +225,19 @@ class StreamConsumer:
             raise
         # Stopped: finish what is in hand, the batch read ahead included.
         await self._finish_ahead()
+        await self._leave_group()
+
+    async def _leave_group(self) -> None:
+        """Remove this consumer from its group, unless entries are still
+        pending for it: those stay claimable by idle time, and the consumer
+        goes with them (the stream maintenance reaps it once they are claimed)."""
+        try:
+            if await remove_consumers(self.redis, self.stream, self.group, name=self.consumer):
+                metrics.CONSUMERS_REMOVED.labels(self.group, "stopped").inc()
+        except Exception:
+            # A stop must not fail for it: the leftover consumer is reaped later.
+            logger.warning("consumer %s could not leave %s/%s", self.consumer, self.stream,
+                           self.group, exc_info=True)
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -469,6 +483,41 @@ class StreamConsumer:
             entry.attempts,
             reason,
         )
+
+
+# XGROUP DELCONSUMER drops a consumer's pending entries from the PEL, after
+# which nobody can claim them again: the check that nothing is pending and the
+# delete are one atomic step. KEYS[1] the stream; ARGV[1] the group, ARGV[2]
+# the idle time (ms) a consumer must exceed, ARGV[3] one consumer's name or ''.
+_REMOVE_CONSUMERS = """
+local removed = {}
+for _, fields in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local c = {}
+  for i = 1, #fields, 2 do c[fields[i]] = fields[i + 1] end
+  if c.pending == 0 and c.idle > tonumber(ARGV[2])
+      and (ARGV[3] == '' or c.name == ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], c.name)
+    removed[#removed + 1] = c.name
+  end
+end
+return removed
+"""
+
+
+async def remove_consumers(redis, stream: str, group: str, *, idle_ms: int = -1,
+                           name: str = "") -> list[str]:
+    """Delete the consumers of `group` (only `name`, if given) that have no
+    pending entries and were idle longer than `idle_ms`; their names. A
+    missing stream or group has none."""
+    try:
+        removed = await redis.register_script(_REMOVE_CONSUMERS)(
+            keys=[stream], args=[group, idle_ms, name]
+        )
+    except ResponseError as exc:
+        if str(exc).startswith("NOGROUP") or "no such key" in str(exc):
+            return []
+        raise
+    return [n.decode() if isinstance(n, bytes) else n for n in removed]
 
 
 async def read_deliveries(redis, region: str, stream_id: str) -> list[dict]:

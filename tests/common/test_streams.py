@@ -168,6 +168,48 @@ async def test_shutdown_loses_nothing(redis):
     assert sorted(handled) == sorted(ids) and len(set(handled)) == 200
 
 
+async def consumer_names(redis) -> set[str]:
+    return {c["name"] for c in await redis.xinfo_consumers(STREAM, GROUP)}
+
+
+async def test_a_consumer_that_stops_with_nothing_pending_leaves_its_group(redis):
+    await publish(redis, 5)
+    handled: list[str] = []
+
+    async def handler(entry):
+        handled.append(entry.id)
+
+    await ensure_group(redis, STREAM, GROUP)
+    other = await redis.xreadgroup(GROUP, "other", {STREAM: ">"}, count=1)  # stays pending
+    c = consumer(redis, "c1", handler, claim_idle_ms=60_000)
+    task = asyncio.create_task(c.run())
+    await eventually(lambda: len(handled) == 4)
+    assert await consumer_names(redis) == {"other", "c1"}
+    c.stop()
+    await task
+    # Only the stopped one is gone; the entry pending for `other` is still there.
+    assert await consumer_names(redis) == {"other"}
+    assert await pending_count(redis) == 1 and other
+
+
+async def test_a_consumer_that_stops_with_entries_pending_stays(redis):
+    await publish(redis, 3)
+    attempts: list[str] = []
+
+    async def failing(entry):
+        attempts.append(entry.id)
+        raise RuntimeError("not now")
+
+    # Failed entries stay pending for it; deleting it would make them unclaimable.
+    c = consumer(redis, "c1", failing, claim_idle_ms=60_000, max_deliveries=100)
+    task = asyncio.create_task(c.run())
+    await eventually(lambda: len(attempts) == 3)
+    c.stop()
+    await task
+    consumers = await redis.xinfo_consumers(STREAM, GROUP)
+    assert [(x["name"], x["pending"]) for x in consumers] == [("c1", 3)]
+
+
 async def test_trim_keeps_what_any_group_still_needs(redis):
     ids = await publish(redis, 10)
     await ensure_group(redis, STREAM, "slow-group")
