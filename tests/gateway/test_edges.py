@@ -114,7 +114,7 @@ async def test_authentication_comes_before_validation(client):
 async def test_unknown_routes_and_methods_are_problems(client):
     await problem(await client.get("/v1/nothing-here"), 404)
     resp = await client.put("/v1/riders", json={})
-    body = await problem(resp, 405)
+    await problem(resp, 405)
     assert "POST" in resp.headers["Allow"]
 
 

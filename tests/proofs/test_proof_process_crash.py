@@ -17,7 +17,6 @@ import asyncio
 import random
 
 import aiohttp
-import orjson
 import pytest
 
 from common import keys

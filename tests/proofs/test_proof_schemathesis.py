@@ -24,7 +24,7 @@ import orjson
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, seed, settings
+from hypothesis import HealthCheck, seed, settings
 from schemathesis.checks import CHECKS, load_all_checks
 
 from gateway.routes.ops import render_openapi
