@@ -7,9 +7,10 @@ forward), a dead-letter stream after `max_deliveries` failed deliveries (with
 the reason, acknowledged in the same transaction), a record of every
 delivery and ack per entry (the trip timeline), and a graceful stop that
 finishes the batch in hand and then leaves the group (XGROUP DELCONSUMER,
-only with nothing pending; `remove_consumers`). Handlers must be idempotent: an entry can be
-delivered again after a crash between its effect and its ack; the prelude's
-`first_time()` and `keys.seen()` make that easy inside a script.
+only with nothing pending; `remove_consumers`). Handlers must be idempotent:
+an entry can be delivered again after a crash between its effect and its
+ack; the prelude's `first_time()` and `keys.seen()` make that easy inside a
+script.
 """
 
 from __future__ import annotations
