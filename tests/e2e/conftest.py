@@ -21,8 +21,7 @@ import itertools
 import os
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import aiohttp
 import orjson
@@ -31,10 +30,13 @@ import pytest
 import redis as redis_sync
 
 from common.embedded import EmbeddedCluster, EmbeddedRedis, free_port
+from tests.client import OPS_PASSWORD, OPS_USER, ApiClient, driver_body, rider_body
 from tests.harness import System
 
-PASSWORD = "e2e-password-123"
-OPS = {"user_name": "ops", "password": "ops-password-for-tests"}
+# The client's names tests/security/test_acl.py takes from here.
+from tests.client import PASSWORD as PASSWORD, read_sse as read_sse
+
+Client = ApiClient
 
 E2E_ENV = {
     "OFFER_TIMEOUT_S": "3",
@@ -154,108 +156,8 @@ def system(tmp_path_factory, redis_mode) -> E2ESystem:
     stop_system(s)
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: Any
-    body: Any
-    text: str = ""
-
-    def __repr__(self) -> str:
-        return f"<{self.status} {self.text[:300]}>"
-
-
-@dataclass
-class Client:
-    """A mobile-style client of the public API."""
-
-    session: aiohttp.ClientSession
-    base: str
-    token: str | None = None
-    subject_id: str | None = None
-    role: str | None = None
-    profile: dict = field(default_factory=dict)
-
-    def headers(self, extra: dict | None = None, token: str | None = None) -> dict:
-        h = dict(extra or {})
-        tok = token if token is not None else self.token
-        if tok:
-            h["Authorization"] = f"Bearer {tok}"
-        return h
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        json: Any = None,
-        *,
-        headers: dict | None = None,
-        params: dict | None = None,
-        data: bytes | None = None,
-        token: str | None = None,
-        timeout: float = 30,
-    ) -> Reply:
-        async with self.session.request(
-            method,
-            self.base + path,
-            json=json,
-            data=data,
-            params=params,
-            headers=self.headers(headers, token),
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as resp:
-            raw = await resp.read()
-            text = raw.decode(errors="replace")
-            body = None
-            if raw and "json" in (resp.content_type or ""):
-                body = orjson.loads(raw)
-            return Reply(resp.status, resp.headers, body, text)
-
-    def get(self, path: str, **kw):
-        return self.call("GET", path, **kw)
-
-    def post(self, path: str, json: Any = None, **kw):
-        return self.call("POST", path, json, **kw)
-
-    async def login(self, user_name: str, password: str = PASSWORD) -> dict:
-        r = await self.post("/v1/sessions", {"user_name": user_name, "password": password})
-        assert r.status == 201, r
-        self.token = r.body["token"]
-        self.subject_id = r.body["subject_id"]
-        self.role = r.body["role"]
-        return r.body
-
-
 def unique(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(4)}"
-
-
-def rider_body(user_name: str, **over) -> dict:
-    body = {
-        "user_name": user_name,
-        "password": PASSWORD,
-        "first_name": "Rita",
-        "last_name": "Rider",
-        "email": f"{user_name}@example.com",
-        "age": 30,
-    }
-    body.update(over)
-    return body
-
-
-def driver_body(user_name: str, product: str = "standard", **over) -> dict:
-    body = {
-        "user_name": user_name,
-        "password": PASSWORD,
-        "first_name": "Dan",
-        "last_name": "Driver",
-        "email": f"{user_name}@example.com",
-        "car": {"make": "Toyota", "model": "Prius", "color": "blue", "plate": "7ABC123",
-                "seats": 4},
-        "product": product,
-    }
-    body.update(over)
-    return body
 
 
 @pytest.fixture
@@ -266,15 +168,15 @@ async def http(system) -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def new_client(http, system):
-    def make() -> Client:
-        return Client(http, system.url)
+    def make() -> ApiClient:
+        return ApiClient(http, system.url)
 
     return make
 
 
 @pytest.fixture
 def rider(new_client):
-    async def make(**over) -> Client:
+    async def make(**over) -> ApiClient:
         c = new_client()
         name = unique("r")
         r = await c.post("/v1/riders", rider_body(name, **over))
@@ -288,7 +190,7 @@ def rider(new_client):
 
 @pytest.fixture
 def driver(new_client):
-    async def make(at: dict | None = None, product: str = "standard", **over) -> Client:
+    async def make(at: dict | None = None, product: str = "standard", **over) -> ApiClient:
         c = new_client()
         name = unique("d")
         r = await c.post("/v1/drivers", driver_body(name, product, **over))
@@ -306,13 +208,13 @@ def driver(new_client):
 
 
 @pytest.fixture
-async def ops(new_client) -> Client:
+async def ops(new_client) -> ApiClient:
     c = new_client()
-    await c.login(OPS["user_name"], OPS["password"])
+    await c.login(OPS_USER, OPS_PASSWORD)
     return c
 
 
-async def next_offer(driver: Client, trip_id: str | None = None, wait: float = 10) -> dict:
+async def next_offer(driver: ApiClient, trip_id: str | None = None, wait: float = 10) -> dict:
     """Long-poll until an offer (for `trip_id`, if given) arrives."""
     import time
 
@@ -325,7 +227,7 @@ async def next_offer(driver: Client, trip_id: str | None = None, wait: float = 1
     raise AssertionError(f"no offer for {trip_id} within {wait}s")
 
 
-async def request_trip(rider: Client, pickup: dict, product: str = "standard", **kw) -> dict:
+async def request_trip(rider: ApiClient, pickup: dict, product: str = "standard", **kw) -> dict:
     r = await rider.post(
         "/v1/trips",
         {"pickup": pickup, "dropoff": near(pickup, 0.004), "product": product},
@@ -335,7 +237,7 @@ async def request_trip(rider: Client, pickup: dict, product: str = "standard", *
     return r.body
 
 
-async def assigned_trip(rider_factory, driver_factory) -> tuple[Client, Client, dict]:
+async def assigned_trip(rider_factory, driver_factory) -> tuple[ApiClient, ApiClient, dict]:
     """A rider, a driver, and a trip the driver accepted."""
     place = spot()
     d = await driver_factory(at=near(place, 0.0005))
@@ -345,68 +247,3 @@ async def assigned_trip(rider_factory, driver_factory) -> tuple[Client, Client, 
     accepted = await d.post(f"/v1/driver/offers/{trip['id']}/accept")
     assert accepted.status == 200, accepted
     return r, d, accepted.body
-
-
-async def read_sse(
-    session: aiohttp.ClientSession,
-    url: str,
-    token: str,
-    *,
-    last_event_id: str | None = None,
-    stop_after: int | None = None,
-    timeout: float = 20,
-) -> tuple[int, list[dict], bool]:
-    """Read an SSE stream: (status, messages [{id, event, data}], ended by the server)."""
-    headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
-    if last_event_id:
-        headers["Last-Event-ID"] = last_event_id
-    messages: list[dict] = []
-    async with session.get(
-        url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
-    ) as resp:
-        if resp.status != 200:
-            return resp.status, [], True
-        assert resp.content_type == "text/event-stream"
-        current: dict[str, Any] = {}
-        async for raw in resp.content:
-            line = raw.decode().rstrip("\r\n")
-            if line == "":
-                if "data" in current:
-                    current["data"] = orjson.loads(current["data"])
-                    messages.append(current)
-                    if stop_after is not None and len(messages) >= stop_after:
-                        return 200, messages, False
-                current = {}
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "data" and "data" in current:
-                current["data"] += "\n" + value
-            else:
-                current[name] = value
-        return 200, messages, True
-
-
-class SseReader:
-    """Messages of an open SSE response, one at a time (None when it ends)."""
-
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
-        self.resp = resp
-
-    async def next(self) -> dict | None:
-        current: dict[str, Any] = {}
-        async for raw in self.resp.content:
-            line = raw.decode().rstrip("\r\n")
-            if line == "":
-                if "data" in current:
-                    current["data"] = orjson.loads(current["data"])
-                    return current
-                current = {}
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            current[name] = value[1:] if value.startswith(" ") else value
-        return None

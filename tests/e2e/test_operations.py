@@ -10,8 +10,8 @@ import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from tests.client import SseReader
 from tests.e2e.conftest import (
-    SseReader,
     assigned_trip,
     near,
     next_offer,

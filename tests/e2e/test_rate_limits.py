@@ -8,7 +8,8 @@ import asyncio
 import pytest
 
 from deploy.processes import ServiceProcess
-from tests.e2e.conftest import PASSWORD, Client, rider_body, unique
+from tests.client import PASSWORD, ApiClient, rider_body
+from tests.e2e.conftest import unique
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def strict_gateway(system, tmp_path_factory):
 
 @pytest.fixture
 def strict(http, strict_gateway):
-    return Client(http, strict_gateway.url)
+    return ApiClient(http, strict_gateway.url)
 
 
 async def test_a_session_is_limited_to_its_rate_with_a_burst(strict):

@@ -14,10 +14,10 @@ import signal
 
 import pytest
 
+from tests.client import SseReader
 from tests.e2e.conftest import (
     assigned_trip,
     near,
-    SseReader,
     request_trip,
     spot,
     start_system,

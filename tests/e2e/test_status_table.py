@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from tests.e2e.conftest import assigned_trip, driver_body, near, request_trip, rider_body, spot, unique
+from tests.client import driver_body, rider_body
+from tests.e2e.conftest import assigned_trip, near, request_trip, spot, unique
 
 
 def is_problem(r, status: int) -> dict:

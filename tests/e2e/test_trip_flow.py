@@ -6,13 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 
-from tests.e2e.conftest import (
-    near,
-    next_offer,
-    read_sse,
-    request_trip,
-    spot,
-)
+from tests.client import read_sse
+from tests.e2e.conftest import near, next_offer, request_trip, spot
 from tests.waiting import eventually
 
 TERMINAL = {"trip.completed", "trip.cancelled", "trip.expired"}

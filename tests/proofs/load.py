@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from tests.proofs.support import CENTER, Api, around, driver_signup, rider_signup
+from tests.client import ApiClient, driver_body, rider_body
+from tests.proofs.support import CENTER, around, proof_client
 
 ACTIVE = ("requested", "assigned", "arrived", "in_progress")
 TERMINAL = ("completed", "cancelled", "expired")
@@ -126,8 +127,8 @@ class Load:
                 raise r
 
     # --- helpers ---------------------------------------------------------
-    def _api(self) -> Api:
-        return Api(self._session, self.base)
+    def _api(self) -> ApiClient:
+        return proof_client(self._session, self.base)
 
     async def _pause(self, low: float = 0.05, high: float = 0.25) -> None:
         # Pacing between a client's own calls, not synchronisation.
@@ -140,22 +141,22 @@ class Load:
         self._seq += 1
         return f"{prefix}{self._seq}{secrets.token_hex(3)}"
 
-    async def _call(self, api: Api, method: str, path: str, json=None, **kw):
+    async def _call(self, api: ApiClient, method: str, path: str, json=None, **kw):
         self.ledger.attempts += 1
         a = await api.call(method, path, json, **kw)
         if not a.ok:
             self.ledger.failures += 1
         return a
 
-    async def _sign_up(self, api: Api, role: str) -> bool:
+    async def _sign_up(self, api: ApiClient, role: str) -> bool:
         """Sign up (a new name after a failure) and log in; False when stopping."""
         while not self.stop.is_set():
             name = self._name("r" if role == "rider" else "d")
             self.ledger.attempted_users[name] = role
             if role == "rider":
-                a = await self._call(api, "POST", "/v1/riders", rider_signup(name))
+                a = await self._call(api, "POST", "/v1/riders", rider_body(name))
             else:
-                a = await self._call(api, "POST", "/v1/drivers", driver_signup(name))
+                a = await self._call(api, "POST", "/v1/drivers", driver_body(name))
             if a.status == 201:
                 self.ledger.accounts[name] = a.body["id"]
                 self.ledger.roles[name] = role
@@ -166,11 +167,11 @@ class Load:
             await self._pause()
         return False
 
-    async def _log_in(self, api: Api, name: str) -> bool:
+    async def _log_in(self, api: ApiClient, name: str) -> bool:
         while not self.stop.is_set():
             self.ledger.login_attempted.add(name)
             a = await self._call(api, "POST", "/v1/sessions",
-                                 {"user_name": name, "password": rider_signup(name)["password"]})
+                                 {"user_name": name, "password": rider_body(name)["password"]})
             if a.status == 201:
                 api.token = a.body["token"]
                 api.subject_id = a.body["subject_id"]
@@ -181,7 +182,7 @@ class Load:
             await self._pause()
         return False
 
-    async def _log_out(self, api: Api) -> None:
+    async def _log_out(self, api: ApiClient) -> None:
         a = await self._call(api, "DELETE", "/v1/sessions/current")
         if a.status == 204:
             digest = token_digest(api.token)
@@ -209,7 +210,7 @@ class Load:
                 await self._log_out(api)
             await self._pause()
 
-    async def _request_trip(self, api: Api) -> dict | None:
+    async def _request_trip(self, api: ApiClient) -> dict | None:
         """One trip request, retried with its key until it is answered."""
         self._seq += 1
         key = f"k-{self._seq}-{secrets.token_hex(6)}"
@@ -234,7 +235,7 @@ class Load:
             await self._pause(0.1, 0.3)
         return None
 
-    async def _active_trip(self, api: Api) -> dict | None:
+    async def _active_trip(self, api: ApiClient) -> dict | None:
         a = await self._call(api, "GET", "/v1/trips", params={"limit": "5"})
         if a.status == 200:
             for t in a.body["items"]:
@@ -242,7 +243,7 @@ class Load:
                     return t
         return None
 
-    async def _follow(self, api: Api, trip: dict) -> None:
+    async def _follow(self, api: ApiClient, trip: dict) -> None:
         """Watch the trip until it ends; sometimes cancel it while it waits."""
         cancel = self.rng.random() < 0.25
         while not self.stop.is_set():
@@ -264,7 +265,7 @@ class Load:
                 await self._log_in(api, api.user_name)
             await self._pause(0.1, 0.3)
 
-    async def _rate(self, api: Api, trip_id: str) -> None:
+    async def _rate(self, api: ApiClient, trip_id: str) -> None:
         stars = self.rng.randint(1, 5)
         a = await self._call(api, "POST", f"/v1/trips/{trip_id}/rating",
                              {"stars": stars, "comment": "thanks"})

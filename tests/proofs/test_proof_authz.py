@@ -18,17 +18,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.proofs.support import (
-    CENTER,
-    OPS_PASSWORD,
-    OPS_USER,
-    Api,
-    around,
-    driver_signup,
-    record_figures,
-    rider_signup,
-    start_proof_system,
-)
+from tests.client import OPS_PASSWORD, OPS_USER, ApiClient, driver_body, rider_body
+from tests.proofs.support import CENTER, around, proof_client, record_figures, start_proof_system
 
 _count = {"requests": 0}
 
@@ -61,19 +52,19 @@ class Actors:
         self.http = http
         self.base = base
 
-    async def rider(self) -> Api:
-        api = Api(self.http, self.base)
+    async def rider(self) -> ApiClient:
+        api = proof_client(self.http, self.base)
         name = f"ar{time.monotonic_ns() % 10**12}"
-        a = await api.post("/v1/riders", rider_signup(name))
+        a = await api.post("/v1/riders", rider_body(name))
         assert a.status == 201, a
         assert (await api.login(name)).status == 201
-        api.extra["profile"] = a.body
+        api.profile = a.body
         return api
 
-    async def driver(self, at: dict | None = None) -> Api:
-        api = Api(self.http, self.base)
+    async def driver(self, at: dict | None = None) -> ApiClient:
+        api = proof_client(self.http, self.base)
         name = f"ad{time.monotonic_ns() % 10**12}"
-        a = await api.post("/v1/drivers", driver_signup(name))
+        a = await api.post("/v1/drivers", driver_body(name))
         assert a.status == 201, a
         assert (await api.login(name)).status == 201
         if at is not None:
@@ -81,8 +72,8 @@ class Actors:
             assert (await api.post("/v1/driver/status", {"status": "online"})).status == 200
         return api
 
-    async def ops(self) -> Api:
-        api = Api(self.http, self.base)
+    async def ops(self) -> ApiClient:
+        api = proof_client(self.http, self.base)
         assert (await api.login(OPS_USER, OPS_PASSWORD)).status == 201
         return api
 
@@ -92,7 +83,7 @@ def actors(http, authz_system) -> Actors:
     return Actors(http, authz_system.url)
 
 
-async def offer_for(driver: Api, trip_id: str) -> dict:
+async def offer_for(driver: ApiClient, trip_id: str) -> dict:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         a = await driver.get("/v1/driver/offers/next", params={"wait": "5"}, timeout=15)
@@ -102,7 +93,7 @@ async def offer_for(driver: Api, trip_id: str) -> dict:
     raise AssertionError(f"no offer of {trip_id}")
 
 
-async def trip_at(rider: Api, place: dict, **extra) -> dict:
+async def trip_at(rider: ApiClient, place: dict, **extra) -> dict:
     body = {"pickup": place, "dropoff": around(place, 0.004), "product": "standard", **extra}
     a = await rider.post("/v1/trips", body)
     assert a.status == 201, a
@@ -260,9 +251,9 @@ async def test_trip_fields_the_server_owns_cannot_be_set(actors):
 
 
 async def test_account_fields_the_server_owns_cannot_be_set(actors, http, authz_system):
-    api = Api(http, authz_system.url)
+    api = proof_client(http, authz_system.url)
     name = f"mass{time.monotonic_ns() % 10**12}"
-    a = await api.post("/v1/riders", {**rider_signup(name), "role": "ops",
+    a = await api.post("/v1/riders", {**rider_body(name), "role": "ops",
                                       "id": "ops_ops", "subject_id": "ops_ops",
                                       "created_at": "2000-01-01T00:00:00.000Z",
                                       "hash": "x", "state": "active"})
@@ -271,7 +262,7 @@ async def test_account_fields_the_server_owns_cannot_be_set(actors, http, authz_
     assert a.body["created_at"] != "2000-01-01T00:00:00.000Z"
     assert "password" not in a.body and "hash" not in a.body
     session = await api.post("/v1/sessions", {"user_name": name,
-                                              "password": rider_signup(name)["password"],
+                                              "password": rider_body(name)["password"],
                                               "role": "ops"})
     assert session.status == 201 and session.body["role"] == "rider"
     api.token = session.body["token"]
@@ -280,7 +271,7 @@ async def test_account_fields_the_server_owns_cannot_be_set(actors, http, authz_
     assert me.body["role"] == "rider" and "password" not in me.body and "hash" not in me.body
 
     dname = f"massd{time.monotonic_ns() % 10**12}"
-    d = await api.post("/v1/drivers", {**driver_signup(dname), "status": "online", "rating": 5,
+    d = await api.post("/v1/drivers", {**driver_body(dname), "status": "online", "rating": 5,
                                        "available": True, "role": "ops", "id": "drv_sf_x",
                                        "active_trip_id": "trp_sf_x"}, token="")
     assert d.status == 201, d
@@ -336,7 +327,7 @@ async def test_bodies_over_64_kib_are_413_on_every_body_route(actors, http, auth
         (r, "POST", "/v1/trips/trp_sf_01JDQ3V8M7X1Y2Z3A4B5C6D7E8/rating"),
         (d, "PUT", "/v1/driver/location"), (d, "POST", "/v1/driver/status"),
     ):
-        api = caller or Api(http, authz_system.url)
+        api = caller or proof_client(http, authz_system.url)
         got = await api.call(method, path, data=big, headers={"Content-Type": "application/json"})
         assert got.status == 413, (path, got)
         assert got.headers["Content-Type"].startswith("application/problem+json")
@@ -357,14 +348,14 @@ HUGE = "x" * 70_000
 async def test_huge_strings_and_page_sizes_are_422(actors, http, authz_system):
     r = await actors.rider()
     d = await actors.driver()
-    anon = Api(http, authz_system.url)
+    anon = proof_client(http, authz_system.url)
     place = spot()
     cases = [
-        (anon, "POST", "/v1/riders", {**rider_signup("x" * 2000)}, None),
-        (anon, "POST", "/v1/riders", {**rider_signup("okname1"), "bio": "b" * 501}, None),
-        (anon, "POST", "/v1/riders", {**rider_signup("okname2"), "first_name": "f" * 65}, None),
-        (anon, "POST", "/v1/riders", {**rider_signup("okname3"), "password": "p" * 257}, None),
-        (anon, "POST", "/v1/riders", {**rider_signup("okname4"), "age": 10**30}, None),
+        (anon, "POST", "/v1/riders", {**rider_body("x" * 2000)}, None),
+        (anon, "POST", "/v1/riders", {**rider_body("okname1"), "bio": "b" * 501}, None),
+        (anon, "POST", "/v1/riders", {**rider_body("okname2"), "first_name": "f" * 65}, None),
+        (anon, "POST", "/v1/riders", {**rider_body("okname3"), "password": "p" * 257}, None),
+        (anon, "POST", "/v1/riders", {**rider_body("okname4"), "age": 10**30}, None),
         (anon, "POST", "/v1/sessions", {"user_name": "u" * 65, "password": "whatever1"}, None),
         (r, "POST", "/v1/trips", {"pickup": place, "dropoff": place, "product": "x" * 1000}, None),
         (r, "POST", "/v1/trips", {"pickup": {"lat": 1e308, "lon": 1e308}, "dropoff": place,

@@ -24,17 +24,8 @@ import pytest
 from common.embedded import EmbeddedRedis, free_port
 from deploy.processes import ServiceProcess
 from tests.proofs.faultproxy import FaultProxy
-from tests.proofs.support import (
-    CENTER,
-    OPS_PASSWORD,
-    OPS_USER,
-    PROOF_ENV,
-    Api,
-    around,
-    driver_signup,
-    record_figures,
-    rider_signup,
-)
+from tests.client import OPS_PASSWORD, OPS_USER, ApiClient, driver_body, rider_body
+from tests.proofs.support import CENTER, PROOF_ENV, around, proof_client, record_figures
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -104,16 +95,16 @@ def timings() -> dict:
 
 @dataclass
 class Actors:
-    rider: Api
-    driver: Api
+    rider: ApiClient
+    driver: ApiClient
     trip_id: str  # assigned to the driver
 
 
 async def _actors(http, base: str) -> Actors:
-    rider, driver = Api(http, base), Api(http, base)
+    rider, driver = proof_client(http, base), proof_client(http, base)
     rname, dname = f"fr{time.monotonic_ns() % 10**9}", f"fd{time.monotonic_ns() % 10**9}"
-    assert (await rider.post("/v1/riders", rider_signup(rname))).status == 201
-    assert (await driver.post("/v1/drivers", driver_signup(dname))).status == 201
+    assert (await rider.post("/v1/riders", rider_body(rname))).status == 201
+    assert (await driver.post("/v1/drivers", driver_body(dname))).status == 201
     assert (await rider.login(rname)).status == 201
     assert (await driver.login(dname)).status == 201
     spot = around(CENTER, 0.02, 0.02)
@@ -199,7 +190,7 @@ BODIES = {
 
 
 async def _call(a: Actors, http, base: str, who: str, method: str, path: str):
-    api = {"rider": a.rider, "driver": a.driver}.get(who) or Api(http, base)
+    api = {"rider": a.rider, "driver": a.driver}.get(who) or proof_client(http, base)
     path = path.replace("{trip}", a.trip_id)
     return await api.call(method, path, BODIES.get(path), timeout=CLIENT_TIMEOUT_S)
 
@@ -212,7 +203,7 @@ async def test_a_failing_dependency_is_a_bounded_problem_and_heals(
     pids = rig.pids()
     async with aiohttp.ClientSession() as http:
         a = await actors(rig, http, actors_holder)
-        anon = Api(http, rig.url)
+        anon = proof_client(http, rig.url)
         rig.proxies[proxy].set(mode, delay_s=60)
         slowest = 0.0
         try:
@@ -266,7 +257,7 @@ async def test_redis_stopped_for_everyone_is_503_and_heals(rig, actors_holder, t
     pids = rig.pids()
     async with aiohttp.ClientSession() as http:
         a = await actors(rig, http, actors_holder)
-        anon = Api(http, rig.url)
+        anon = proof_client(http, rig.url)
         rig.redis.kill()
         slowest = 0.0
         try:

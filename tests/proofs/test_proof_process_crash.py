@@ -23,15 +23,14 @@ from common import keys
 from common.redisconn import create_redis
 from tests.proofs.checker import check, existing, groups_drained, stream_invariants
 from tests.proofs.load import Ledger, Load
+from tests.client import ApiClient, driver_body, rider_body
 from tests.proofs.support import (
     CENTER,
-    Api,
     ProofSystem,
     around,
-    driver_signup,
+    proof_client,
     ready,
     record_figures,
-    rider_signup,
     start_proof_system,
 )
 from tests.waiting import eventually
@@ -61,11 +60,11 @@ async def _offered(redis) -> dict[str, int]:
     return counts
 
 
-async def _signed_in(http, base: str, role: str, n: int) -> list[Api]:
-    async def one(i: int) -> Api:
-        api = Api(http, base)
+async def _signed_in(http, base: str, role: str, n: int) -> list[ApiClient]:
+    async def one(i: int) -> ApiClient:
+        api = proof_client(http, base)
         name = f"{role[0]}{i}x{random.randrange(1 << 30):x}"
-        body = rider_signup(name) if role == "rider" else driver_signup(name)
+        body = rider_body(name) if role == "rider" else driver_body(name)
         a = await api.post(f"/v1/{role}s", body)
         assert a.status == 201, a
         assert (await api.login(name)).status == 201
@@ -114,7 +113,7 @@ async def test_a_dispatcher_killed_with_entries_in_hand(proc_system, tally):
             await eventually(all_offered, timeout=30, interval=0.1,
                              message="not every pending trip was offered after the restart")
             # Every driver takes what it was offered: each trip assigned once.
-            async def take(d: Api) -> str | None:
+            async def take(d: ApiClient) -> str | None:
                 a = await d.get("/v1/driver/offers/next", params={"wait": "2"})
                 if a.status != 200:
                     return None

@@ -28,16 +28,8 @@ from hypothesis import HealthCheck, seed, settings
 from schemathesis.checks import CHECKS, load_all_checks
 
 from gateway.routes.ops import render_openapi
-from tests.proofs.support import (
-    OPS_PASSWORD,
-    PROOF_ENV,
-    OPS_USER,
-    PASSWORD,
-    driver_signup,
-    record_figures,
-    rider_signup,
-    start_proof_system,
-)
+from tests.client import OPS_PASSWORD, OPS_USER, PASSWORD, driver_body, rider_body
+from tests.proofs.support import PROOF_ENV, record_figures, start_proof_system
 
 pytestmark = pytest.mark.slow
 
@@ -61,8 +53,8 @@ class FuzzSystem:
         self.http = requests.Session()
         self.tokens: dict[str, str] = {}
         self.users: dict[str, str] = {}
-        for role, body in (("rider", rider_signup("fuzzrider")),
-                           ("driver", driver_signup("fuzzdriver"))):
+        for role, body in (("rider", rider_body("fuzzrider")),
+                           ("driver", driver_body("fuzzdriver"))):
             r = self.http.post(f"{self.url}/v1/{role}s", json=body, timeout=10)
             assert r.status_code == 201, r.text
             self.users[role] = body["user_name"]
