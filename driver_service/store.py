@@ -16,7 +16,14 @@ from common.fares import FARE_MODELS, PRODUCTS, eta_s
 from common.geo import haversine_m, surge_cell
 from common.pagination import page_desc
 from common.regions import Region, region_errors
-from common.scripts import TRIP_LIBRARY, ScriptError, Scripts, unpack, wait_for_replicas
+from common.scripts import (
+    TRIP_LIBRARY,
+    ScriptError,
+    Scripts,
+    confirm_replay,
+    require_replicas,
+    unpack,
+)
 from common.settings import Settings
 from common.trip import document as trip_document
 from common.trip.statemachine import WITH_DRIVER, Status, transition
@@ -136,10 +143,20 @@ class DriverStore:
         ]
 
     async def _run(self, name: str, keys_: list[str], args: list, n_events: int = 3):
-        reply = await self.scripts.run(name, keys_, args, n_events=n_events)
+        replicas = self.settings.wait_replicas
+        if replicas <= 0:
+            reply = await self.scripts.run(name, keys_, args, n_events=n_events)
+            kind, doc = unpack(reply)
+            return kind, doc, reply
+        # WAITAOF on the script's own connection: on disk on `replicas` replicas.
+        reply, waited = await self.scripts.run_and_wait(
+            name, keys_, args, replicas, n_events=n_events
+        )
         kind, doc = unpack(reply)
         if kind == "ok":
-            await wait_for_replicas(self.redis, self.settings.wait_replicas)
+            require_replicas(waited, replicas)
+        elif kind == "exists":  # a replay: its first attempt may be unconfirmed
+            await confirm_replay(self.redis, keys_[0], doc["id"], replicas)
         return kind, doc, reply
 
     async def server_ms(self) -> int:

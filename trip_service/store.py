@@ -13,7 +13,7 @@ from common.fares import PRODUCTS
 from common.geo import surge_cell
 from common.pagination import page_desc
 from common.regions import Region, region_errors
-from common.scripts import TRIP_LIBRARY, Scripts, unpack, wait_for_replicas
+from common.scripts import TRIP_LIBRARY, Scripts, confirm_replay, require_replicas, unpack
 from common.settings import Settings
 from common.streams import read_deliveries
 from common.timeutil import iso
@@ -55,10 +55,18 @@ class TripStore:
         return region
 
     async def _run(self, name: str, keys_: list[str], args: list, n_events: int = 2):
-        reply = await self.scripts.run(name, keys_, args, n_events=n_events)
+        replicas = self.settings.wait_replicas
+        if replicas <= 0:
+            return unpack(await self.scripts.run(name, keys_, args, n_events=n_events))
+        # WAITAOF on the script's own connection: on disk on `replicas` replicas.
+        reply, waited = await self.scripts.run_and_wait(
+            name, keys_, args, replicas, n_events=n_events
+        )
         kind, doc = unpack(reply)
         if kind == "ok":
-            await wait_for_replicas(self.redis, self.settings.wait_replicas)
+            require_replicas(waited, replicas)
+        elif kind == "exists":  # a replay: its first attempt may be unconfirmed
+            await confirm_replay(self.redis, keys_[0], doc["id"], replicas)
         return kind, doc
 
     # --- fares -----------------------------------------------------------
