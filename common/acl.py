@@ -143,7 +143,7 @@ TRIP_SERVICE = AclUser(
         *BASE_COMMANDS, *CLUSTER_COMMANDS, *PRELUDE_COMMANDS, *TRIP_SCRIPT_COMMANDS,
         "json.mget", "exists", "lrange", "hget", "hgetall",
         "zrank", "zrange", "zcard", "zrevrange", "zrevrangebyscore",
-        "waitaof",  # WAIT_REPLICAS > 0
+        "wait", "waitaof",  # WAIT_REPLICAS > 0
     ),
 )
 
@@ -191,7 +191,7 @@ DRIVER_SERVICE = AclUser(
         "discard",
         # inside remove_consumers (common/streams.py): a stopped or dead consumer leaves
         "xinfo|consumers", "xgroup|delconsumer",
-        "waitaof",  # WAIT_REPLICAS > 0
+        "wait", "waitaof",  # WAIT_REPLICAS > 0
     ),
 )
 
