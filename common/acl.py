@@ -215,6 +215,7 @@ GATEWAY = AclUser(
         "zadd", "zcard", "zrange", "zremrangebyscore",
         # SSE and gauges
         "lrange", "xread", "xrange", "xrevrange", "xlen", "xinfo|groups",
+        "wait", "waitaof",  # WAIT_REPLICAS > 0
     ),
 )
 

@@ -51,7 +51,7 @@ def services_ctx(settings: Settings, config: GatewayConfig, upstreams: Upstreams
             redis=redis,
             identity=identity,
             limiter=RateLimiter(scripts, settings, config),
-            idempotency=Idempotency(scripts, config, lease_s),
+            idempotency=Idempotency(scripts, config, lease_s, settings.wait_replicas),
             upstreams=upstreams,
             hub=EventHub(redis, settings, config),
         )

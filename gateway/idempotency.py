@@ -7,6 +7,13 @@ lease; a concurrent duplicate waits for its outcome and replays it, so
 concurrent duplicates create one trip. A failed attempt stores nothing; one
 whose outcome is unknown (a timeout) keeps only the reserved trip id so the
 retry repeats the creation with the same id.
+
+Under `WAIT_REPLICAS=n` > 0 the stored answer is on `n` replicas (in their
+AOF) before the trip's 201 is returned, else 503 (the trip itself is
+confirmed by trip_service; the retry replays the stored answer). A replay
+first confirms the record the same way: its first attempt may have been
+answered that 503. Not waited for: the lease (acquire), a forgotten attempt
+and an unknown outcome, which answer no success.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 import orjson
 
 from common import errors, keys
+from common.scripts import require_replicas
 
 from .config import GatewayConfig
 from .scripts import GatewayScripts
@@ -57,8 +65,12 @@ def check_key(value: str) -> str:
 
 
 class Idempotency:
-    def __init__(self, scripts: GatewayScripts, config: GatewayConfig, lease_s: float) -> None:
+    def __init__(
+        self, scripts: GatewayScripts, config: GatewayConfig, lease_s: float,
+        wait_replicas: int = 0,
+    ) -> None:
         self.scripts = scripts
+        self.replicas = wait_replicas
         self.ttl_ms = config.idempotency_ttl_s * 1000
         self.wait_s = config.idempotency_wait_s
         self.lease_ms = int(lease_s * 1000)
@@ -84,6 +96,8 @@ class Idempotency:
             if state == "acquired":
                 return await self._attempt(record_key, owner, reply[1], attempt)
             if state == "done":
+                if self.replicas > 0:
+                    await self._confirm_replay(record_key)
                 return Outcome(int(reply[1]), reply[2].encode(), True)
             if state == "mismatch":
                 raise errors.Invalid(
@@ -127,6 +141,27 @@ class Idempotency:
     async def _finish(
         self, record_key: str, owner: str, outcome: str, status: int = 0, body: bytes = b""
     ) -> None:
-        await self.scripts.run(
-            "idem_finish", [record_key], [owner, outcome, status, body, self.ttl_ms]
+        args = [owner, outcome, status, body, self.ttl_ms]
+        if self.replicas <= 0 or outcome != "done":
+            # 'forget' and 'unknown' go with an error answer: nothing to confirm.
+            await self.scripts.run("idem_finish", [record_key], args)
+            return
+        # The answer about to be returned is stored on the replicas first.
+        finished, waited = await self.scripts.run_and_wait(
+            "idem_finish", [record_key], args, self.replicas
         )
+        if finished:  # 0: the lease was taken over; nothing written here
+            require_replicas(waited, self.replicas)
+
+    async def _confirm_replay(self, record_key: str) -> None:
+        """The record rewritten unchanged with the wait behind it: 503 unless
+        the replicas have it (and so the first attempt's answer)."""
+        touched, waited = await self.scripts.run_and_wait(
+            "idem_touch", [record_key], [], self.replicas
+        )
+        if not touched:
+            # Expired in between: the wait would say nothing about it.
+            raise errors.Unavailable(
+                "cannot confirm the stored answer on replicas", headers={"Retry-After": "1"}
+            )
+        require_replicas(waited, self.replicas)

@@ -17,6 +17,14 @@ Storage (all under `gw:`, see common/keys.py):
 
 Hashing is argon2id in a small thread pool: a hash takes tens of
 milliseconds of CPU and would otherwise stall every request on the loop.
+
+Under `WAIT_REPLICAS=n` > 0 each write a client sees acknowledged waits
+until `n` replicas have it in their AOF, on the write's own connection
+(common.scripts.write_and_wait), else 503: a sign-up's profile and account
+(a driver's at activation), a login's session, a logout's deletion. Not
+waited for: undoing a failed sign-up, the ops account at start, a password
+rehash at login, and the per-request session script (sliding expiry and
+rate-limit bucket: no client write is acknowledged by them).
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from common import errors, keys
+from common.scripts import require_replicas, write_and_wait
 from common.settings import Settings
 from common.timeutil import iso, now_ms
 
@@ -140,12 +149,31 @@ class Identity:
         self.hasher = hasher
         self.settings = settings
 
+    @property
+    def replicas(self) -> int:
+        """WAIT_REPLICAS: the replicas an acknowledged write must be on (0: none)."""
+        return self.settings.wait_replicas
+
+    async def _write_and_wait(self, key: str, command: tuple) -> tuple[object, object]:
+        """A write on `key` (WAIT_REPLICAS > 0) with WAIT and WAITAOF behind
+        it on its connection: its reply; a command error raised as it is.
+        The caller checks the wait when the command wrote."""
+        reply, waited = await write_and_wait(self.redis, key, command, self.replicas)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply, waited
+
     # -- accounts ------------------------------------------------------------
     async def reserve_account(
         self, user_name: str, subject_id: str, role: str, region: str, password: str,
         *, pending: bool = False,
     ) -> None:
-        """Take the user name for a new account, or raise Conflict."""
+        """Take the user name for a new account, or raise Conflict.
+
+        Under WAIT_REPLICAS an active account is confirmed on the replicas,
+        else removed again and 503 (the retry signs up afresh). A pending one
+        is not: nobody can use it, and its activation (the same key, later
+        on the same primary) is confirmed."""
         record = {
             "subject_id": subject_id,
             "role": role,
@@ -153,17 +181,31 @@ class Identity:
             "hash": await self.hasher.hash(password),
             "state": "pending" if pending else "active",
         }
-        created = await self.redis.set(
-            keys.account(user_name),
-            orjson.dumps(record),
-            nx=True,
-            ex=PENDING_ACCOUNT_TTL_S if pending else None,
-        )
+        key = keys.account(user_name)
+        if self.replicas <= 0 or pending:
+            created = await self.redis.set(
+                key,
+                orjson.dumps(record),
+                nx=True,
+                ex=PENDING_ACCOUNT_TTL_S if pending else None,
+            )
+            waited = None
+        else:
+            created, waited = await self._write_and_wait(
+                key, ("SET", key, orjson.dumps(record), "NX")
+            )
         if not created:
             raise errors.Conflict(
                 "This user name is taken.",
                 errors=[{"field": "user_name", "message": "is taken"}],
             )
+        if waited is not None:
+            try:
+                require_replicas(waited, self.replicas)
+            except errors.Unavailable:
+                # Written, not confirmed: not an account the client was given.
+                await self.scripts.run("account_cas", [key], [subject_id, ""])
+                raise
 
     async def activate_account(self, user_name: str, subject_id: str) -> bool:
         raw = await self.redis.get(keys.account(user_name))
@@ -171,20 +213,36 @@ class Identity:
             return False
         record = orjson.loads(raw)
         record["state"] = "active"
-        done = await self.scripts.run(
-            "account_cas", [keys.account(user_name)], [subject_id, orjson.dumps(record)]
+        args = [subject_id, orjson.dumps(record)]
+        if self.replicas <= 0:
+            done = await self.scripts.run("account_cas", [keys.account(user_name)], args)
+            return bool(done)
+        done, waited = await self.scripts.run_and_wait(
+            "account_cas", [keys.account(user_name)], args, self.replicas
         )
+        if done:  # 0: nothing written (not ours, or gone), nothing to confirm
+            require_replicas(waited, self.replicas)
         return bool(done)
 
     async def abandon_account(self, user_name: str, subject_id: str) -> None:
-        """Undo a sign-up that failed half-way; only our own record is removed."""
+        """Undo a sign-up that failed half-way; only our own record is removed.
+        Never waits for replicas: it answers an error, acknowledges nothing."""
         await self.scripts.run("account_cas", [keys.account(user_name)], [subject_id, ""])
         await self.discard_profile(subject_id)
 
-    async def save_profile(self, profile: dict[str, Any]) -> None:
-        await self.redis.set(keys.subject(profile["id"]), orjson.dumps(profile))
+    async def save_profile(self, profile: dict[str, Any], *, confirm: bool = True) -> None:
+        """Store a profile; under WAIT_REPLICAS (and `confirm`) 503 unless the
+        replicas have it. The profile has its own key, on a cluster perhaps
+        on another shard than the account: confirmed by itself."""
+        key = keys.subject(profile["id"])
+        if self.replicas <= 0 or not confirm:
+            await self.redis.set(key, orjson.dumps(profile))
+            return
+        _, waited = await self._write_and_wait(key, ("SET", key, orjson.dumps(profile)))
+        require_replicas(waited, self.replicas)
 
     async def discard_profile(self, subject_id: str) -> None:
+        # The undo of a failed sign-up: acknowledges nothing, never waits.
         await self.redis.delete(keys.subject(subject_id))
 
     async def profile(self, subject_id: str) -> dict[str, Any] | None:
@@ -215,8 +273,11 @@ class Identity:
             "hash": await self.hasher.hash(password),
             "state": "active",
         }
+        # At start, for no client: no wait for replicas (a lagging replica
+        # must not keep the gateway from starting).
         await self.save_profile(
-            {"id": subject_id, "role": "ops", "user_name": user_name, "created_at": iso(now_ms())}
+            {"id": subject_id, "role": "ops", "user_name": user_name, "created_at": iso(now_ms())},
+            confirm=False,
         )
         await self.redis.set(keys.account(user_name), orjson.dumps(record))
         logger.info("ops account %r ready", user_name)
@@ -231,6 +292,8 @@ class Identity:
             return None
         if self.hasher.needs_rehash(account["hash"]):
             account["hash"] = await self.hasher.hash(password)
+            # Not waited for: acknowledged to nobody, and the old hash, if
+            # the new one were lost, still verifies the same password.
             await self.scripts.run(
                 "account_cas",
                 [keys.account(user_name)],
@@ -239,19 +302,30 @@ class Identity:
         return account
 
     async def create_session(self, user_name: str, account: dict[str, Any]) -> NewSession:
+        """A new session. Under WAIT_REPLICAS its token is returned only once
+        the replicas have the session (a failover then keeps the login),
+        else 503 and the session is removed (its token was never given)."""
         token = secrets.token_urlsafe(32)
-        expires = await self.scripts.run(
-            "session_create",
-            [keys.session(token_digest(token))],
-            [
-                account["subject_id"],
-                account["role"],
-                account.get("region") or "",
-                user_name,
-                self.settings.session_ttl_s * 1000,
-                self.settings.session_max_s * 1000,
-            ],
-        )
+        key = keys.session(token_digest(token))
+        args = [
+            account["subject_id"],
+            account["role"],
+            account.get("region") or "",
+            user_name,
+            self.settings.session_ttl_s * 1000,
+            self.settings.session_max_s * 1000,
+        ]
+        if self.replicas <= 0:
+            expires = await self.scripts.run("session_create", [key], args)
+        else:
+            expires, waited = await self.scripts.run_and_wait(
+                "session_create", [key], args, self.replicas
+            )
+            try:
+                require_replicas(waited, self.replicas)
+            except errors.Unavailable:
+                await self.redis.delete(key)
+                raise
         return NewSession(token, account["role"], account["subject_id"], int(expires))
 
     async def authenticate(
@@ -265,6 +339,10 @@ class Identity:
             return None
         digest = token_digest(token)
         ttl_ms = self.settings.session_ttl_s * 1000
+        # Never waits for replicas, even under WAIT_REPLICAS: it mostly writes
+        # nothing, and what it writes (the sliding expiry, the rate-limit
+        # bucket) is no client write the gateway acknowledges; lost in a
+        # failover, a session expires a little earlier or a bucket refills.
         found = await self.scripts.run(
             "session_touch",
             [keys.session(digest)],
@@ -278,4 +356,14 @@ class Identity:
         )
 
     async def revoke(self, principal: Principal) -> None:
-        await self.redis.delete(keys.session(principal.token_hash))
+        """Log out. Under WAIT_REPLICAS the 204 waits until the replicas have
+        the deletion (else 503: the token may still work after a failover)."""
+        key = keys.session(principal.token_hash)
+        if self.replicas <= 0:
+            await self.redis.delete(key)
+            return
+        deleted, waited = await self._write_and_wait(key, ("DEL", key))
+        # 0: already gone (a concurrent logout, which confirms its own
+        # deletion, or the session's expiry): nothing written here.
+        if deleted:
+            require_replicas(waited, self.replicas)
