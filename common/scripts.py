@@ -69,24 +69,34 @@ class Scripts:
         refusal writes nothing). A script missing from the server (NOSCRIPT:
         a new or restarted server) is loaded and all sent again: nothing ran.
         """
-        script = self._scripts[name]
         argv = [*script_header(self.producer, n_events), *args]
-        for _ in range(3):
-            reply, waited = await write_and_wait(
-                self.redis, keys[0], ("EVALSHA", script.sha, len(keys), *keys, *argv),
-                replicas, timeout_ms,
-            )
-            if isinstance(reply, NoScriptError):
-                script.sha = await self.redis.script_load(script.script)
-                continue
-            if isinstance(reply, Exception):
-                raise reply
-            return reply, waited
-        raise errors.Unavailable("the script could not be loaded on the server",
-                                 headers={"Retry-After": "1"})
+        return await script_and_wait(self.redis, self._scripts[name], keys, argv, replicas,
+                                     timeout_ms)
 
 
 # --- WAIT_REPLICAS ----------------------------------------------------------
+async def script_and_wait(
+    redis, script, keys: list[str], args: list, replicas: int, timeout_ms: int = WAIT_TIMEOUT_MS
+) -> tuple[object, object]:
+    """`write_and_wait` of a registered script (redis-py's Script object):
+    `(script reply, WAITAOF reply or its error)`. A script missing from the
+    server (NOSCRIPT: a new or restarted server) is loaded and all sent
+    again: nothing ran."""
+    for _ in range(3):
+        reply, waited = await write_and_wait(
+            redis, keys[0], ("EVALSHA", script.sha, len(keys), *keys, *args),
+            replicas, timeout_ms,
+        )
+        if isinstance(reply, NoScriptError):
+            script.sha = await redis.script_load(script.script)
+            continue
+        if isinstance(reply, Exception):
+            raise reply
+        return reply, waited
+    raise errors.Unavailable("the script could not be loaded on the server",
+                             headers={"Retry-After": "1"})
+
+
 async def write_and_wait(
     redis, key: str, command: tuple, replicas: int, timeout_ms: int = WAIT_TIMEOUT_MS
 ) -> tuple[object, object]:

@@ -15,10 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
-from common import errors
-from common.scripts import WAIT_TIMEOUT_MS, write_and_wait
+from common.scripts import WAIT_TIMEOUT_MS, script_and_wait
 
 LUA_DIR = Path(__file__).parent / "lua"
 # Only under WAIT_REPLICAS > 0, before a stored idempotent answer is replayed:
@@ -59,17 +57,5 @@ class GatewayScripts:
         `common.scripts.require_replicas` when the script wrote. A script
         missing from the server (NOSCRIPT) is loaded and all sent again:
         nothing ran."""
-        script = self._scripts[name]
-        for _ in range(3):
-            reply, waited = await write_and_wait(
-                self.redis, keys[0], ("EVALSHA", script.sha, len(keys), *keys, *args),
-                replicas, timeout_ms,
-            )
-            if isinstance(reply, NoScriptError):
-                script.sha = await self.redis.script_load(script.script)
-                continue
-            if isinstance(reply, Exception):
-                raise reply
-            return reply, waited
-        raise errors.Unavailable("the script could not be loaded on the server",
-                                 headers={"Retry-After": "1"})
+        return await script_and_wait(self.redis, self._scripts[name], keys, args, replicas,
+                                     timeout_ms)
