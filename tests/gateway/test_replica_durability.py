@@ -10,8 +10,6 @@ replica is read at once after each answer, without waiting or retrying.
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +18,6 @@ import orjson
 import pytest
 
 from common import errors, keys
-from common.embedded import EmbeddedRedis, free_port
 from common.ids import TRIP, new_id
 from common.redisconn import create_redis
 from common.scripts import WAIT_TIMEOUT_MS
@@ -28,13 +25,12 @@ from driver_service.app import Workers
 from driver_service.app import create_app as create_driver_app
 from gateway.app import create_app
 from gateway.config import GatewayConfig
-from gateway.identity import token_digest
 from gateway.idempotency import Idempotency
+from gateway.identity import token_digest
 from gateway.scripts import GatewayScripts
-from tests.services.test_replica_durability import NO_SYNC_DELAY, Frozen, wait_online
-from tests.waiting import eventually
-
 from tests.gateway.conftest import PASSWORD, bearer, rider_body
+from tests.replicas import Frozen, primary_with_replica
+from tests.waiting import eventually
 
 # A write no replica confirms is answered when the wait times out: allow for
 # a loaded machine (the sign-up also hashes a password).
@@ -46,20 +42,8 @@ CAR = {"make": "Toyota", "model": "Prius", "color": "white", "plate": "7ABC123",
 @pytest.fixture
 async def pair(tmp_path: Path):
     """A primary and its replica, both AOF `appendfsync always`."""
-    primary = EmbeddedRedis(tmp_path / "primary", free_port(), extra_args=NO_SYNC_DELAY).start()
-    replica = EmbeddedRedis(
-        tmp_path / "replica", free_port(),
-        extra_args=["--replicaof", "127.0.0.1", str(primary.port)],
-    )
-    try:
-        replica.start()
-        await wait_online(primary, replica)
-        yield primary, replica
-    finally:
-        if replica.process is not None and replica.process.poll() is None:
-            os.kill(replica.process.pid, signal.SIGCONT)
-        replica.stop()
-        primary.stop()
+    async with primary_with_replica(tmp_path) as servers:
+        yield servers
 
 
 @pytest.fixture

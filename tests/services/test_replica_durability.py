@@ -12,8 +12,6 @@ replica's once-a-second report).
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +29,7 @@ from common.regions import Region
 from common.scripts import WAIT_TIMEOUT_MS, write_and_wait
 from common.settings import Settings
 from driver_service.store import DriverStore
+from tests.replicas import Frozen, primary_with_replica, stop_replica, wait_online
 from tests.waiting import eventually
 from trip_service.store import TripStore
 
@@ -42,63 +41,13 @@ NYC = Region("nyc", 40.70, -74.02, 40.80, -73.93)
 CAR = {"make": "Toyota", "model": "Prius", "color": "blue", "plate": "7ABC123", "seats": 4}
 # A write no replica confirms is answered when WAITAOF times out: allow for a loaded machine.
 LATE_S = WAIT_TIMEOUT_MS / 1000 + 2.0
-NO_SYNC_DELAY = ["--repl-diskless-sync-delay", "0"]
-
-
-def replica_online(primary: redis_sync.Redis, replica: redis_sync.Redis) -> bool:
-    try:
-        info = primary.info("replication")
-        link = replica.info("replication").get("master_link_status")
-    except redis_sync.ConnectionError:
-        return False
-    slaves = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
-    return link == "up" and any(s.get("state") == "online" for s in slaves)
-
-
-async def wait_online(primary: EmbeddedRedis, replica: EmbeddedRedis) -> None:
-    p = redis_sync.Redis(host="127.0.0.1", port=primary.port, decode_responses=True)
-    r = redis_sync.Redis(host="127.0.0.1", port=replica.port, decode_responses=True)
-    try:
-        await eventually(lambda: replica_online(p, r), timeout=30,
-                         message="the replica did not come online")
-    finally:
-        p.close()
-        r.close()
-
-
-class Frozen:
-    """SIGSTOP of the replica: its link stays up but it applies and confirms
-    nothing until SIGCONT (a replica that lags)."""
-
-    def __init__(self, server: EmbeddedRedis) -> None:
-        self.pid = server.process.pid
-
-    def __enter__(self) -> "Frozen":
-        os.kill(self.pid, signal.SIGSTOP)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        os.kill(self.pid, signal.SIGCONT)
 
 
 @pytest.fixture
 async def pair(tmp_path: Path):
     """A primary and its replica, both JSON and AOF `appendfsync always`."""
-    # No 5 s pause for more replicas before the first (diskless) full sync.
-    primary = EmbeddedRedis(tmp_path / "primary", free_port(), extra_args=NO_SYNC_DELAY).start()
-    replica = EmbeddedRedis(
-        tmp_path / "replica", free_port(),
-        extra_args=["--replicaof", "127.0.0.1", str(primary.port)],
-    )
-    try:
-        replica.start()
-        await wait_online(primary, replica)
-        yield primary, replica
-    finally:
-        if replica.process is not None and replica.process.poll() is None:
-            os.kill(replica.process.pid, signal.SIGCONT)
-        replica.stop()
-        primary.stop()
+    async with primary_with_replica(tmp_path) as servers:
+        yield servers
 
 
 @pytest.fixture
@@ -264,9 +213,7 @@ async def cluster_with_a_replica(tmp_path: Path):
         await wait_online(sf_master, replica)
         yield cluster, replica
     finally:
-        if replica.process is not None and replica.process.poll() is None:
-            os.kill(replica.process.pid, signal.SIGCONT)
-        replica.stop()
+        stop_replica(replica)
         cluster.stop()
 
 
