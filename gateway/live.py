@@ -29,6 +29,12 @@ logger = logging.getLogger(__name__)
 
 READ_BACKOFF_S = 0.5
 READ_BACKOFF_MAX_S = 5.0
+# A blocked XREAD answers within its BLOCK time. The socket timeout bounds
+# each attempt, but a call also includes the client's own retries and, on a
+# cluster, its rediscovery of the nodes: a call not done this much later is
+# abandoned (redis-py drops its connection) and the read starts again, so
+# live events never stop for good.
+READ_STALL_S = 5.0
 READ_BATCH = 512
 
 SSE_CLIENTS = Gauge("gateway_sse_clients", "Connected SSE clients", ["kind"])
@@ -191,8 +197,9 @@ class EventHub:
                 if position is None:
                     position = await self._start_id(stream)
                     self.positions[region] = position
-                reply = await self.redis.xread(
-                    {stream: position}, count=READ_BATCH, block=self.block_ms
+                reply = await asyncio.wait_for(
+                    self.redis.xread({stream: position}, count=READ_BATCH, block=self.block_ms),
+                    self.block_ms / 1000 + READ_STALL_S,
                 )
                 backoff = READ_BACKOFF_S
                 self.failing.pop(region, None)
