@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from common import keys
@@ -23,6 +25,7 @@ from .seed import CENTER, DROPOFF, Account, Client, SeedError, go_online, near, 
 
 REGION = "sf"
 RIDER_WAIT_S = 30.0
+_ID = re.compile(r"\b(?:trp|drv|rdr)_[A-Za-z0-9_]+")
 
 
 @dataclass
@@ -32,8 +35,14 @@ class FlowResult:
     assigned: int = 0
     completed: int = 0
     errors: int = 0
+    # What went wrong, e.g. "POST /v1/trips/{id}/arrive answered 409": counts.
+    error_kinds: Counter = field(default_factory=Counter)
     to_offered_ms: list[int] = field(default_factory=list)
     to_assigned_ms: list[int] = field(default_factory=list)
+
+    def error(self, kind: str) -> None:
+        self.errors += 1
+        self.error_kinds[_ID.sub("{id}", kind)] += 1
 
     @property
     def assigned_per_s(self) -> float:
@@ -72,9 +81,11 @@ async def run_flow(gateway: str, redis, drivers: list[Account], riders: list[Acc
         async def call(*args, **kw):
             try:
                 return await client.call(*args, **kw)
-            except (SeedError, OSError, asyncio.TimeoutError):
-                result.errors += 1
-                return None, None
+            except SeedError as exc:
+                result.error(str(exc).split(": ", 1)[0])
+            except (OSError, asyncio.TimeoutError) as exc:
+                result.error(f"{args[0]} {args[1]}: {type(exc).__name__}")
+            return None, None
 
         async def drive(d: Account) -> None:
             while loop.time() < stop_at:
@@ -93,9 +104,11 @@ async def run_flow(gateway: str, redis, drivers: list[Account], riders: list[Acc
                         break
                 else:
                     result.completed += 1
-                event = done_events.get(trip_id)
-                if event is not None:
-                    event.set()
+                    # Only a trip that ended frees its rider for the next
+                    # request (one still open would answer it 409).
+                    event = done_events.get(trip_id)
+                    if event is not None:
+                        event.set()
 
         async def ride(r: Account) -> None:
             while loop.time() < stop_at:
@@ -112,7 +125,8 @@ async def run_flow(gateway: str, redis, drivers: list[Account], riders: list[Acc
                                            min(RIDER_WAIT_S, stop_at + 5 - loop.time()))
                 except asyncio.TimeoutError:
                     if loop.time() < stop_at:
-                        result.errors += 1  # not served in time while drivers were driving
+                        # not served in time while drivers were driving
+                        result.error(f"trip not completed within {RIDER_WAIT_S:g} s")
                     await call("POST", f"/v1/trips/{trip['id']}/cancel", token=r.token,
                                json={}, expect=(200, 409))
 
@@ -165,6 +179,7 @@ def summary(result: FlowResult) -> dict:
         "trips_requested": result.requested,
         "trips_assigned": result.assigned,
         "trips_completed": result.completed,
+        "errors_by_kind": dict(result.error_kinds),
         "assigned_per_s": round(result.assigned_per_s, 1),
         "request_to_offered_ms": {"p50": pct(result.to_offered_ms, 50),
                                   "p99": pct(result.to_offered_ms, 99),

@@ -32,7 +32,9 @@ def test_quick_run_reports_every_scenario_without_errors(tmp_path):
     assert {r["number"] for r in rows} == SCENARIOS
     for row in rows:
         assert set(row) >= {"scenario", "requests_per_s", "ratio", "p50_ms", "p99_ms", "errors"}
-    assert [(r["scenario"], r["errors"]) for r in rows if r["errors"]] == []
+    # With what went wrong where a scenario says (the dispatch flow does).
+    assert [(r["scenario"], r["errors"], (r.get("extra") or {}).get("errors_by_kind"))
+            for r in rows if r["errors"]] == []
     assert (tmp_path / "chart.png").stat().st_size > 0
     # The load generator is named in the output.
     assert "load generator:" in run.stdout
