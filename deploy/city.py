@@ -462,7 +462,10 @@ class Reply:
         if self.status == 0:
             return f"no answer ({self.body})"
         if isinstance(self.body, dict) and self.body.get("title"):
-            return f"{self.status} {self.body.get('title')}: {self.body.get('detail', '')}"
+            fields = "; ".join(f"{e.get('field')}: {e.get('message')}"
+                               for e in self.body.get("errors") or [])
+            return (f"{self.status} {self.body.get('title')}: {self.body.get('detail', '')}"
+                    + (f" ({fields})" if fields else ""))
         return str(self.status)
 
 
@@ -745,14 +748,17 @@ class Driver(Person):
     async def put_location(self) -> None:
         body = {
             **point_json(self.vehicle.position),
-            "heading": round(self.vehicle.heading, 1),
-            "speed_mps": round(self.vehicle.speed_mps, 1),
+            "heading": round(self.vehicle.heading, 1) % 360.0,
+            # The car's own speed, as its phone would measure it: the city
+            # moves it `pace` times faster than that.
+            "speed_mps": round(self.vehicle.speed_mps / self.cfg.pace, 1),
         }
         reply = await self.call("PUT", "/v1/driver/location", json_body=body, attempts=2)
         if reply.status == 204 or reply.status == 200:
             self.stats.add("location_updates")
         elif reply.status == 422:
             # Off the region somehow: back onto the nearest street of the city.
+            self.stats.add("location_refused")
             logger.warning("%s: location refused: %s", self.user_name, reply.describe())
             self.vehicle.position = self.graph.nodes[self.graph.nearest(self.vehicle.position)]
 

@@ -138,6 +138,8 @@ def test_the_city_runs_trips_end_to_end_and_leaves_nothing_hanging(demo_system, 
             city.wait()
     log = log_path.read_text()
     assert "Traceback" not in log, log[-3000:]
+    # Every location fix is valid (in the region, a real-life speed and heading).
+    assert "location refused" not in log, log[-3000:]
     assert re.search(r"trips requested \d+ completed [1-9]", log), log[-3000:]
     _, overview = http_json("GET", f"{gateway}/v1/ops/overview", token=token)
     counts = overview["trips_by_status"]
