@@ -124,11 +124,6 @@ def idempotency(subject_id: str, key_hash: str) -> str:
     return f"{GW}:idem:{subject_id}:{key_hash}"
 
 
-def rate_token(token_hash: str) -> str:
-    """Hash {tokens, ts}: the token bucket of one session."""
-    return f"{GW}:rl:token:{token_hash}"
-
-
 def login_failures_user(user_name: str) -> str:
     """Sorted set of failure times (sliding 15-minute window)."""
     return f"{GW}:rl:login:user:{user_name}"

@@ -141,20 +141,6 @@ class RateLimiter:
             count += held[0]
         self._held[token_hash] = (count, now + HOLD_S)
 
-    async def check_token(self, token_hash: str) -> None:
-        """A bucket of its own key (the request path uses `bucket()` instead)."""
-        if self.rate <= 0:
-            return
-        allowed, wait_ms = await self.scripts.run(
-            "token_bucket", [keys.rate_token(token_hash)], [self.rate, self.burst]
-        )
-        if not int(allowed):
-            RATE_LIMITED.labels("token").inc()
-            raise errors.TooManyRequests(
-                f"More than {self.rate:g} requests per second on this session.",
-                headers={"Retry-After": _retry_after(int(wait_ms))},
-            )
-
     async def check_login(self, user_name: str, addr: str) -> None:
         """Refuse a login while its user name or address is locked out."""
         if self.login_limit <= 0:
