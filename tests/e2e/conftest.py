@@ -92,6 +92,20 @@ def redis_mode(request) -> str:
     return request.param
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test marked `cluster_only` exists only in the cluster pass: on one
+    server there is nothing to scale out, so it is not collected there (rather
+    than skipped)."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        standalone = callspec is not None and callspec.params.get("redis_mode") == "standalone"
+        (drop if standalone and item.get_closest_marker("cluster_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @dataclass
 class E2ESystem:
     system: System
