@@ -50,6 +50,8 @@ class Settings:
     offer_timeout_s: float = 15.0
     trip_expiry_s: float = 120.0
     dispatch_radius_m: float = 5000.0
+    # The farthest drop-off from its pickup, in a straight line (API.md: 422 beyond).
+    max_trip_distance_m: float = 100_000.0
     max_deliveries: int = 5
     # A pending entry idle this long is taken over from its (dead) consumer.
     claim_idle_ms: int = 10_000
@@ -96,6 +98,7 @@ class Settings:
             offer_timeout_s=env_float(env, "OFFER_TIMEOUT_S", 15.0),
             trip_expiry_s=env_float(env, "TRIP_EXPIRY_S", 120.0),
             dispatch_radius_m=env_float(env, "DISPATCH_RADIUS_M", 5000.0),
+            max_trip_distance_m=env_float(env, "MAX_TRIP_DISTANCE_M", 100_000.0),
             max_deliveries=env_int(env, "MAX_DELIVERIES", 5),
             claim_idle_ms=env_int(env, "CLAIM_IDLE_MS", 10_000),
             sweep_interval_s=env_float(env, "SWEEP_INTERVAL_S", 0.25),

@@ -206,7 +206,11 @@ def _wrap(op: Operation):
 def _context(services: Services, principal: Principal | None) -> dict[str, Any]:
     regions = services.settings.regions
     home = services.settings.region(principal.region) if principal and principal.region else None
-    return {"regions": [r.name for r in regions], "home_region": home}
+    return {
+        "regions": [r.name for r in regions],
+        "home_region": home,
+        "max_trip_distance_m": services.settings.max_trip_distance_m,
+    }
 
 
 async def parse_json(

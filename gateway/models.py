@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from common.geo import haversine_m
 from common.keys import PRODUCTS
 from common.models import OPS_LIST_LIMIT
 
@@ -104,6 +105,21 @@ def _check_in_region(value: "Point", info: ValidationInfo) -> "Point":
     region = (info.context or {}).get("home_region")
     if region is not None and not region.contains(value.lat, value.lon):
         raise ValueError(f"must be inside the service area of region {region.name!r}")
+    return value
+
+
+def _check_reach(value: "Point", info: ValidationInfo) -> "Point":
+    """The drop-off within `MAX_TRIP_DISTANCE_M` of the pickup, in a straight line."""
+    limit = (info.context or {}).get("max_trip_distance_m")
+    pickup = info.data.get("pickup")
+    if limit is None or pickup is None:
+        return value
+    distance = haversine_m(pickup.lat, pickup.lon, value.lat, value.lon)
+    if distance > limit:
+        raise ValueError(
+            f"must be within {limit / 1000:g} km of the pickup in a straight line "
+            f"(it is {distance / 1000:,.1f} km away)"
+        )
     return value
 
 
@@ -241,6 +257,7 @@ class EstimateRequest(Body):
     dropoff: Point
 
     _pickup = field_validator("pickup")(_check_in_region)
+    _dropoff = field_validator("dropoff")(_check_reach)
 
 
 class Estimate(Out):
@@ -267,6 +284,7 @@ class TripCreate(Body):
     product: Product
 
     _pickup = field_validator("pickup")(_check_in_region)
+    _dropoff = field_validator("dropoff")(_check_reach)
 
 
 class Rating(Out):

@@ -47,7 +47,8 @@ TRIP_ROLES = ("rider", "driver")
     description="Fans out to trip_service (fares, surge) and driver_service (pickup ETAs) "
     "at once. `pickup_eta_s` is null where no driver of that product is near. If only "
     "driver_service fails, the estimates come without ETAs and `missing: "
-    "[\"pickup_eta_s\"]`. The pickup must be inside the caller's region (422).",
+    "[\"pickup_eta_s\"]`. The pickup must be inside the caller's region and the drop-off "
+    "within `MAX_TRIP_DISTANCE_M` (default 100 km, straight line) of it (422).",
 )
 async def post_estimates(call: Call) -> web.Response:
     body: models.EstimateRequest = call.body
@@ -129,7 +130,8 @@ async def post_estimates(call: Call) -> web.Response:
     },
     errors=(409, 503, 504),
     description="409 when the rider already has an active trip (requested, assigned, "
-    "arrived or in_progress). The pickup must be inside the rider's region (422).",
+    "arrived or in_progress). The pickup must be inside the rider's region and the "
+    "drop-off within `MAX_TRIP_DISTANCE_M` (default 100 km, straight line) of it (422).",
 )
 async def post_trip(call: Call) -> web.Response:
     body: models.TripCreate = call.body

@@ -88,6 +88,26 @@ async def test_a_point_outside_the_region_is_422_before_any_upstream(client):
     await problem(resp, 422)
 
 
+async def test_a_dropoff_past_the_reach_is_422_and_one_inside_it_passes(client):
+    """MAX_TRIP_DISTANCE_M (100 km by default): a drop-off in New York for a
+    pickup in San Francisco names the drop-off; one 90 km away is accepted
+    (it reaches the upstream, down here: 503)."""
+    session = await sign_up_and_login(client, "longride")
+    h = bearer(session["token"])
+    pickup = {"lat": 37.77, "lon": -122.42}
+    for dropoff in ({"lat": 40.7, "lon": -74.0}, {"lat": 38.68, "lon": -122.42}):
+        for path, extra in (("/v1/estimates", {}), ("/v1/trips", {"product": "standard"})):
+            resp = await client.post(
+                path, json={"pickup": pickup, "dropoff": dropoff, **extra}, headers=h
+            )
+            body = await problem(resp, 422)
+            assert [e["field"] for e in body["errors"]] == ["dropoff"], body
+            assert "within 100 km of the pickup" in body["errors"][0]["message"], body
+    near = {"lat": 37.77 + 0.81, "lon": -122.42}  # about 90 km north
+    resp = await client.post("/v1/estimates", json={"pickup": pickup, "dropoff": near}, headers=h)
+    await problem(resp, 503)
+
+
 async def test_a_wrong_role_is_403_and_no_token_is_401(client):
     session = await sign_up_and_login(client, "notadriver")
     h = bearer(session["token"])
