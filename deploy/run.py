@@ -41,19 +41,52 @@ def say(message: str) -> None:
     print(f"[run] {message}", flush=True)
 
 
+class PortTaken(RuntimeError):
+    """A port the user chose is in use: the launcher stops rather than move it."""
+
+
 def port_free(port: int) -> bool:
+    """Whether a server could listen on `port` now. SO_REUSEADDR, as aiohttp and
+    Redis bind: the TIME-WAIT sockets an earlier run left do not hold a port."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind(("0.0.0.0", port))
         except OSError:
             return False
     return True
 
 
+def port_holder(port: int) -> str:
+    """Who listens on `port`, as far as this user may see ("" when unknown)."""
+    try:
+        import psutil
+    except ImportError:
+        return ""
+    try:
+        for conn in psutil.net_connections("tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+                if conn.pid is None:
+                    return ""
+                cmd = " ".join(psutil.Process(conn.pid).cmdline())[:80]
+                return f" by pid {conn.pid} ({cmd})"
+    except (psutil.Error, OSError):
+        return ""
+    return ""
+
+
 def choose_port(name: str, default: int) -> int:
-    wanted = int(os.environ.get(name, default))
+    """The port in `name` when set (used as it is, or the launcher stops and says
+    what holds it); else `default`, or any free port when the default is busy."""
+    given = os.environ.get(name, "").strip()
+    wanted = int(given) if given else default
     if port_free(wanted):
         return wanted
+    if given:
+        raise PortTaken(
+            f"{name}={wanted} is in use{port_holder(wanted)}: stop what holds it, "
+            f"or set {name} to another port"
+        )
     port = free_port()
     say(f"port {wanted} is busy; using {port} instead (set {name} to choose)")
     return port

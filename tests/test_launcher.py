@@ -66,3 +66,45 @@ def test_run_starts_the_system_and_ctrl_c_stops_every_process(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         proc.stdout.close()
+
+
+def test_a_port_left_in_time_wait_is_free():
+    """An earlier run's connections leave TIME-WAIT sockets on its ports; a server
+    binds over them (SO_REUSEADDR), so the launcher must not call them busy."""
+    import socket
+
+    from deploy.run import port_free
+
+    port = free_port()
+    server = socket.create_server(("127.0.0.1", port))
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the side that closes first keeps the TIME-WAIT
+    client.recv(1)
+    client.close()
+    server.close()
+    assert port_free(port)
+
+
+def test_a_port_the_user_set_is_used_or_the_launcher_stops_and_names_its_holder(tmp_path):
+    import socket
+
+    held = socket.create_server(("127.0.0.1", free_port()))
+    port = held.getsockname()[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "REDIS_URL"},
+        "REDIS_PORT": str(port),
+        "DATA_DIR": str(tmp_path / "data"),
+        "DEMO_TRAFFIC": "0",
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "deploy.run"], cwd=ROOT, env=env, capture_output=True,
+            text=True, timeout=60,
+        )
+    finally:
+        held.close()
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert f"REDIS_PORT={port} is in use by pid {os.getpid()}" in out, out
+    assert "instead" not in out, out
