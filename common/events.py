@@ -34,6 +34,20 @@ TRIP_TYPES = (
 )
 DRIVER_TYPES = ("driver.registered", "driver.online", "driver.offline")
 TERMINAL_TYPES = frozenset({"trip.completed", "trip.cancelled", "trip.expired"})
+# The trip's public story: what its rider and its assigned driver may see
+# (API.md). Offers to drivers, their declines and expiries are dispatch's
+# business, and name drivers who never took the trip.
+PUBLIC_TRIP_TYPES = frozenset({
+    "trip.requested",
+    "trip.assigned",
+    "trip.driver_cancelled",
+    "trip.driver_arrived",
+    "trip.started",
+    "trip.completed",
+    "trip.cancelled",
+    "trip.expired",
+    "trip.rated",
+})
 
 
 def envelope(

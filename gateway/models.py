@@ -374,7 +374,10 @@ class TimelineEvent(Out):
     occurred_at: IsoTime
     producer: str
     trace_id: str
-    deliveries: list[Delivery]
+    deliveries: list[Delivery] | None = Field(
+        None,
+        description="Ops only: the lifecycle of the message through each consumer group.",
+    )
 
 
 class Timeline(Out):

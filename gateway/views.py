@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.events import PUBLIC_TRIP_TYPES
 from common.timeutil import iso
 
 from . import models
@@ -58,6 +59,35 @@ def _iso_or_none(value: Any) -> str | None:
     if isinstance(value, (int, float)):
         return iso(int(value))
     return str(value)
+
+
+def public_event(envelope: dict[str, Any]) -> dict[str, Any] | None:
+    """An event envelope as a trip's rider or driver sees it, or None when it
+    is not part of the trip's public story. A trip that expires may name the
+    driver whose offer lapsed with it: that driver never had the trip."""
+    if envelope.get("type") not in PUBLIC_TRIP_TYPES:
+        return None
+    if envelope.get("type") == "trip.expired" and envelope.get("driver_id"):
+        envelope = {k: v for k, v in envelope.items() if k != "driver_id"}
+        data = envelope.get("data")
+        if isinstance(data, dict):
+            envelope["data"] = {k: v for k, v in data.items() if k != "driver_id"}
+    return envelope
+
+
+def timeline_events(events: list[dict[str, Any]], everything: bool) -> list[dict[str, Any]]:
+    """The timeline for ops (`everything`: each event with its deliveries) or
+    for the trip's rider and driver (its public story, no deliveries)."""
+    if everything:
+        return [timeline_event(e) for e in events]
+    out = []
+    for event in events:
+        seen = public_event(event)
+        if seen is not None:
+            item = timeline_event(seen)
+            del item["deliveries"]
+            out.append(item)
+    return out
 
 
 def timeline_event(event: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from common import errors, keys
-from common.events import TERMINAL_TYPES
+from common.events import PUBLIC_TRIP_TYPES, TERMINAL_TYPES
 from common.ids import TRIP, new_id
 
 from .. import models, views
@@ -328,7 +328,10 @@ async def rate_trip(call: Call) -> web.Response:
             "One SSE message per event: `id:` the stream entry id, `event:` the type, "
             "`data:` the envelope. Past events come first; the stream ends after a terminal "
             "event (completed, cancelled, expired). A client that falls too far behind is "
-            "disconnected and should reconnect with Last-Event-ID.",
+            "disconnected and should reconnect with Last-Event-ID. The rider and the "
+            "assigned driver get the trip's public story (requested, assigned, "
+            "driver_cancelled, driver_arrived, started, completed, cancelled, expired, "
+            "rated); offers to drivers, their declines and expiries only ops sees.",
             models.SseMessage,
             content_type="text/event-stream",
         )
@@ -349,7 +352,9 @@ async def trip_events(call: Call) -> web.StreamResponse:
         finished = trip.get("status") in ("completed", "cancelled", "expired")
         async with open_stream(call) as stream:
             try:
-                await _send_trip_events(stream, sub, past, after, finished)
+                await _send_trip_events(
+                    stream, sub, past, after, finished, call.caller.role == "ops"
+                )
             except CLIENT_GONE:
                 logger.debug("SSE client of %s went away", trip_id)
         return stream
@@ -357,7 +362,10 @@ async def trip_events(call: Call) -> web.StreamResponse:
         hub.unsubscribe(sub)
 
 
-async def _send_trip_events(stream, sub, past: list, after, finished: bool) -> None:
+async def _send_trip_events(stream, sub, past: list, after, finished: bool, everything: bool):
+    """The past events after `after`, then live ones until a terminal event:
+    all of them for ops (`everything`), the trip's public story for its rider
+    and driver."""
     sent = after
     for raw in past:
         item = orjson.loads(raw)
@@ -367,7 +375,10 @@ async def _send_trip_events(stream, sub, past: list, after, finished: bool) -> N
             finished = True
         if order is None or (sent is not None and order <= sent):
             continue
-        await stream.send(orjson.dumps(event).decode(), id=item["stream_id"], event=event.get("type"))
+        shown = event if everything else views.public_event(event)
+        if shown is not None:
+            await stream.send(orjson.dumps(shown).decode(), id=item["stream_id"],
+                              event=event.get("type"))
         sent = order
     while not finished:
         live = await sub.next()
@@ -375,22 +386,33 @@ async def _send_trip_events(stream, sub, past: list, after, finished: bool) -> N
             return
         if sent is not None and live.order <= sent:
             continue
-        await stream.send(live.env, id=live.stream_id, event=live.type)
         sent = live.order
         finished = live.type in TERMINAL_TYPES
+        if everything:
+            await stream.send(live.env, id=live.stream_id, event=live.type)
+            continue
+        if live.type not in PUBLIC_TRIP_TYPES:
+            continue
+        env = live.env
+        if live.type == "trip.expired":
+            env = orjson.dumps(views.public_event(orjson.loads(env))).decode()
+        await stream.send(env, id=live.stream_id, event=live.type)
 
 
 @api.route(
     "GET",
     "/v1/trips/{id}/timeline",
-    summary="Every event of the trip with its deliveries",
+    summary="The events of the trip the caller may see",
     tags="trips",
     roles=ANY_ROLE,
-    responses=ok(models.Timeline, "Events in order, each with its consumer-group deliveries."),
+    responses=ok(models.Timeline, "Events in order; for ops each with its deliveries."),
     errors=(404, 503, 504),
-    description="Each event with `id, type, occurred_at, producer, trace_id` and "
-    "`deliveries: [{group, consumer, delivered_at, acked_at, attempts}]`: the lifecycle "
-    "of each message through the consumer groups. Same access as GET /v1/trips/{id}.",
+    description="Each event with `id, type, occurred_at, producer, trace_id`. The rider "
+    "and the assigned driver see the trip's public story (requested, assigned, "
+    "driver_cancelled, driver_arrived, started, completed, cancelled, expired, rated). "
+    "Ops sees every event, offers to drivers included, each with `deliveries: [{group, "
+    "consumer, delivered_at, acked_at, attempts}]`: the lifecycle of the message through "
+    "the consumer groups. Same access as GET /v1/trips/{id}.",
 )
 async def trip_timeline(call: Call) -> web.Response:
     trip_id = check_trip_id(call.path("id"))
@@ -409,7 +431,7 @@ async def trip_timeline(call: Call) -> web.Response:
     return json(
         {
             "trip_id": trip_id,
-            "events": [views.timeline_event(e) for e in body.get("events", [])],
+            "events": views.timeline_events(body.get("events", []), call.caller.role == "ops"),
         }
     )
 

@@ -13,7 +13,7 @@ from tests.waiting import eventually
 TERMINAL = {"trip.completed", "trip.cancelled", "trip.expired"}
 
 
-async def test_a_whole_trip_from_sign_up_to_rating(rider, driver, http, system):
+async def test_a_whole_trip_from_sign_up_to_rating(rider, driver, ops, http, system):
     place = spot()
     d = await driver(at=near(place, 0.0005))
     assert d.profile["status"] == "offline" and d.profile["car"]["seats"] == 4
@@ -101,10 +101,11 @@ async def test_a_whole_trip_from_sign_up_to_rating(rider, driver, http, system):
     status, messages, ended = await asyncio.wait_for(stream, 30)
     assert status == 200 and ended
     types = [m["event"] for m in messages]
-    assert types[0] == "trip.requested"
-    assert types[-1] == "trip.completed"
-    for expected in ("trip.offered", "trip.assigned", "trip.driver_arrived", "trip.started"):
-        assert expected in types
+    # The rider sees the trip's public story: no offers to drivers.
+    assert types == [
+        "trip.requested", "trip.assigned", "trip.driver_arrived", "trip.started",
+        "trip.completed",
+    ]
     assert all(m["data"]["trip_id"] == trip_id for m in messages)
     assert all(m["data"]["type"] == m["event"] for m in messages)
     # The trace id of the request is in the event it caused.
@@ -131,22 +132,31 @@ async def test_a_whole_trip_from_sign_up_to_rating(rider, driver, http, system):
 
     await eventually(driver_rated, timeout=10, interval=0.1)
 
-    # The timeline: every event with its deliveries through the consumer groups.
+    # The rider's timeline: the same public story (and the rating), no deliveries.
     timeline = await r.get(f"/v1/trips/{trip_id}/timeline")
     assert timeline.status == 200 and timeline.body["trip_id"] == trip_id
     events = timeline.body["events"]
-    assert [e["type"] for e in events][: len(types)] == types
+    assert [e["type"] for e in events] == [*types, "trip.rated"]
+    assert all("deliveries" not in e for e in events)
     first = events[0]
     assert first["trace_id"] == trace_id and first["producer"] == "trip_service"
     assert first["occurred_at"].endswith("Z")
+    assert [e["type"] for e in (await d.get(f"/v1/trips/{trip_id}/timeline")).body["events"]] \
+        == [*types, "trip.rated"]
+
+    # Ops sees everything: the offer too, each event with its deliveries
+    # through the consumer groups.
+    o = ops
+    everything = await o.get(f"/v1/trips/{trip_id}/timeline")
+    assert "trip.offered" in [e["type"] for e in everything.body["events"]]
 
     async def delivered():
-        tl = await r.get(f"/v1/trips/{trip_id}/timeline")
+        tl = await o.get(f"/v1/trips/{trip_id}/timeline")
         d0 = tl.body["events"][0]["deliveries"]
         return d0 and all(x["acked_at"] for x in d0)
 
     await eventually(delivered, timeout=10, interval=0.1)
-    tl = await r.get(f"/v1/trips/{trip_id}/timeline")
+    tl = await o.get(f"/v1/trips/{trip_id}/timeline")
     delivery = tl.body["events"][0]["deliveries"][0]
     assert {"group", "consumer", "delivered_at", "acked_at", "attempts"} <= set(delivery)
     assert delivery["attempts"] >= 1 and delivery["delivered_at"].endswith("Z")
