@@ -227,7 +227,7 @@ def main() -> int:
 
         print(flush=True)
         say(f"dashboard:  {gateway.url}/#token={token}")
-        say(f"API:        {gateway.url}/openapi.json   ops login: {ops_user} / {ops_password}")
+        say(f"API:        {gateway.url}/docs (explorer)   ops login: {ops_user} / {ops_password}")
         say(f"logs:       {log_dir}")
         say("Ctrl-C stops everything.")
         print(flush=True)

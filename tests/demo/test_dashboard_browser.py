@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.demo.conftest import http_json, ops_token
+from tests.demo.conftest import OPS, http_json, ops_token
 from tests.harness import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -208,3 +208,24 @@ def test_without_a_token_the_dashboard_asks_to_sign_in(demo_system, page):
     page.wait_for_function("document.getElementById('overview-dot').classList.contains('ok')")
     # 401 from the failed sign-in is the only console error a browser reports.
     assert all("401" in e for e in page.errors), page.errors
+
+
+def test_the_api_explorer_signs_in_and_calls_the_api_from_the_page(demo_system, page):
+    """GET /docs: Swagger UI on the served document, files from the gateway
+    alone; signing in on the page makes "Execute" carry the bearer token."""
+    page.goto(f"{demo_system.url}/docs")
+    page.wait_for_function("document.querySelectorAll('.opblock').length >= 30", timeout=30_000)
+    page.fill("#user", OPS["user_name"])
+    page.fill("#password", OPS["password"])
+    page.click("#signin button[type=submit]")
+    page.wait_for_selector("#who.ok", timeout=10_000)
+    assert "ops" in page.inner_text("#who")
+    # Open GET /v1/me and execute it from the page: 200 with the ops profile.
+    page.locator(".opblock-get .opblock-summary-path[data-path='/v1/me']").first.click()
+    page.locator(".opblock.is-open button.execute").first.click()
+    status = page.locator(".opblock.is-open .live-responses-table tbody .response-col_status").first
+    status.wait_for(timeout=10_000)
+    assert status.inner_text().strip() == "200", page.inner_text(".opblock.is-open")
+    origin = demo_system.url
+    assert all(url.startswith(origin) for url in page.requests), page.requests
+    assert page.errors == [], "\n".join(page.errors + page.requests)
