@@ -55,7 +55,6 @@ async def docs_page(call: Call) -> web.StreamResponse:
     roles=None,
     responses={200: Response("The file.", None, "application/octet-stream")},
     errors=(404,),
-    in_schema=False,
 )
 async def docs_file(call: Call) -> web.StreamResponse:
     name = call.path("name")

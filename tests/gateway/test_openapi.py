@@ -24,6 +24,7 @@ API_ROUTES = [
     ("POST", "/v1/trips/{id}/start"), ("POST", "/v1/trips/{id}/complete"),
     ("GET", "/v1/driver/trip"),
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json"),
+    ("GET", "/docs"),
     ("GET", "/"), ("GET", "/v1/ops/overview"), ("GET", "/v1/ops/events"),
 ]
 
