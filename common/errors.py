@@ -7,7 +7,9 @@ from __future__ import annotations
 class AppError(Exception):
     status = 500
     title = "Internal error"
-    type_ = "about:blank"
+    # Every problem names one of the project's own types (docs/api.md), never
+    # about:blank.
+    type_ = "/problems/internal"
 
     def __init__(
         self,
@@ -38,6 +40,10 @@ class Forbidden(AppError):
 
 class NotFound(AppError):
     status, title, type_ = 404, "Not found", "/problems/not-found"
+
+
+class MethodNotAllowed(AppError):
+    status, title, type_ = 405, "Method not allowed", "/problems/method-not-allowed"
 
 
 class Conflict(AppError):
@@ -75,6 +81,7 @@ _BY_STATUS = {
         Unauthorized,
         Forbidden,
         NotFound,
+        MethodNotAllowed,
         Conflict,
         PayloadTooLarge,
         UnsupportedMediaType,

@@ -93,7 +93,7 @@ async def script_and_wait(
         if isinstance(reply, Exception):
             raise reply
         return reply, waited
-    raise errors.Unavailable("the script could not be loaded on the server",
+    raise errors.Unavailable("The script could not be loaded on the server.",
                              headers={"Retry-After": "1"})
 
 
@@ -200,6 +200,14 @@ class ScriptError(Exception):
         self.detail = detail
 
 
+def sentence(text: str) -> str:
+    """A script's refusal as the API words every detail: a capital and a stop."""
+    text = text.strip()
+    if not text:
+        return text
+    return text[0].upper() + text[1:] + ("" if text[-1] in ".!?" else ".")
+
+
 def unpack(reply) -> tuple[str, dict | None]:
     """Scripts answer `{'ok', doc_json, 'type,type'}`, `{'exists', doc_json, ''}`
     or `{'err', code, detail}`. Count the published events; map refusals."""
@@ -207,9 +215,9 @@ def unpack(reply) -> tuple[str, dict | None]:
     if kind == "err":
         code, detail = reply[1], reply[2]
         if code == "not_found":
-            raise errors.NotFound(detail)
+            raise errors.NotFound(sentence(detail))
         if code == "conflict":
-            raise errors.Conflict(detail)
+            raise errors.Conflict(sentence(detail))
         raise ScriptError(code, detail)
     doc = orjson.loads(reply[1]) if len(reply) > 1 and reply[1] else None
     if len(reply) > 2 and reply[2]:

@@ -64,7 +64,7 @@ def problem_response(
     title: str,
     detail: str | None = None,
     *,
-    type_: str = "about:blank",
+    type_: str = errors.AppError.type_,
     errors_: list[dict] | None = None,
     headers: dict[str, str] | None = None,
     extra: dict | None = None,
@@ -166,7 +166,7 @@ def edge_middleware(service: str):
             else:
                 logger.exception("unhandled error on %s %s", request.method, request.path)
                 response = problem_response(
-                    500, "Internal error", "An unexpected error occurred.", type_="about:blank"
+                    500, "Internal error", "An unexpected error occurred."
                 )
         if not response.prepared:
             response.headers["X-Request-ID"] = rid
@@ -184,28 +184,83 @@ def _client_gone(request: web.Request) -> bool:
 
 
 def _http_exception_problem(exc: web.HTTPException) -> web.StreamResponse:
+    """aiohttp's own refusals (no such route, a method the route lacks, a body
+    too large) as the problems of our own types."""
     if exc.status < 400:
         return exc
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    kind = errors.error_for_status(exc.status)
     detail = None
     if exc.status == 413:
         detail = f"The body must be at most {MAX_BODY} bytes."
     elif exc.status == 405:
-        detail = "Method not allowed on this route."
+        allowed = headers.get("Allow") or exc.headers.get("Allow", "")
+        detail = f"This route takes only {allowed}." if allowed else "Method not allowed here."
     elif exc.status == 404:
         detail = "No such route."
     elif exc.text and not exc.text.startswith(f"{exc.status}:"):
         detail = exc.text
-    return problem_response(exc.status, exc.reason, detail, headers=headers)
+    title = kind.title if kind is not errors.AppError else exc.reason
+    type_ = kind.type_ if kind is not errors.AppError else f"/problems/http-{exc.status}"
+    return problem_response(exc.status, title, detail, type_=type_, headers=headers)
+
+
+# Field messages a person can act on, instead of a pattern or a library's
+# wording (docs/api.md): by pydantic's error type, with its context.
+PATTERN_HINTS = {
+    r"^[a-z0-9_.-]+$": "may hold only lower-case letters, digits, '_', '.' and '-'",
+    r"^[A-Za-z0-9 -]+$": "may hold only letters, digits, spaces and '-'",
+}
+_MESSAGES = {
+    "missing": "is required",
+    "string_too_short": "must be at least {min_length} character(s) long",
+    "string_too_long": "must be at most {max_length} characters long",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "literal_error": "must be one of {expected}",
+    "enum": "must be one of {expected}",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+    "list_type": "must be a list",
+    "too_short": "must have at least {min_length} item(s)",
+    "too_long": "must have at most {max_length} items",
+}
+
+
+def field_message(err: dict) -> str:
+    kind, ctx = err.get("type"), err.get("ctx") or {}
+    if kind == "value_error":
+        return str(ctx.get("error") or err["msg"])
+    if kind == "string_pattern_mismatch":
+        return PATTERN_HINTS.get(ctx.get("pattern"), "holds characters that are not allowed here")
+    template = _MESSAGES.get(kind)
+    if template is None:
+        return err["msg"]
+    try:
+        return template.format(**ctx)
+    except (KeyError, IndexError, ValueError):
+        return err["msg"]
 
 
 def validation_errors(exc: ValidationError, prefix: str = "") -> list[dict]:
     out = []
-    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+    for err in exc.errors(include_url=False, include_input=False):
         loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
         if prefix:
             loc = f"{prefix}.{loc}" if loc else prefix
-        out.append({"field": loc or "body", "message": err["msg"]})
+        out.append({"field": loc or "body", "message": field_message(err)})
     return out
 
 

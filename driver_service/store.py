@@ -88,7 +88,7 @@ class DriverStore:
     def _region(self, object_id: str, kind: str, what: str) -> str:
         parsed = ids.parse_id(object_id)
         if parsed is None or parsed[0] != kind or self.settings.region(parsed[1]) is None:
-            raise errors.NotFound(f"no such {what}")
+            raise errors.NotFound(f"No such {what}.")
         return parsed[1]
 
     def driver_region(self, driver_id: str) -> Region:
@@ -101,7 +101,7 @@ class DriverStore:
             raw = await self.redis.execute_command("JSON.GET", keys.driver(driver_id), "$.product")
             values = orjson.loads(raw) if raw else []
             if not values:
-                raise errors.NotFound("no such driver")
+                raise errors.NotFound("No such driver.")
             product = values[0]
             self._products.put(driver_id, product)
         return product
@@ -115,7 +115,7 @@ class DriverStore:
             )
             values = orjson.loads(raw) if raw else {}
             if not values.get("$.product"):
-                raise errors.NotFound("no such trip")
+                raise errors.NotFound("No such trip.")
             facts = TripFacts(region, values["$.product"][0], values["$.rider_id"][0])
             self._trips.put(trip_id, facts)
         return facts
@@ -185,7 +185,7 @@ class DriverStore:
         self._region(driver_id, ids.DRIVER, "driver")
         doc = await self.driver_doc(driver_id)
         if doc is None:
-            raise errors.NotFound("no such driver")
+            raise errors.NotFound("No such driver.")
         return doc
 
     # --- drivers -------------------------------------------------------
@@ -353,7 +353,7 @@ class DriverStore:
 
     def _same_region(self, driver_id: str, facts: TripFacts) -> None:
         if ids.region_of(driver_id) != facts.region:
-            raise errors.NotFound("no such trip")
+            raise errors.NotFound("No such trip.")
 
     async def advance(self, driver_id: str, trip_id: str, action: str) -> dict:
         """arrive or start."""
@@ -576,7 +576,7 @@ class DriverStore:
         raw = await self.redis.execute_command("JSON.GET", keys.driver(driver_id), "$.offer")
         values = orjson.loads(raw) if raw else []
         if not values:
-            raise errors.NotFound("no such driver")
+            raise errors.NotFound("No such driver.")
         offer = values[0]
         if not offer or offer["expires_ms"] <= time.time() * 1000:
             return None
@@ -629,11 +629,11 @@ class DriverStore:
         else:
             trip = await self.trip_doc(trip_id)
         if not trip or not trip.get("driver_id"):
-            raise errors.NotFound("no driver is assigned to this trip")
+            raise errors.NotFound("No driver is assigned to this trip.")
         if driver is None:
             driver = await self.driver_doc(trip["driver_id"])
             if driver is None:
-                raise errors.NotFound("no driver is assigned to this trip")
+                raise errors.NotFound("No driver is assigned to this trip.")
             self._trip_drivers.put(trip_id, trip["driver_id"])
         location = driver.get("location")
         eta = None
@@ -654,7 +654,7 @@ class DriverStore:
     def region_for_point(self, region_name: str, lat: float, lon: float, field: str) -> Region:
         region = self.settings.region(region_name)
         if region is None:
-            raise errors.Invalid(errors=[{"field": "region", "message": "unknown region"}])
+            raise errors.Invalid(errors=[{"field": "region", "message": "is not a configured region"}])
         errs = region_errors(region, {"lat": lat, "lon": lon}, field)
         if errs:
             for e in errs:

@@ -122,7 +122,7 @@ class UpstreamProblem(errors.AppError):
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         self.status = status
         self.title = str(body.get("title") or "Upstream problem")
-        self.type_ = str(body.get("type") or "about:blank")
+        self.type_ = str(body.get("type") or errors.error_for_status(status).type_)
         extra = {
             k: v
             for k, v in body.items()

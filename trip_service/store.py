@@ -42,7 +42,7 @@ class TripStore:
         """The trip's region, or 404 for an id that cannot be ours."""
         parsed = ids.parse_id(trip_id)
         if parsed is None or parsed[0] != ids.TRIP or self.settings.region(parsed[1]) is None:
-            raise errors.NotFound("no such trip")
+            raise errors.NotFound("No such trip.")
         return parsed[1]
 
     def rider_region(self, rider_id: str) -> Region:
@@ -50,7 +50,7 @@ class TripStore:
         if region is None:
             raise errors.Invalid(
                 "The rider's region is not served here.",
-                errors=[{"field": "rider_id", "message": "unknown region"}],
+                errors=[{"field": "rider_id", "message": "is not a configured region"}],
             )
         return region
 
@@ -87,7 +87,7 @@ class TripStore:
     async def estimates(self, region_name: str, pickup: dict, dropoff: dict) -> list[dict]:
         region = self.settings.region(region_name)
         if region is None:
-            raise errors.Invalid(errors=[{"field": "region", "message": "unknown region"}])
+            raise errors.Invalid(errors=[{"field": "region", "message": "is not a configured region"}])
         errs = region_errors(region, pickup, "pickup")
         if errs:
             raise errors.Invalid("The pickup is outside the service area.", errors=errs)
@@ -167,7 +167,7 @@ class TripStore:
     async def _product(self, trip_id: str) -> str:
         product = await self.redis.execute_command("JSON.GET", keys.trip(trip_id), "$.product")
         if not product or product == "[]":
-            raise errors.NotFound("no such trip")
+            raise errors.NotFound("No such trip.")
         return orjson.loads(product)[0]
 
     # --- reads -----------------------------------------------------------
@@ -176,7 +176,7 @@ class TripStore:
         r = self.region_of_trip(trip_id)
         raw = await self.redis.execute_command("JSON.GET", keys.trip(trip_id))
         if raw is None:
-            raise errors.NotFound("no such trip")
+            raise errors.NotFound("No such trip.")
         doc = orjson.loads(raw)
         position = None
         if doc["status"] == "requested":
@@ -203,7 +203,7 @@ class TripStore:
     async def timeline(self, trip_id: str) -> dict:
         r = self.region_of_trip(trip_id)
         if not await self.redis.exists(keys.trip(trip_id)):
-            raise errors.NotFound("no such trip")
+            raise errors.NotFound("No such trip.")
         raw = await self.redis.lrange(keys.trip_events(trip_id), 0, -1)
         items = [orjson.loads(x) for x in raw]
         deliveries = await asyncio.gather(

@@ -103,7 +103,7 @@ async def test_a_driver_gives_a_trip_back_and_it_is_offered_to_others(rider, dri
     await r.post(f"/v1/trips/{trip['id']}/cancel")
 
 
-async def test_going_offline_with_an_open_offer_declines_it(rider, driver):
+async def test_going_offline_with_an_open_offer_declines_it(rider, driver, ops):
     place = spot()
     d = await driver(at=near(place, 0.0002))
     r = await rider()
@@ -111,9 +111,11 @@ async def test_going_offline_with_an_open_offer_declines_it(rider, driver):
     await next_offer(d, trip["id"])
     off = await d.post("/v1/driver/status", {"status": "offline"})
     assert off.status == 200 and off.body["status"] == "offline"
-    timeline = await r.get(f"/v1/trips/{trip['id']}/timeline")
-    types = [e["type"] for e in timeline.body["events"]]
-    assert "trip.offer_declined" in types
+    # Declines are dispatch's business: ops sees them, the rider does not.
+    timeline = await ops.get(f"/v1/trips/{trip['id']}/timeline")
+    assert "trip.offer_declined" in [e["type"] for e in timeline.body["events"]]
+    theirs = await r.get(f"/v1/trips/{trip['id']}/timeline")
+    assert [e["type"] for e in theirs.body["events"]] == ["trip.requested"]
     await r.post(f"/v1/trips/{trip['id']}/cancel")
 
 
