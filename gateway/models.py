@@ -588,12 +588,31 @@ class OpsOverview(Out):
     )
 
 
+class EventEnvelope(Out):
+    """An event as the streams carry it (the `data:` of an SSE message)."""
+
+    id: str = Field(description="The event id (ULID), unique per event.")
+    type: str = Field(description="e.g. `trip.assigned`.")
+    version: int
+    occurred_at: IsoTime
+    producer: str = Field(description="The service that made the change.")
+    trace_id: str
+    trip_id: str | None = None
+    driver_id: str | None = None
+    data: dict[str, Any] = Field(description="The event's own fields.")
+
+
 class SseMessage(Out):
-    """One server-sent event, as it appears on the wire."""
+    """One server-sent event, as it appears on the wire: an SSE `data:` line
+    is text, here the event envelope as JSON."""
 
     id: str = Field(description="The stream entry id; send back as `Last-Event-ID` to resume.")
     event: str = Field(description="The event type, e.g. `trip.assigned`.")
-    data: dict[str, Any] = Field(
-        description="The event envelope: `{id, type, version, occurred_at, producer, trace_id, "
-        "trip_id?, driver_id?, data}`."
+    data: str = Field(
+        description="The event envelope as JSON: `{id, type, version, occurred_at, producer, "
+        "trace_id, trip_id?, driver_id?, data}`.",
+        json_schema_extra={
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/EventEnvelope"},
+        },
     )

@@ -89,6 +89,7 @@ def build(api: Api, settings: Settings) -> dict[str, Any]:
     wanted: list[tuple[type[BaseModel], str]] = [
         (models.Problem, "serialization"),
         (models.SseMessage, "serialization"),
+        (models.EventEnvelope, "serialization"),
     ]
     for op in api.operations:
         if op.in_schema:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import jsonschema
+import orjson
 import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.client import SseReader
+from tests.client import SseReader, read_sse
 from tests.e2e.conftest import (
     assigned_trip,
     near,
@@ -100,7 +101,20 @@ async def spec(new_client):
             for p in ("paths", path, method.lower(), "responses", str(status), "content", ctype,
                       "schema")
         )
-        jsonschema.validate(body, {"$ref": f"urn:api#/{pointer}"}, registry=registry)
+        if ctype != "text/event-stream":
+            jsonschema.validate(body, {"$ref": f"urn:api#/{pointer}"}, registry=registry)
+            return
+        # `body`: the messages as read ({id, event, data parsed}). On the wire
+        # `data` is text; its contentSchema describes the JSON it holds.
+        data = doc["components"]["schemas"]["SseMessage"]["properties"]["data"]
+        assert data["type"] == "string" and data["contentMediaType"] == "application/json"
+        for message in body:
+            wire = {**message, "data": orjson.dumps(message["data"]).decode()}
+            jsonschema.validate(wire, {"$ref": f"urn:api#/{pointer}"}, registry=registry)
+            jsonschema.validate(
+                message["data"], {"$ref": "urn:api" + data["contentSchema"]["$ref"]},
+                registry=registry,
+            )
 
     return check
 
@@ -126,6 +140,14 @@ async def test_answers_match_the_openapi_document(spec, rider, driver, new_clien
     spec("POST", "/v1/trips/{id}/rating", 200, rated.body)
     timeline = await owner.get(f"/v1/trips/{trip['id']}/timeline")
     spec("GET", "/v1/trips/{id}/timeline", 200, timeline.body)
+    ops_timeline = await ops.get(f"/v1/trips/{trip['id']}/timeline")
+    spec("GET", "/v1/trips/{id}/timeline", 200, ops_timeline.body)
+    for reader in (owner, ops):  # the trip has ended: the stream ends too
+        status_, messages, ended = await read_sse(
+            reader.session, f"{reader.base}/v1/trips/{trip['id']}/events", reader.token
+        )
+        assert status_ == 200 and ended and messages
+        spec("GET", "/v1/trips/{id}/events", 200, messages)
     spec("GET", "/v1/ops/overview", 200, (await ops.get("/v1/ops/overview")).body)
     spec("GET", "/readyz", 200, (await c.get("/readyz")).body)
     spec("GET", "/healthz", 200, (await c.get("/healthz")).body)

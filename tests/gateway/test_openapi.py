@@ -88,6 +88,13 @@ async def test_errors_security_and_sse_are_described(client):
     assert events["text/event-stream"]["schema"]["$ref"].endswith("/SseMessage")
     sse = doc["components"]["schemas"]["SseMessage"]
     assert set(sse["required"]) == {"id", "event", "data"}
+    # An SSE `data:` line is text: a string holding the envelope as JSON.
+    data = sse["properties"]["data"]
+    assert data["type"] == "string" and data["contentMediaType"] == "application/json"
+    envelope = doc["components"]["schemas"][data["contentSchema"]["$ref"].rsplit("/", 1)[1]]
+    assert {"id", "type", "version", "occurred_at", "producer", "trace_id", "data"} <= set(
+        envelope["required"]
+    )
     trip = doc["components"]["schemas"]["Trip"]
     assert {"missing", "driver", "queue_position"} <= set(trip["properties"])
     listing = doc["paths"]["/v1/trips"]["get"]
