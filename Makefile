@@ -22,6 +22,7 @@ run: $(STAMP)
 	$(PY) -m deploy.run
 
 test: $(STAMP)
+	@sh tests/install-chromium.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Headless locust against the local system (started here, DEMO_TRAFFIC=0) or LOAD_HOST;

@@ -25,12 +25,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 
-pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"
-    ),
-    pytest.mark.timeout(240),
-]
+pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +49,12 @@ def city(demo_system, tmp_path_factory):
 
 @pytest.fixture
 def page(tmp_path):
+    if not CHROMIUM.exists():
+        pytest.fail(
+            "the browser tests need Debian's chromium at /usr/bin/chromium: "
+            "`make test` installs it when run as root with apt-get; else run "
+            "`sudo apt-get install chromium`"
+        )
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
