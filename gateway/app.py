@@ -19,6 +19,7 @@ from common.web import READY_CHECKS, create_base_app
 from .config import GatewayConfig
 from .idempotency import Idempotency
 from .identity import Hasher, Identity
+from .history import HISTORY, History, history_ctx
 from .live import EventHub, hub_ctx
 from .ratelimit import RateLimiter
 from .routes import api
@@ -80,7 +81,9 @@ def gateway_redis_ctx(settings: Settings, config: GatewayConfig):
 
 
 def _hub_ctx(app: web.Application):
-    return hub_ctx(app[SERVICES].hub)(app)
+    hub = app[SERVICES].hub
+    hub.observers.append(app[HISTORY].observe)
+    return hub_ctx(hub)(app)
 
 
 async def refresh_stream_gauges(app: web.Application) -> None:
@@ -119,6 +122,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.A
     app.cleanup_ctx.append(gateway_redis_ctx(settings, config))
     app.cleanup_ctx.append(upstreams_ctx(upstreams))
     app.cleanup_ctx.append(services_ctx(settings, config, upstreams))
+    app.cleanup_ctx.append(history_ctx(History()))
     app.cleanup_ctx.append(_hub_ctx)
     api.install(app)
     app[OPENAPI_DOC] = render_openapi(build_openapi(api, settings))

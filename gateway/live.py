@@ -109,6 +109,9 @@ class EventHub:
         self.positions: dict[str, str] = {}
         # Why the last read of a region failed; absent while reads succeed.
         self.failing: dict[str, str] = {}
+        # Called with every event read, before the subscribers get it
+        # (gateway/history.py); each must be quick and must not raise.
+        self.observers: list = []
 
     # -- subscribers ---------------------------------------------------------
     def subscribe(self, trip_id: str | None) -> Subscriber:
@@ -138,6 +141,8 @@ class EventHub:
         return len(self._all) + sum(len(s) for s in self._by_trip.values())
 
     def publish(self, event: StreamEvent) -> None:
+        for observe in self.observers:
+            observe(event)
         for sub in tuple(self._all):
             sub.offer(event)
         if event.trip_id:
