@@ -4,9 +4,12 @@
 // active trips, where the online drivers are, the regions, the timers, events
 // per second), GET /v1/ops/events (SSE read with fetch() so the Authorization
 // header can be sent: the live feed, and status changes on the map between two
-// polls), GET /v1/trips/{id}/timeline (on click).
+// polls), GET /v1/ops/history (polled: the current run minute by minute, and the
+// events/s chart), GET /v1/trips/{id} and its timeline (on click).
 // The ops token comes from the URL fragment `#token=...` (kept in sessionStorage,
 // then removed from the address bar) or from the sign-in form.
+
+import { drawAssigned, drawFares, drawOutcomes } from "./story.js";
 
 const TOKEN_KEY = "ops_token";
 const OVERVIEW_EVERY_MS = 1500;
@@ -26,6 +29,7 @@ const STATUS_OF_EVENT = {
 const TERMINAL = new Set(["completed", "cancelled", "expired"]);
 
 const $ = (id) => document.getElementById(id);
+const HISTORY_EVERY_MS = 5000;
 
 // ---------------------------------------------------------------- helpers
 
@@ -166,7 +170,10 @@ const state = {
   trips: new Map(), // trip_id -> {id, status, product, pickup, dropoff, driverId, offeredTo, until, liveAt}
   drivers: new Map(), // driver_id -> {key, from, to, t0, dur, status, product, tripId}
   positionsTotal: 0,
-  spark: [],
+  spark: [], // events/s every 10 s from the server's history, oldest first
+  epsNow: null, // the overview's latest figure, drawn as the last point
+  history: null,
+  selected: null, // the trip open in the drawer: {id, pickup, dropoff}
   eventTimes: [],
   version: 0,
   feedPaused: false,
@@ -262,6 +269,7 @@ function normalizeOverview(o) {
   out.dead = num(o.dead_letters) ?? 0;
   out.regions = Array.isArray(o.regions) ? o.regions.filter((r) => r && r.name && r.bounds) : [];
   out.expiryS = num(o.trip_expiry_s);
+  out.radiusM = num(o.dispatch_radius_m);
   return out;
 }
 
@@ -570,8 +578,7 @@ function renderOverview(o) {
 
   const eps = o.eps ?? localEps();
   $("eps").textContent = eps === null ? "-" : eps.toFixed(1);
-  state.spark.push(eps ?? 0);
-  if (state.spark.length > SPARK_POINTS) state.spark.shift();
+  state.epsNow = eps;
   drawSpark();
 
   const dBody = $("drivers-table").tBodies[0];
@@ -607,8 +614,79 @@ function renderOverview(o) {
       el("td", { text: `${p.product} #${p.rank}`, title: `${p.rank} in the ${p.product} queue` +
         (p.offeredTo ? `; offered to ${p.offeredTo}` : "") }),
       el("td", { class: "num wait" }, fmtDuration(p.waitingS),
-        el("span", { class: "bar", style: `width:${(ratio * 100).toFixed(0)}%` })));
+        el("span", { class: "bar", style: `width:${(ratio * 100).toFixed(0)}%` }),
+        el("span", { class: "wait-why", text: whyWaiting(p, o) })));
   }) : [el("tr", {}, el("td", { colspan: "4", class: "muted", text: "nobody is waiting" }))]));
+}
+
+// Why a requested trip still waits, from what the overview says about it and
+// about the drivers of its product (the dispatcher's own rule: the nearest
+// available driver within DISPATCH_RADIUS_M).
+function whyWaiting(p, o) {
+  if (p.offeredTo) return `offered to ${shortId(p.offeredTo)}: waiting for an answer`;
+  const trip = state.trips.get(p.id);
+  const product = p.product || (trip && trip.product) || "";
+  if (!trip || !trip.pickup || !o.locations) return "being dispatched";
+  let nearest = null;
+  for (const d of o.locations) {
+    if (d.status !== "available" || (product && d.product !== product)) continue;
+    const m = metres(trip.pickup, d.pos);
+    if (nearest === null || m < nearest) nearest = m;
+  }
+  const radius = o.radiusM;
+  if (nearest === null) return `no ${product} driver is available`;
+  const km = (m) => `${(m / 1000).toFixed(1)} km`;
+  if (radius && nearest > radius) {
+    return `the nearest available ${product} driver is ${km(nearest)} away, past the ${km(radius)} radius`;
+  }
+  return `an available ${product} driver is ${km(nearest)} away: next offer on its way`;
+}
+
+function metres(a, b) {
+  const r = 6371000;
+  const rad = Math.PI / 180;
+  const dLat = (b.lat - a.lat) * rad;
+  const dLon = (b.lon - a.lon) * rad;
+  const h = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * rad) * Math.cos(b.lat * rad) * Math.sin(dLon / 2) ** 2;
+  return 2 * r * Math.asin(Math.sqrt(h));
+}
+
+// ---------------------------------------------------------------- the run over time
+
+async function pollHistory() {
+  try {
+    const resp = await api("/v1/ops/history");
+    if (!resp.ok) return;
+    renderHistory(await resp.json());
+  } catch (_) {
+    // The overview's banner speaks for the connection; the charts keep what they have.
+  }
+}
+
+function renderHistory(h) {
+  state.history = h;
+  const minutes = Array.isArray(h.minutes) ? h.minutes : [];
+  $("run-since").textContent = h.since ? `since ${fmtTime(h.since)}` : "";
+  const run = h.run || {};
+  $("run-counters").replaceChildren(...["requested", "assigned", "completed", "cancelled", "expired"]
+    .map((k) => el("div", { class: `counter ${k}`, "data-status": k },
+      el("div", { class: "n", text: String(num(run[k]) ?? 0) }), el("div", { class: "k", text: k }))));
+  $("story-note").textContent = minutes.length ? `the last ${minutes.length} min` : "";
+  drawOutcomes($("chart-outcomes"), minutes);
+  drawAssigned($("chart-assigned"), minutes);
+  drawFares($("chart-fares"), minutes);
+  state.spark = (h.events_per_s || []).map((x) => num(x.value) ?? 0);
+  drawSpark();
+  const routes = Array.isArray(h.routes) ? h.routes : [];
+  $("routes-table").tBodies[0].replaceChildren(...(routes.length ? routes.slice(0, 12).map((r) => {
+    const rate = r.requests ? (r.errors / r.requests) : 0;
+    return el("tr", { class: rate > 0.01 ? "hot" : "" },
+      el("td", { text: r.route, title: `${r.rejected} answered 4xx` }),
+      el("td", { class: "num", text: r.requests }),
+      el("td", { class: "num", text: r.errors ? `${r.errors} (${(rate * 100).toFixed(1)}%)` : "0" }),
+      el("td", { class: "num", text: r.p50_ms ?? "-" }),
+      el("td", { class: "num", text: r.p95_ms ?? "-" }));
+  }) : [el("tr", {}, el("td", { colspan: "5", class: "muted", text: "no requests sampled yet (every 10 s)" }))]));
 }
 
 function localEps() {
@@ -626,7 +704,8 @@ function drawSpark() {
   const g = c.getContext("2d");
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, w, h);
-  const data = state.spark;
+  const data = [...state.spark.slice(-(SPARK_POINTS - 1)), ...(state.epsNow === null ? [] : [state.epsNow])];
+  c.dataset.points = String(data.length);
   if (data.length < 2) return;
   const max = Math.max(1, ...data);
   g.beginPath();
@@ -676,8 +755,10 @@ async function openTrip(tripId) {
   const body = $("drawer-body");
   body.replaceChildren(el("p", { class: "muted", text: "Loading the timeline..." }));
   const known = state.trips.get(tripId);
+  select(tripId, known && known.pickup ? { pickup: known.pickup, dropoff: known.dropoff } : null);
   try {
-    const resp = await api(`/v1/trips/${encodeURIComponent(tripId)}/timeline`);
+    const id = encodeURIComponent(tripId);
+    const [resp, tripResp] = await Promise.all([api(`/v1/trips/${id}/timeline`), api(`/v1/trips/${id}`)]);
     if (drawer.dataset.trip !== tripId) return;
     if (!resp.ok) {
       const problem = await resp.json().catch(() => ({}));
@@ -686,20 +767,54 @@ async function openTrip(tripId) {
       el("p", { class: "muted", text: problem.detail || "" }));
       return;
     }
-    renderTimeline(await resp.json(), known);
+    const trip = tripResp.ok ? await tripResp.json() : null;
+    if (trip) select(tripId, { pickup: pointOf(trip.pickup), dropoff: pointOf(trip.dropoff) });
+    renderTimeline(await resp.json(), known, trip);
   } catch (err) {
     body.replaceChildren(el("p", { class: "error", text: `Timeline unavailable: ${err.message}` }));
   }
 }
 
-function renderTimeline(tl, known) {
+function select(tripId, where) {
+  state.selected = where ? { id: tripId, ...where } : { id: tripId };
+  map.canvas.dataset.selected = tripId;
+}
+
+function place(p) {
+  const at = pointOf(p);
+  return at ? `${at.lat.toFixed(5)}, ${at.lon.toFixed(5)}` : "";
+}
+
+function money(m) {
+  return m && m.amount ? `${m.amount} ${m.currency || ""}`.trim() : "";
+}
+
+function renderTimeline(tl, known, trip) {
   const events = Array.isArray(tl.events) ? tl.events : [];
   const t0 = events.length ? Date.parse(events[0].occurred_at) : NaN;
   const kv = el("dl", { class: "kv" });
-  const add = (k, v) => { if (v !== undefined && v !== null && v !== "") kv.append(el("dt", { text: k }), el("dd", { text: v })); };
+  const add = (k, v, cls) => {
+    if (v !== undefined && v !== null && v !== "") kv.append(el("dt", { text: k }), el("dd", { text: v, class: cls || "" }));
+  };
   const last = events[events.length - 1];
-  add("status", known ? known.status : (last && STATUS_OF_EVENT[last.type]) || "");
-  add("product", known && known.product);
+  add("status", trip ? trip.status : known ? known.status : (last && STATUS_OF_EVENT[last.type]) || "");
+  add("product", (trip && trip.product) || (known && known.product));
+  if (trip) {
+    add("rider", trip.rider_id);
+    const d = trip.driver;
+    add("driver", d ? `${d.first_name} (${d.id})${d.car ? `, ${d.car.color} ${d.car.make} ${d.car.model} ${d.car.plate}` : ""}`
+      : trip.driver_id || "none yet");
+    add("fare", trip.fare ? `${money(trip.fare)} (estimate ${money(trip.fare_estimate)})`
+      : `${money(trip.fare_estimate)} estimated${trip.surge > 1 ? `, surge ${trip.surge}x` : ""}`);
+    add("pickup", place(trip.pickup), "place");
+    add("drop-off", place(trip.dropoff), "place");
+    if (trip.distance_m) add("distance", `${(trip.distance_m / 1000).toFixed(1)} km`);
+    add("rating", trip.rating ? `${"★".repeat(trip.rating.stars)}${trip.rating.comment ? ` "${trip.rating.comment}"` : ""}` : "not rated");
+    if (trip.status === "requested" && state.overview) {
+      const p = state.overview.pending.find((x) => x.id === trip.id);
+      add("waiting", p ? whyWaiting(p, state.overview) : "");
+    }
+  }
   add("events", String(events.length));
   if (events.length > 1) add("span", fmtDuration((Date.parse(last.occurred_at) - t0) / 1000));
   const list = el("ol", { class: "timeline" });
@@ -953,6 +1068,20 @@ function drawMap(now) {
     g.beginPath(); g.arc(x, y, 3, 0, Math.PI * 2); g.fill();
     hits.push({ x, y, r: 10, kind: "pickup", t, waited });
   }
+  // The trip open in the drawer: white rings at its pickup and drop-off.
+  const sel = state.selected;
+  if (sel && sel.pickup && !$("drawer").hidden) {
+    const x1 = p.x(sel.pickup.lon); const y1 = p.y(sel.pickup.lat);
+    g.strokeStyle = "#ffffff"; g.lineWidth = 2; g.setLineDash([]);
+    g.beginPath(); g.arc(x1, y1, 10, 0, Math.PI * 2); g.stroke();
+    if (sel.dropoff) {
+      const x2 = p.x(sel.dropoff.lon); const y2 = p.y(sel.dropoff.lat);
+      g.beginPath(); g.arc(x2, y2, 7, 0, Math.PI * 2); g.stroke();
+      g.strokeStyle = "rgba(255,255,255,.5)"; g.setLineDash([3, 4]);
+      g.beginPath(); g.moveTo(x1, y1); g.lineTo(x2, y2); g.stroke();
+      g.setLineDash([]);
+    }
+  }
   // Drivers: available, holding an offer, on a trip.
   const byStatus = { available: 0, offered: 0, on_trip: 0 };
   for (const d of drivers) {
@@ -1051,12 +1180,14 @@ function start() {
   $("sign-out").hidden = false;
   for (const t of timers) clearInterval(t);
   timers = [setInterval(pollOverview, OVERVIEW_EVERY_MS),
+    setInterval(pollHistory, HISTORY_EVERY_MS),
     setInterval(() => {
       const age = state.overviewAt ? (Date.now() - state.overviewAt) / 1000 : null;
       $("updated").textContent = age === null ? "-" : `updated ${age < 2 ? "just now" : `${age.toFixed(0)}s ago`}`;
     }, 1000)];
   // The first overview sizes the replay window of the event stream.
   pollOverview().finally(() => stream.run());
+  pollHistory();
 }
 
 function init() {
@@ -1065,8 +1196,9 @@ function init() {
   $("region-select").addEventListener("change", (e) => chooseRegion(e.target.value));
   $("login-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", () => auth.signOut("user"));
-  $("drawer-close").addEventListener("click", () => { $("drawer").hidden = true; });
-  document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("drawer").hidden = true; });
+  const closeDrawer = () => { $("drawer").hidden = true; state.selected = null; delete map.canvas.dataset.selected; };
+  $("drawer-close").addEventListener("click", closeDrawer);
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeDrawer(); });
   $("feed-pause").addEventListener("click", (e) => {
     state.feedPaused = !state.feedPaused;
     e.target.textContent = state.feedPaused ? "Resume" : "Pause";

@@ -20,6 +20,8 @@ from tests.demo.conftest import OPS, http_json, ops_token
 from tests.harness import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Screenshots a person can look at after a run.
+SCREENSHOTS = ROOT / "reports" / "screenshots"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -49,6 +51,7 @@ def city(demo_system, tmp_path_factory):
 
 @pytest.fixture
 def page(tmp_path):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     if not CHROMIUM.exists():
         pytest.fail(
             "the browser tests need Debian's chromium at /usr/bin/chromium: "
@@ -121,6 +124,12 @@ def test_drivers_and_waiting_pickups_come_from_the_overview(demo_system, page):
             timeout=30_000,
         )
         assert page.locator(f"#queue-table a[data-trip='{trip['id']}']").count() == 1
+        # Why it waits: the only premium driver is across the city.
+        why = page.locator("#queue-table tr", has=page.locator(f"a[data-trip='{trip['id']}']"))
+        page.wait_for_function(
+            "[...document.querySelectorAll('#queue-table .wait-why')]"
+            ".some(s => s.textContent.includes('past the 5.0 km radius'))", timeout=10_000)
+        assert "the nearest available premium driver is" in why.inner_text()
         assert page.locator("#region-name").inner_text() == "sf"
         assert page.evaluate("document.getElementById('map').dataset.region") == "sf"
         assert not [u for u in page.requests if RECONSTRUCTION.search(u)], page.requests
@@ -172,6 +181,19 @@ def test_the_dashboard_follows_the_city_live(demo_system, city, page, tmp_path):
     assert page.locator("#overview-dot.ok").count() == 1
     assert page.locator("#stream-dot.ok").count() == 1
 
+    # The run over time, from GET /v1/ops/history: counters since the start,
+    # trips per minute, the events/s chart filled from the server's samples
+    # (every 10 s), this gateway's routes.
+    page.wait_for_function(
+        "Number(document.querySelector('#run-counters [data-status=requested] .n')"
+        "?.textContent) > 0", timeout=30_000)
+    assert page.locator("#run-since").inner_text().startswith("since ")
+    assert int(page.evaluate("document.getElementById('chart-outcomes').dataset.points")) >= 1
+    page.wait_for_function(
+        "document.querySelectorAll('#routes-table tbody td.num').length > 0"
+        " && Number(document.getElementById('spark').dataset.points) >= 2", timeout=30_000)
+    assert "/v1/driver/location" in page.locator("#routes-table").inner_text()
+
     # A trip from the feed (its oldest, so that the dispatcher has seen its
     # first events) opens its timeline with every event and its deliveries.
     link = page.locator("#feed li a.trip").last
@@ -190,9 +212,15 @@ def test_the_dashboard_follows_the_city_live(demo_system, city, page, tmp_path):
         page.wait_for_timeout(500)
     assert page.locator("#drawer-title").inner_text() == trip_id
     assert "trip.requested" in body and "dispatch" in body, body
-    page.screenshot(path=str(tmp_path / "dashboard.png"))
+    # The drawer tells the trip: who rode, who drove, what it cost, where; the
+    # map rings it.
+    for label in ("rider", "driver", "product", "fare", "pickup", "drop-off", "rating"):
+        assert f"{label}\n" in body, body
+    assert page.evaluate("document.getElementById('map').dataset.selected") == trip_id
+    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
     assert page.evaluate("document.getElementById('map').dataset.source") == "overview"
-    assert not [u for u in page.requests if RECONSTRUCTION.search(u)]
+    # One GET of the trip opened in the drawer; the map never rebuilds from them.
+    assert not [u for u in page.requests if RECONSTRUCTION.search(u) and trip_id not in u]
     assert not page.errors, page.errors
 
 
