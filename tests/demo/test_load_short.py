@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from tests.harness import ROOT
+from tests.load.report import chart
 
 LOCUSTFILE = ROOT / "tests" / "load" / "locustfile.py"
 
@@ -20,11 +21,14 @@ def read_stats(path) -> dict[str, dict]:
 
 def test_a_short_locust_run_has_no_failures(demo_system, tmp_path):
     report = tmp_path / "load"
-    env = {**os.environ, "LOAD_OFFER_WAIT_S": "2", "LOAD_MAX_TRIP_WAIT_S": "20"}
+    # Half the riders change their plans, so a short run surely has some.
+    env = {**os.environ, "LOAD_OFFER_WAIT_S": "2", "LOAD_MAX_TRIP_WAIT_S": "20",
+           "LOAD_CANCEL_SHARE": "0.5"}
     result = subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", demo_system.url,
          "--headless", "--users", "8", "--spawn-rate", "4", "--run-time", "25s",
-         "--stop-timeout", "15", "--csv", str(report), "--html", str(tmp_path / "load.html"),
+         "--stop-timeout", "15", "--csv", str(report), "--csv-full-history",
+         "--html", str(tmp_path / "load.html"),
          "--only-summary", "--loglevel", "WARNING"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
@@ -43,3 +47,10 @@ def test_a_short_locust_run_has_no_failures(demo_system, tmp_path):
     assert int(assigned["Request Count"]) > 0 and float(assigned["Median Response Time"]) > 0
     assert result.returncode == 0, output
     assert (tmp_path / "load.html").stat().st_size > 1000
+    # Riders cancel as documented: soon after the request, whatever the state.
+    assert int(stats["POST /v1/trips/{id}/cancel"]["Request Count"]) > 0, output
+    # The latency chart leaves the long poll out and shows request-to-assigned.
+    path, names = chart(report)
+    assert path.stat().st_size > 10_000
+    assert "GET /v1/trips/{id}" in names and "TRIP request-to-assigned" in names, names
+    assert not any("long-poll" in n for n in names), names

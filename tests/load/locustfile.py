@@ -24,7 +24,8 @@ percentiles like any endpoint.
 
 Settings (environment): LOAD_OFFER_WAIT_S (long-poll wait, 5),
 LOAD_MAX_TRIP_WAIT_S (a rider cancels after waiting this long, 60),
-LOAD_REGION (sf).
+LOAD_CANCEL_SHARE (the share of trips a rider cancels soon after the request,
+whatever their state by then, 0.08), LOAD_REGION (sf).
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ from deploy.city import StreetGraph, point_json  # noqa: E402  (after the path f
 
 OFFER_WAIT_S = int(os.environ.get("LOAD_OFFER_WAIT_S", "5"))
 MAX_TRIP_WAIT_S = float(os.environ.get("LOAD_MAX_TRIP_WAIT_S", "60"))
+CANCEL_SHARE = float(os.environ.get("LOAD_CANCEL_SHARE", "0.08"))
+# A rider who changes plans does so this soon after the request (seconds).
+CHANGE_OF_PLANS_S = (0.5, 3.0)
+CANCELLABLE = {"requested", "assigned", "arrived"}
 REGION = os.environ.get("LOAD_REGION", "sf")
 RUN = uuid.uuid4().hex[:6]
 PRODUCTS = ("standard", "xl", "premium")
@@ -180,11 +185,13 @@ class RiderUser(ApiUser):
         requested = time.monotonic()
         status = trip.get("status")
         assigned_seen = status != "requested"
+        changes_plans = self.rng.random() < CANCEL_SHARE
         cancel_at = requested + (
-            self.rng.uniform(3, 15) if self.rng.random() < 0.08 else MAX_TRIP_WAIT_S
+            self.rng.uniform(*CHANGE_OF_PLANS_S) if changes_plans else MAX_TRIP_WAIT_S
         )
         while status not in TERMINAL:
-            time.sleep(1.0)
+            # The screen refreshes every second; a rider changing plans acts on time.
+            time.sleep(max(0.0, min(1.0, cancel_at - time.monotonic())))
             resp = self.call("GET", f"/v1/trips/{trip_id}", "/v1/trips/{id}", (200,))
             if resp.status_code != 200:
                 continue
@@ -193,7 +200,10 @@ class RiderUser(ApiUser):
                 assigned_seen = True
                 if status != "cancelled" and status != "expired":
                     fire_metric(self.environment, "request-to-assigned", requested)
-            if status in ("requested", "assigned") and time.monotonic() > cancel_at:
+            # A change of plans cancels while the API allows it; a long wait
+            # cancels a trip still waiting for (or waiting on) its driver.
+            allowed = CANCELLABLE if changes_plans else {"requested", "assigned"}
+            if status in allowed and time.monotonic() >= cancel_at:
                 # 409: the trip moved on (a driver started it) in the meantime.
                 cancel = self.call(
                     "POST", f"/v1/trips/{trip_id}/cancel", "/v1/trips/{id}/cancel", (200, 409),

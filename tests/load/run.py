@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.load.report import chart
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "tests" / "load" / "locustfile.py"
 
@@ -114,6 +116,11 @@ def main() -> int:
         )
         say(f"reports: {report}_stats.csv, {report}_stats_history.csv, "
             f"{report}_failures.csv, {report.with_suffix('.html')}")
+        try:
+            latency, _ = chart(report)
+            say(f"latency by route and request-to-assigned, without the long poll: {latency}")
+        except (OSError, ValueError) as exc:
+            say(f"no latency chart: {exc}")
         say("locust exit code %d (%s)" % (code, "no failures" if code == 0 else "failures"))
         return code
     finally:
