@@ -43,6 +43,8 @@ class BenchSystem:
             "REDIS_URL": self.redis.url,
             "OPS_USER_NAME": "ops",
             "OPS_PASSWORD": self.ops_password,
+            # The seed signs every account up from this one address.
+            "SIGNUPS_PER_ADDR": "0",
             **self.env,
         }
         self.trips = ServiceProcess("trip_service", env, log_path=logs / "trip_service.log")

@@ -212,7 +212,7 @@ GATEWAY = AclUser(
         *BASE_COMMANDS, *CLUSTER_COMMANDS,
         # gateway/lua: sessions, token buckets, login windows, idempotency, accounts
         "get", "set", "del", "hmget", "hset", "pexpire", "pexpireat", "pttl", "time",
-        "zadd", "zcard", "zrange", "zremrangebyscore",
+        "zadd", "zcard", "zrange", "zremrangebyscore", "zrem",
         # SSE and gauges
         "lrange", "xread", "xrange", "xrevrange", "xlen", "xinfo|groups",
         "wait", "waitaof",  # WAIT_REPLICAS > 0

@@ -60,6 +60,9 @@ class Settings:
     session_max_s: int = 7 * 86400
     ops_user_name: str = ""
     ops_password: str = ""
+    # The service-to-service credential (common/internal.py): the gateway
+    # sends it, trip_service and driver_service require it.
+    internal_token: str = ""
     log_level: str = "INFO"
     consumer_name: str = field(default_factory=lambda: default_consumer_name("svc"))
 
@@ -105,6 +108,7 @@ class Settings:
             session_max_s=env_int(env, "SESSION_MAX_S", 7 * 86400),
             ops_user_name=env_str(env, "OPS_USER_NAME", ""),
             ops_password=env_str(env, "OPS_PASSWORD", ""),
+            internal_token=env_str(env, "INTERNAL_TOKEN", ""),
             log_level=env_str(env, "LOG_LEVEL", "INFO").upper(),
             consumer_name=env_str(env, "CONSUMER_NAME", default_consumer_name(service)),
         )

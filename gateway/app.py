@@ -10,15 +10,19 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from common import keys, metrics
+from common.internal import auth_headers as internal_auth_headers
 from common.redisconn import REDIS, redis_ctx
 from common.service import serve
 from common.settings import Settings
 from common.streams import group_stats
 from common.web import READY_CHECKS, create_base_app
 
+from .clientaddr import ClientAddress
 from .config import GatewayConfig
+from .passwords import OPS_MIN_LENGTH, ops_password_problem
 from .idempotency import Idempotency
 from .identity import Hasher, Identity
+from .limits import LongPolls, SseSlots
 from .live import EventHub, hub_ctx
 from .ratelimit import RateLimiter
 from .routes import api
@@ -39,6 +43,8 @@ METRICS_REFRESH_TIMEOUT_S = 1.0
 def services_ctx(settings: Settings, config: GatewayConfig, upstreams: Upstreams):
     """Identity, limits, idempotency and the event hub on the process's Redis pool."""
 
+    client_addr = ClientAddress(config.trusted_proxies)  # a bad entry stops the start
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         redis = app[REDIS]
         scripts = GatewayScripts(redis)
@@ -54,6 +60,9 @@ def services_ctx(settings: Settings, config: GatewayConfig, upstreams: Upstreams
             idempotency=Idempotency(scripts, config, lease_s, settings.wait_replicas),
             upstreams=upstreams,
             hub=EventHub(redis, settings, config),
+            long_polls=LongPolls(config),
+            sse_slots=SseSlots(config),
+            client_addr=client_addr,
         )
         app[SERVICES] = services
         try:
@@ -106,14 +115,43 @@ async def metrics_refresh(request: web.Request, handler):
     return await handler(request)
 
 
+class OpsPasswordRefused(SystemExit):
+    """The gateway does not start with a weak or placeholder ops password."""
+
+
+def check_ops_account(settings: Settings) -> None:
+    if not settings.ops_password:
+        return
+    problem = ops_password_problem(settings.ops_password, settings.ops_user_name)
+    if problem:
+        raise OpsPasswordRefused(
+            f"gateway: OPS_PASSWORD {problem}; set a random one of at least "
+            f"{OPS_MIN_LENGTH} characters (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(24))')."
+        )
+
+
 def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.Application:
     config = config or GatewayConfig()
+    check_ops_account(settings)
     app = create_base_app(settings)
     app.middlewares.append(metrics_refresh)
+    auth = internal_auth_headers(settings)
+    drivers = Upstream(
+        "driver_service", settings.driver_service_url, settings.upstream_timeout_s, config,
+        headers=auth,
+    )
     upstreams = Upstreams(
-        trips=Upstream("trip_service", settings.trip_service_url, settings.upstream_timeout_s, config),
-        drivers=Upstream(
-            "driver_service", settings.driver_service_url, settings.upstream_timeout_s, config
+        trips=Upstream(
+            "trip_service", settings.trip_service_url, settings.upstream_timeout_s, config,
+            headers=auth,
+        ),
+        drivers=drivers,
+        driver_polls=Upstream(
+            "driver_service", settings.driver_service_url, settings.upstream_timeout_s, config,
+            connections=config.long_polls_max or config.upstream_connections,
+            breaker=drivers.breaker,
+            headers=auth,
         ),
     )
     app.cleanup_ctx.append(gateway_redis_ctx(settings, config))

@@ -11,7 +11,7 @@ import pytest
 from common.embedded import EmbeddedRedis, free_port
 from common.redisconn import create_redis
 from common.settings import Settings
-
+from tests.internal import INTERNAL_TOKEN
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
@@ -24,14 +24,12 @@ def redis_server(tmp_path_factory):
     yield server.url
     server.stop()
 
-
 @pytest.fixture
 async def redis(redis_server):
     client = create_redis(redis_server)
     await client.flushall()
     yield client
     await client.aclose()
-
 
 @pytest.fixture
 def settings(redis_server) -> Settings:
@@ -41,8 +39,8 @@ def settings(redis_server) -> Settings:
         redis_url=redis_server,
         claim_idle_ms=200,
         sweep_interval_s=0.05,
+        internal_token=INTERNAL_TOKEN,
     )
-
 
 @pytest.fixture
 def log_dir(tmp_path) -> Path:

@@ -121,21 +121,25 @@ async def ops_overview(call: Call) -> web.Response:
             content_type="text/event-stream",
         )
     },
+    errors=(429,),
+    description="429 with Retry-After when the session already holds SSE_PER_SESSION live "
+    "streams, or the gateway SSE_MAX in total.",
 )
 async def ops_events(call: Call) -> web.StreamResponse:
     hub = call.services.hub
     redis = call.services.redis
     after = parse_stream_id(call.request.headers.get("Last-Event-ID"))
-    sub = hub.subscribe(None)
-    try:
-        async with open_stream(call) as stream:
-            try:
-                await _send_all_events(stream, sub, redis, hub.regions, after)
-            except CLIENT_GONE:
-                logger.debug("ops SSE client went away")
-        return stream
-    finally:
-        hub.unsubscribe(sub)
+    with call.services.sse_slots.hold(call.caller.token_hash):
+        sub = hub.subscribe(None)
+        try:
+            async with open_stream(call) as stream:
+                try:
+                    await _send_all_events(stream, sub, redis, hub.regions, after)
+                except CLIENT_GONE:
+                    logger.debug("ops SSE client went away")
+            return stream
+        finally:
+            hub.unsubscribe(sub)
 
 
 async def _send_all_events(stream, sub, redis, regions: list[str], after) -> None:

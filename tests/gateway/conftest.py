@@ -43,7 +43,7 @@ def gw_settings(settings):
         driver_service_url=f"http://127.0.0.1:{free_port()}",
         upstream_timeout_s=0.5,
         ops_user_name="ops",
-        ops_password="ops-password-1",
+        ops_password="ops-gateway-tests-1",
         rate_limit_per_token=0,
         login_failures_limit=3,
     )

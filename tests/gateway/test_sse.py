@@ -12,7 +12,7 @@ from tests.waiting import eventually
 
 async def test_a_client_that_goes_away_is_not_an_error(make_client, gw_settings, gw_config):
     client = await make_client(gw_settings, replace(gw_config, sse_ping_s=0.05))
-    login = await client.post("/v1/sessions", json={"user_name": "ops", "password": "ops-password-1"})
+    login = await client.post("/v1/sessions", json={"user_name": "ops", "password": "ops-gateway-tests-1"})
     token = (await login.json())["token"]
     hub = client.app[SERVICES].hub
     resp = await client.get("/v1/ops/events", headers=bearer(token))

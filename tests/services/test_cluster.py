@@ -14,6 +14,8 @@ from common.regions import Region
 from driver_service.app import create_app as create_driver_app
 from trip_service.app import create_app as create_trip_app
 
+from tests.internal import internal_headers
+
 from .conftest import Rig, wait_until
 
 SF = Region("sf", 37.70, -122.52, 37.83, -122.35)
@@ -32,8 +34,10 @@ async def test_trips_in_two_regions_on_a_cluster(cluster, svc_settings, aiohttp_
     # timeout keeps a loaded machine from expiring an offer before it is fetched.
     s = replace(svc_settings, redis_url=cluster.url, regions=(SF, NYC), offer_timeout_s=10.0)
     client = create_redis(cluster.url)
-    trips = await aiohttp_client(create_trip_app(replace(s, service="trip_service")))
-    drivers = await aiohttp_client(create_driver_app(replace(s, service="driver_service")))
+    trips = await aiohttp_client(create_trip_app(replace(s, service="trip_service")),
+                                 headers=internal_headers())
+    drivers = await aiohttp_client(create_driver_app(replace(s, service="driver_service")),
+                                   headers=internal_headers())
     rig = Rig(trips, drivers, client, s, None)
     try:
         for region, center in (("sf", (37.7749, -122.4194)), ("nyc", (40.75, -73.98))):
