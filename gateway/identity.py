@@ -257,10 +257,7 @@ class Identity:
         is not: nobody can use it, and its activation (the same key, later
         on the same primary) is confirmed."""
         key = keys.account(user_name)
-        # A taken name costs no hash: refused before the expensive part (the
-        # SET NX below still settles a race for a free name).
-        if await self.redis.get(key) is not None:
-            raise taken()
+        await self.check_name_free(user_name)
         record = {
             "subject_id": subject_id,
             "role": role,
@@ -289,6 +286,12 @@ class Identity:
                 # Written, not confirmed: not an account the client was given.
                 await self.scripts.run("account_cas", [key], [subject_id, ""])
                 raise
+
+    async def check_name_free(self, user_name: str) -> None:
+        """409 for a taken name, before any expensive part of a sign-up (the
+        hash): the SET NX of the account still settles a race for a free name."""
+        if await self.redis.get(keys.account(user_name)) is not None:
+            raise taken()
 
     async def activate_account(self, user_name: str, subject_id: str) -> bool:
         raw = await self.redis.get(keys.account(user_name))

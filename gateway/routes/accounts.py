@@ -48,6 +48,7 @@ def _region(call: Call, requested: str | None) -> str:
 async def create_rider(call: Call) -> web.Response:
     body: models.RiderSignup = call.body
     identity = call.services.identity
+    await identity.check_name_free(body.user_name)
     await call.services.limiter.check_signup(client_address(call))
     region = _region(call, body.region)
     rider_id = new_id(RIDER, region)
@@ -92,6 +93,7 @@ async def create_rider(call: Call) -> web.Response:
 async def create_driver(call: Call) -> web.Response:
     body: models.DriverSignup = call.body
     identity = call.services.identity
+    await identity.check_name_free(body.user_name)
     await call.services.limiter.check_signup(client_address(call))
     region = _region(call, body.region)
     driver_id = new_id(DRIVER, region)

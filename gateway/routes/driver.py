@@ -13,7 +13,7 @@ from .. import models, views
 from ..api import Call, Response
 from . import api
 from ..upstream import UpstreamProblem
-from .shared import check_trip_id, driver_holds_or_404, empty, json, ok
+from .shared import check_trip_id, driver_holds_or_404, empty, json, offered_or_404, ok
 
 DRIVER = ("driver",)
 
@@ -129,18 +129,24 @@ async def next_offer(call: Call) -> web.Response:
     roles=DRIVER,
     responses=ok(models.Trip, "The trip, `status: assigned`."),
     errors=(404, 409, 503, 504),
-    description="409 if the offer expired (at or after `expires_at`), was not made to this "
-    "driver, or the trip was cancelled meanwhile. Exactly one driver wins a trip; the "
+    description="409 if the offer to this driver expired (at or after `expires_at`) or the "
+    "trip was cancelled meanwhile; 404 for a trip never offered to this driver. Exactly "
+    "one driver wins a trip; the "
     "winner repeating the accept gets 200 again.",
 )
 async def accept_offer(call: Call) -> web.Response:
     trip_id = check_trip_id(call.path("trip_id"))
-    reply = await call.services.upstreams.drivers.call(
-        "POST",
-        f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/accept",
-        # Repeating an accept answers the same (API: the winner gets 200 again).
-        idempotent=True,
-    )
+    try:
+        reply = await call.services.upstreams.drivers.call(
+            "POST",
+            f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/accept",
+            # Repeating an accept answers the same (API: the winner gets 200 again).
+            idempotent=True,
+        )
+    except UpstreamProblem as problem:
+        if problem.status != 409:
+            raise
+        await offered_or_404(call, trip_id, problem)
     return json(views.trip(reply.body or {}))
 
 
@@ -155,9 +161,14 @@ async def accept_offer(call: Call) -> web.Response:
 )
 async def decline_offer(call: Call) -> web.Response:
     trip_id = check_trip_id(call.path("trip_id"))
-    await call.services.upstreams.drivers.call(
-        "POST", f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/decline"
-    )
+    try:
+        await call.services.upstreams.drivers.call(
+            "POST", f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/decline"
+        )
+    except UpstreamProblem as problem:
+        if problem.status != 409:
+            raise
+        await offered_or_404(call, trip_id, problem)
     return empty()
 
 
