@@ -165,6 +165,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.A
         await app[REDIS].ping()
 
     app[READY_CHECKS]["redis"] = redis_ready
+    # The admin has loaded this version of the functions (common/scripts.py).
+    app[READY_CHECKS]["functions"] = lambda: GatewayScripts(app[REDIS]).check()
     app[READY_CHECKS]["trip_service"] = upstreams.trips.probe
     app[READY_CHECKS]["driver_service"] = upstreams.drivers.probe
     app[READY_CHECKS]["live_events"] = lambda: app[SERVICES].hub.check()

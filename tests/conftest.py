@@ -10,6 +10,7 @@ import pytest
 
 from common.embedded import EmbeddedRedis, free_port
 from common.redisconn import create_redis
+from common.scripts import load as load_functions
 from common.settings import Settings
 from tests.internal import INTERNAL_TOKEN
 
@@ -21,6 +22,7 @@ def redis_server(tmp_path_factory):
         yield url
         return
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), free_port()).start()
+    load_functions(server.url)  # the admin's part (common/scripts.py); FLUSHALL keeps them
     yield server.url
     server.stop()
 

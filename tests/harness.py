@@ -11,6 +11,7 @@ from pathlib import Path
 
 from common import acl
 from common.embedded import free_port
+from common.scripts import load as load_functions
 from deploy.processes import ROOT, ServiceProcess
 
 __all__ = ["ROOT", "RoundRobin", "ServiceProcess", "System"]
@@ -159,6 +160,8 @@ class System:
             else self.drivers[0].url
 
     def start(self) -> "System":
+        # The admin's part: the functions (common/scripts.py) and the users.
+        load_functions(self.redis_url)
         if self.acl and not self.redis_urls:
             self.redis_urls = acl.install_users(self.redis_url, acl.new_passwords())
         for i in range(self.replicas):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
+from common.scripts import load as load_functions
 from common.embedded import EmbeddedRedis, free_port
 from deploy.processes import ServiceProcess
 from tests.proofs.faultproxy import FaultProxy
@@ -53,6 +54,7 @@ class FaultRig:
 def rig(tmp_path_factory):
     base = tmp_path_factory.mktemp("faults")
     redis = EmbeddedRedis(base / "redis", free_port()).start()
+    load_functions(redis.url)
     env = {**PROOF_ENV, "OPS_USER_NAME": OPS_USER, "OPS_PASSWORD": OPS_PASSWORD,
            "UPSTREAM_TIMEOUT_S": "1.5", "BREAKER_COOLDOWN_S": "0.5"}
     trips = ServiceProcess("trip_service", {}, log_path=base / "trip.log")

@@ -10,6 +10,7 @@ import pytest
 from common import ids
 from common.embedded import EmbeddedCluster
 from common.redisconn import create_redis
+from common.scripts import load as load_functions
 from common.regions import Region
 from driver_service.app import create_app as create_driver_app
 from trip_service.app import create_app as create_trip_app
@@ -25,6 +26,7 @@ NYC = Region("nyc", 40.70, -74.02, 40.80, -73.93)
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     c = EmbeddedCluster(tmp_path_factory.mktemp("cluster")).start()
+    load_functions(c.url)
     yield c
     c.stop()
 
