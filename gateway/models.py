@@ -491,7 +491,11 @@ class Health(Out):
 
 class Ready(Out):
     status: str
-    checks: dict[str, str] = Field(description="Each dependency: `ok` or `down: <reason>`.")
+    checks: dict[str, str] | None = Field(
+        None,
+        description="Each dependency: `ok` or `down: <reason>`; only for the ops role and on "
+        "the operations listener (OPS_PORT).",
+    )
 
 
 class Bounds(Out):

@@ -176,9 +176,9 @@ class System:
                 self.balancers[name] = RoundRobin([("127.0.0.1", p.port) for p in procs]).start()
         for i in range(self.gateway_replicas):
             log = self.log_dir / ("gateway.log" if i == 0 else f"gateway{i}.log")
-            self.gateways.append(
-                ServiceProcess("gateway", self.service_env("gateway"), log_path=log).start()
-            )
+            # Each gateway's operations listener: /metrics and /readyz in full.
+            env = {**self.service_env("gateway"), "OPS_PORT": str(free_port())}
+            self.gateways.append(ServiceProcess("gateway", env, log_path=log).start())
         if self.gateway_replicas > 1:
             self.balancers["gateway"] = RoundRobin(
                 [("127.0.0.1", p.port) for p in self.gateways]
@@ -194,6 +194,12 @@ class System:
         if "gateway" in self.balancers:
             return self.balancers["gateway"].url
         return self.gateway.url
+
+    @property
+    def ops_url(self) -> str:
+        """The first gateway's operations listener (OPS_PORT): /metrics and
+        /readyz with every check, no login."""
+        return f"http://127.0.0.1:{self.gateway.env['OPS_PORT']}"
 
     def processes(self) -> list[ServiceProcess]:
         return [*self.gateways, *self.trips, *self.drivers]

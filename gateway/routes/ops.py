@@ -242,11 +242,14 @@ async def get_healthz(call: Call) -> web.Response:
     responses={
         200: Response("Every dependency answers.", models.Ready),
         503: Response(
-            "A dependency is down; `checks` names it (problem+json).",
+            "A dependency is down; `checks` names it to the ops role (problem+json).",
             models.Problem,
             content_type="application/problem+json",
         ),
     },
+    description="Anyone gets the status; a session of the ops role (or any request on the "
+    "operations listener, OPS_PORT, which a deployment keeps off the public network) gets "
+    "`checks` too, naming what is down.",
     installed=False,
 )
 async def get_readyz(call: Call) -> web.Response:
@@ -258,11 +261,13 @@ async def get_readyz(call: Call) -> web.Response:
     "/metrics",
     summary="Prometheus metrics",
     tags="operations",
-    roles=None,
+    roles=("ops",),
     responses={200: Response("Prometheus text format.", None, "text/plain")},
-    description="Requests by route and status, latency histograms, upstream errors and "
-    "latency, circuit-breaker state, SSE clients, events seen, consumer-group lag and "
-    "pending counts, dead letters.",
+    errors=(401, 403),
+    description="The ops role, or any request on the operations listener (OPS_PORT, kept "
+    "off the public network: where a scraper reads it). Requests by route and status, "
+    "latency histograms, upstream errors and latency, circuit-breaker state, SSE clients, "
+    "events seen, consumer-group lag and pending counts, dead letters.",
     installed=False,
 )
 async def get_metrics(call: Call) -> web.Response:

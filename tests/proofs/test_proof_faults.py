@@ -46,6 +46,10 @@ class FaultRig:
     def url(self) -> str:
         return self.gateway.url
 
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway.env['OPS_PORT']}"
+
     def pids(self) -> list[int]:
         return [p.process.pid for p in (self.trips, self.drivers, self.gateway)]
 
@@ -75,6 +79,8 @@ def rig(tmp_path_factory):
         "REDIS_URL": proxies["gw-redis"].redis_url,
         "TRIP_SERVICE_URL": proxies["gw-trip"].url,
         "DRIVER_SERVICE_URL": proxies["gw-driver"].url,
+        # The operations listener: /readyz with every check, no login.
+        "OPS_PORT": str(free_port()),
     }
     started = []
     try:
@@ -205,7 +211,7 @@ async def test_a_failing_dependency_is_a_bounded_problem_and_heals(
     pids = rig.pids()
     async with aiohttp.ClientSession() as http:
         a = await actors(rig, http, actors_holder)
-        anon = proof_client(http, rig.url)
+        anon = proof_client(http, rig.ops_url)
         rig.proxies[proxy].set(mode, delay_s=60)
         slowest = 0.0
         try:
@@ -259,7 +265,7 @@ async def test_redis_stopped_for_everyone_is_503_and_heals(rig, actors_holder, t
     pids = rig.pids()
     async with aiohttp.ClientSession() as http:
         a = await actors(rig, http, actors_holder)
-        anon = proof_client(http, rig.url)
+        anon = proof_client(http, rig.ops_url)
         rig.redis.kill()
         slowest = 0.0
         try:
