@@ -144,7 +144,7 @@ TRIP_SERVICE = AclUser(
     ),
     commands=(
         *BASE_COMMANDS, *CLUSTER_COMMANDS, *PRELUDE_COMMANDS, *TRIP_SCRIPT_COMMANDS,
-        "json.mget", "exists", "lrange", "hget", "hgetall",
+        "json.mget", "exists", "lrange", "hget", "hgetall", "json.arrappend",
         "zrank", "zrange", "zcard", "zrevrange", "zrevrangebyscore",
         "wait", "waitaof",  # WAIT_REPLICAS > 0
     ),
