@@ -372,7 +372,7 @@ K8S_NAMES = {"trip_service": "trip-service", "driver_service": "driver-service",
 
 
 def k8s_secrets(redis_url: str, passwords: dict[str, str], admin_password: str,
-                namespace: str = "ridehail") -> str:
+                namespace: str = "ridehail", internal_token: str | None = None) -> str:
     """The Secrets of deploy/k8s, filled in: each service's REDIS_URL (its
     user and password on `redis_url`), and ridehail-redis-acl (an ACL file and
     the admin's password) for the trial Redis."""
@@ -398,6 +398,9 @@ def k8s_secrets(redis_url: str, passwords: dict[str, str], admin_password: str,
         "users.acl": acl_file_text(passwords, admin_password),
         "admin-password": admin_password,
     }, "redis"))
+    # The service-to-service credential (common/internal.py), for all three.
+    docs.append(secret("ridehail-internal", {
+        INTERNAL_ENV: internal_token or secrets.token_urlsafe(32)}, "internal-auth"))
     return "---\n".join(docs)
 
 
@@ -416,6 +419,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_ACL_FILE = ROOT / "deploy" / "redis" / "users.acl"
 COMPOSE_ENV_FILE = ROOT / ".env"
 ADMIN_ENV = "REDIS_ADMIN_PASSWORD"
+INTERNAL_ENV = "INTERNAL_TOKEN"
 
 
 def write_compose_files(acl_path: Path = COMPOSE_ACL_FILE, env_path: Path = COMPOSE_ENV_FILE,
@@ -427,6 +431,8 @@ def write_compose_files(acl_path: Path = COMPOSE_ACL_FILE, env_path: Path = COMP
     admin_password = admin_password or secrets.token_urlsafe(24)
     values = {USERS[s].env: p for s, p in passwords.items()}
     values[ADMIN_ENV] = admin_password
+    # The service-to-service credential (common/internal.py).
+    values[INTERNAL_ENV] = secrets.token_urlsafe(32)
     acl_path.parent.mkdir(parents=True, exist_ok=True)
     _write_private(acl_path, acl_file_text(passwords, admin_password))
     kept = []

@@ -278,6 +278,7 @@ def test_memorydb_access_strings_have_no_password_and_no_reset():
 def test_the_compose_acl_file_loads_and_admits_each_user(tmp_path):
     values = acl.write_compose_files(tmp_path / "users.acl", tmp_path / ".env")
     assert (tmp_path / ".env").stat().st_mode & 0o077 == 0
+    assert len(values["INTERNAL_TOKEN"]) >= 32
     text = (tmp_path / "users.acl").read_text()
     assert all(v not in text for v in values.values())  # hashes only
     data = tmp_path / "redis"
@@ -445,6 +446,7 @@ def test_kubernetes_gives_each_service_its_own_users_secret(tmp_path):
     placeholders = {n for n in secrets if n.startswith("ridehail-redis-")}
     assert placeholders <= set(generated)
     assert "users.acl" in generated["ridehail-redis-acl"]["stringData"]
+    assert len(generated["ridehail-internal"]["stringData"]["INTERNAL_TOKEN"]) >= 32
     (trial,) = [d for _, d in docs if d["kind"] == "StatefulSet"]
     volumes = trial["spec"]["template"]["spec"]["volumes"]
     assert any(v.get("secret", {}).get("secretName") == "ridehail-redis-acl" for v in volumes)
