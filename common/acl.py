@@ -23,8 +23,11 @@ From these definitions:
   memorydb` prints the `aws memorydb create-user` commands).
 
 Notes that shape the rules:
-- Lua scripts run with the caller's permissions, and EVALSHA declares its
-  keys read-write: every key a script touches must be fully granted.
+- Lua runs as Redis Functions that the admin loads (common/scripts.py); the
+  services may call them (FCALL) and run no Lua of their own (no EVAL,
+  EVALSHA, SCRIPT or FUNCTION). A function runs with the caller's
+  permissions, and FCALL declares its keys read-write: every key a function
+  touches must be fully granted.
 - The JSON module of the embedded server declares its keys read-write even
   for JSON.GET, so a JSON document cannot be granted read-only there. The
   start-up check (`check_json`: JSON.GET of `rh:{probe}:json-check`, a key
@@ -106,7 +109,7 @@ PROBE = Grant(
 BASE_COMMANDS = (
     "ping",  # /readyz
     "client|setinfo",  # redis-py names itself on connect
-    "evalsha", "script|load",  # scripts by hash, loaded on NOSCRIPT on any node
+    "fcall",  # the functions the admin loaded (common/scripts.py); no EVAL, SCRIPT, FUNCTION
     "json.get",  # check_json at start
 )
 # A cluster client's own commands: topology, key positions, slot migrations.
@@ -141,7 +144,7 @@ TRIP_SERVICE = AclUser(
     ),
     commands=(
         *BASE_COMMANDS, *CLUSTER_COMMANDS, *PRELUDE_COMMANDS, *TRIP_SCRIPT_COMMANDS,
-        "json.mget", "exists", "lrange", "hget", "hgetall",
+        "json.mget", "exists", "lrange", "hget", "hgetall", "json.arrappend",
         "zrank", "zrange", "zcard", "zrevrange", "zrevrangebyscore",
         "wait", "waitaof",  # WAIT_REPLICAS > 0
     ),
@@ -212,7 +215,7 @@ GATEWAY = AclUser(
         *BASE_COMMANDS, *CLUSTER_COMMANDS,
         # gateway/lua: sessions, token buckets, login windows, idempotency, accounts
         "get", "set", "del", "hmget", "hset", "pexpire", "pexpireat", "pttl", "time",
-        "zadd", "zcard", "zrange", "zremrangebyscore",
+        "zadd", "zcard", "zrange", "zremrangebyscore", "zrem",
         # SSE and gauges
         "lrange", "xread", "xrange", "xrevrange", "xlen", "xinfo|groups",
         "wait", "waitaof",  # WAIT_REPLICAS > 0
@@ -229,6 +232,10 @@ DANGEROUS = (
     ("SAVE",), ("BGREWRITEAOF",), ("REPLICAOF", "NO", "ONE"), ("CLUSTER", "RESET"),
     ("CLIENT", "KILL", "ID", "1"), ("CLIENT", "LIST"), ("SWAPDB", "0", "1"),
     ("FUNCTION", "FLUSH"), ("EVAL", "return 1", "0"), ("RENAME", "a", "b"),
+    # Lua of their own: none (the admin loads the functions, common/scripts.py).
+    ("SCRIPT", "LOAD", "return 1"), ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+    ("EVAL_RO", "return 1", "0"), ("FUNCTION", "LOAD", "#!lua name=x"), ("FUNCTION", "DELETE", "x"),
+    ("FUNCTION", "RESTORE", "x"), ("FUNCTION", "KILL"), ("SCRIPT", "KILL"),
 )
 
 
@@ -365,7 +372,7 @@ K8S_NAMES = {"trip_service": "trip-service", "driver_service": "driver-service",
 
 
 def k8s_secrets(redis_url: str, passwords: dict[str, str], admin_password: str,
-                namespace: str = "ridehail") -> str:
+                namespace: str = "ridehail", internal_token: str | None = None) -> str:
     """The Secrets of deploy/k8s, filled in: each service's REDIS_URL (its
     user and password on `redis_url`), and ridehail-redis-acl (an ACL file and
     the admin's password) for the trial Redis."""
@@ -391,6 +398,9 @@ def k8s_secrets(redis_url: str, passwords: dict[str, str], admin_password: str,
         "users.acl": acl_file_text(passwords, admin_password),
         "admin-password": admin_password,
     }, "redis"))
+    # The service-to-service credential (common/internal.py), for all three.
+    docs.append(secret("ridehail-internal", {
+        INTERNAL_ENV: internal_token or secrets.token_urlsafe(32)}, "internal-auth"))
     return "---\n".join(docs)
 
 
@@ -409,6 +419,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_ACL_FILE = ROOT / "deploy" / "redis" / "users.acl"
 COMPOSE_ENV_FILE = ROOT / ".env"
 ADMIN_ENV = "REDIS_ADMIN_PASSWORD"
+INTERNAL_ENV = "INTERNAL_TOKEN"
 
 
 def write_compose_files(acl_path: Path = COMPOSE_ACL_FILE, env_path: Path = COMPOSE_ENV_FILE,
@@ -420,6 +431,8 @@ def write_compose_files(acl_path: Path = COMPOSE_ACL_FILE, env_path: Path = COMP
     admin_password = admin_password or secrets.token_urlsafe(24)
     values = {USERS[s].env: p for s, p in passwords.items()}
     values[ADMIN_ENV] = admin_password
+    # The service-to-service credential (common/internal.py).
+    values[INTERNAL_ENV] = secrets.token_urlsafe(32)
     acl_path.parent.mkdir(parents=True, exist_ok=True)
     _write_private(acl_path, acl_file_text(passwords, admin_password))
     kept = []

@@ -71,3 +71,4 @@ def json(data: Any, status: int = 200, headers: dict | None = None) -> web.Respo
 
 def empty(status: int = 204) -> web.Response:
     return web.Response(status=status)
+

@@ -11,6 +11,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,17 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+
+def wait_for(page, expression: str, timeout: float = 30_000) -> None:
+    """Until `expression` is true in the page. Polled through page.evaluate:
+    Playwright's wait_for_function evaluates a string inside the page, which
+    the dashboard's Content-Security-Policy (no eval) rightly refuses."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout / 1000:g} s: {expression}")
+        page.wait_for_timeout(100)
+
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -117,7 +129,7 @@ def test_drivers_and_waiting_pickups_come_from_the_overview(demo_system, page):
     assert status == 201
     try:
         page.goto(f"{base}/#token={ops_token(base)}")
-        page.wait_for_function(
+        wait_for(page, 
             "(() => { const d = document.getElementById('map').dataset;"
             " return d.source === 'overview' && Number(d.drivers) >= 1"
             " && Number(d.available) >= 1 && Number(d.pickups) >= 1; })()",
@@ -126,9 +138,9 @@ def test_drivers_and_waiting_pickups_come_from_the_overview(demo_system, page):
         assert page.locator(f"#queue-table a[data-trip='{trip['id']}']").count() == 1
         # Why it waits: the only premium driver is across the city.
         why = page.locator("#queue-table tr", has=page.locator(f"a[data-trip='{trip['id']}']"))
-        page.wait_for_function(
-            "[...document.querySelectorAll('#queue-table .wait-why')]"
-            ".some(s => s.textContent.includes('past the 5.0 km radius'))", timeout=10_000)
+        wait_for(page,
+                 "[...document.querySelectorAll('#queue-table .wait-why')]"
+                 ".some(s => s.textContent.includes('past the 5.0 km radius'))", timeout=10_000)
         assert "the nearest available premium driver is" in why.inner_text()
         assert page.locator("#region-name").inner_text() == "sf"
         assert page.evaluate("document.getElementById('map').dataset.region") == "sf"
@@ -149,20 +161,20 @@ def test_the_dashboard_follows_the_city_live(demo_system, city, page, tmp_path):
     assert page.locator("#login").is_hidden()
 
     # Drivers appear on the map and the live feed fills with trip events.
-    page.wait_for_function(
+    wait_for(page, 
         "Number(document.getElementById('map').dataset.drivers) > 0", timeout=60_000
     )
-    page.wait_for_function(
+    wait_for(page, 
         "[...document.querySelectorAll('#feed li')]"
         ".some(li => li.dataset.type.startsWith('trip.'))",
         timeout=60_000,
     )
     first_map, first_image = map_state(page), canvas_image(page)
     first_feed = page.locator("#feed li").count()
-    page.wait_for_function(
+    wait_for(page, 
         f"document.querySelectorAll('#feed li').length > {first_feed}", timeout=60_000
     )
-    page.wait_for_function(
+    wait_for(page, 
         f"Number(document.getElementById('map').dataset.version) > {first_map['version']}",
         timeout=30_000,
     )
@@ -171,7 +183,7 @@ def test_the_dashboard_follows_the_city_live(demo_system, city, page, tmp_path):
     assert page.locator("#feed li").count() > first_feed
 
     # Counters, drivers and consumer groups come from the ops overview.
-    page.wait_for_function(
+    wait_for(page, 
         "[...document.querySelectorAll('#counters .counter .n')]"
         ".some(n => Number(n.textContent) > 0)",
         timeout=30_000,
@@ -184,14 +196,14 @@ def test_the_dashboard_follows_the_city_live(demo_system, city, page, tmp_path):
     # The run over time, from GET /v1/ops/history: counters since the start,
     # trips per minute, the events/s chart filled from the server's samples
     # (every 10 s), this gateway's routes.
-    page.wait_for_function(
-        "Number(document.querySelector('#run-counters [data-status=requested] .n')"
-        "?.textContent) > 0", timeout=30_000)
+    wait_for(page,
+             "Number(document.querySelector('#run-counters [data-status=requested] .n')"
+             "?.textContent) > 0")
     assert page.locator("#run-since").inner_text().startswith("since ")
     assert int(page.evaluate("document.getElementById('chart-outcomes').dataset.points")) >= 1
-    page.wait_for_function(
-        "document.querySelectorAll('#routes-table tbody td.num').length > 0"
-        " && Number(document.getElementById('spark').dataset.points) >= 2", timeout=30_000)
+    wait_for(page,
+             "document.querySelectorAll('#routes-table tbody td.num').length > 0"
+             " && Number(document.getElementById('spark').dataset.points) >= 2")
     assert "/v1/driver/location" in page.locator("#routes-table").inner_text()
 
     # A trip from the feed (its oldest, so that the dispatcher has seen its
@@ -202,7 +214,7 @@ def test_the_dashboard_follows_the_city_live(demo_system, city, page, tmp_path):
     for _ in range(10):
         link.click()
         page.locator("#drawer").wait_for(state="visible")
-        page.wait_for_function(
+        wait_for(page, 
             "document.querySelectorAll('#drawer-body .timeline > li').length > 0",
             timeout=15_000,
         )
@@ -230,11 +242,11 @@ def test_without_a_token_the_dashboard_asks_to_sign_in(demo_system, page):
     page.fill("input[name=user_name]", "ops")
     page.fill("input[name=password]", "wrong-password")
     page.click("#login-form button[type=submit]")
-    page.wait_for_function("document.getElementById('login-error').textContent.length > 0")
+    wait_for(page, "document.getElementById('login-error').textContent.length > 0")
     page.fill("input[name=password]", "ops-password-for-tests")
     page.click("#login-form button[type=submit]")
     page.locator("#login").wait_for(state="hidden")
-    page.wait_for_function("document.getElementById('overview-dot').classList.contains('ok')")
+    wait_for(page, "document.getElementById('overview-dot').classList.contains('ok')")
     # 401 from the failed sign-in is the only console error a browser reports.
     assert all("401" in e for e in page.errors), page.errors
 
@@ -243,7 +255,7 @@ def test_the_api_explorer_signs_in_and_calls_the_api_from_the_page(demo_system, 
     """GET /docs: Swagger UI on the served document, files from the gateway
     alone; signing in on the page makes "Execute" carry the bearer token."""
     page.goto(f"{demo_system.url}/docs")
-    page.wait_for_function("document.querySelectorAll('.opblock').length >= 30", timeout=30_000)
+    wait_for(page, "document.querySelectorAll('.opblock').length >= 30")
     page.fill("#user", OPS["user_name"])
     page.fill("#password", OPS["password"])
     page.click("#signin button[type=submit]")

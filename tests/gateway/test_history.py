@@ -10,7 +10,7 @@ from common.events import entry_fields, envelope
 from common.ids import TRIP, new_id
 from gateway.history import HISTORY, History
 from gateway.live import StreamEvent
-from tests.gateway.conftest import bearer, sign_up_and_login
+from tests.gateway.conftest import OPS_PASSWORD, bearer, sign_up_and_login
 from tests.waiting import eventually
 
 
@@ -42,7 +42,7 @@ def test_a_minute_counts_outcomes_times_assignment_and_averages_fares():
 
 async def test_ops_sees_the_run_and_its_own_routes_others_get_403(client, redis):
     ops = await client.post("/v1/sessions", json={"user_name": "ops",
-                                                  "password": "ops-password-1"})
+                                                  "password": OPS_PASSWORD})
     token = (await ops.json())["token"]
     rider = await sign_up_and_login(client, "historian")
     assert (await client.get("/v1/ops/history", headers=bearer(rider["token"]))).status == 403
