@@ -168,3 +168,15 @@ def events_rate(region: str) -> str:
     """Sorted set of samples `<ms>:<entries-added>` of the region stream, score
     = ms, a minute of them: events per second shared by every process."""
     return f"{tag(region)}:events:rate"
+
+
+# --- hot, warm, cold (trip_service's archiver) ---
+GROUP_ARCHIVE = "archive"
+# The groups whose idempotency marks (`seen`) an archived trip's events may have.
+CONSUMER_GROUPS = (GROUP_DISPATCH, GROUP_DRIVER_STATS, GROUP_ARCHIVE)
+
+
+def archive_due(region: str) -> str:
+    """Sorted set of finished trips, score = when each is due to go cold (its
+    end + HOT_RETENTION_S), or a claimed one's lease end (trip_service/archiver)."""
+    return f"{tag(region)}:archive:due"

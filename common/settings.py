@@ -61,6 +61,12 @@ class Settings:
     ops_user_name: str = ""
     ops_password: str = ""
     log_level: str = "INFO"
+    # The cold store (trip_service's PostgreSQL); empty: finished trips stay hot.
+    database_url: str = ""
+    # How long a finished trip stays in Redis (and can be rated) before it goes cold.
+    hot_retention_s: float = 86400.0
+    archive_interval_s: float = 1.0
+    archive_batch: int = 100
     consumer_name: str = field(default_factory=lambda: default_consumer_name("svc"))
 
     @property
@@ -106,6 +112,10 @@ class Settings:
             ops_user_name=env_str(env, "OPS_USER_NAME", ""),
             ops_password=env_str(env, "OPS_PASSWORD", ""),
             log_level=env_str(env, "LOG_LEVEL", "INFO").upper(),
+            database_url=env_str(env, "DATABASE_URL", ""),
+            hot_retention_s=env_float(env, "HOT_RETENTION_S", 86400.0),
+            archive_interval_s=env_float(env, "ARCHIVE_INTERVAL_S", 1.0),
+            archive_batch=env_int(env, "ARCHIVE_BATCH", 100),
             consumer_name=env_str(env, "CONSUMER_NAME", default_consumer_name(service)),
         )
 
