@@ -6,7 +6,8 @@ a project folder and `fsync` on, so a `kill -9` loses nothing committed.
 
 PostgreSQL refuses to run as root. Started by root (a container, CI), the
 server runs as the unprivileged `nobody` user, which then owns the data folder
-(0700); otherwise it runs as the caller. No system user is created.
+(0700), and the folders above it get search permission for others where they
+lack it; otherwise it runs as the caller. No system user is created.
 
 The superuser `postgres` and the service's own role (`trip_service`, owner of
 the database `trips`) get passwords made up on first start and kept in
@@ -26,6 +27,7 @@ import os
 import pwd
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -104,22 +106,25 @@ class EmbeddedPostgres:
             os.chown(path, *user)
         path.chmod(mode)
 
-    def _check_reachable(self) -> None:
-        """The unprivileged user must be able to reach the data folder."""
+    def _make_reachable(self) -> None:
+        """The unprivileged user must be able to reach the data folder: a
+        folder above it that others cannot search gets search permission for
+        them (o+x: pass through, not list or read), as pgserver's own wrapper
+        does (more widely, g+rx,o+rx); said on stderr."""
         if self._user() is None:
             return
         for parent in self.data_dir.parents:
-            if not parent.stat().st_mode & 0o001:
-                raise EmbeddedPostgresError(
-                    f"{parent} is not searchable by {RUN_AS_WHEN_ROOT!r}, the user PostgreSQL "
-                    "runs as under root: choose a data folder below searchable folders"
-                )
+            mode = parent.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                print(f"embedded_pg: {parent}: adding search permission for others (o+x), "
+                      f"so that PostgreSQL, running as {RUN_AS_WHEN_ROOT!r}, reaches its data",
+                      file=sys.stderr)
+                parent.chmod(mode | stat.S_IXOTH)
 
     def initdb(self) -> None:
         """A new cluster with the superuser's password (scram-sha-256)."""
         data = self.data_dir
         data.mkdir(parents=True, exist_ok=True)
-        self._check_reachable()
         self._own(data, 0o700)
         pwfile = data.parent / f".{data.name}.initpw"
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -152,6 +157,8 @@ class EmbeddedPostgres:
 
     def start(self, timeout: float = 30.0) -> "EmbeddedPostgres":
         self.data_dir = Path(self.data_dir).resolve()
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._make_reachable()
         if not (self.data_dir / "PG_VERSION").exists():
             self.initdb()
         # A server killed with -9 leaves postmaster.pid behind; postgres

@@ -7,7 +7,9 @@ seconds. Ctrl-C stops everything it started, Redis last.
 
 Settings (environment): REDIS_URL, REDIS_PORT (embedded, default 6379),
 GATEWAY_PORT (8080), TRIP_SERVICE_PORT (8081), DRIVER_SERVICE_PORT (8082),
-DATA_DIR (.data), DEMO_TRAFFIC (1), STATUS_EVERY_S (5), OPS_USER_NAME,
+DATA_DIR (.data), DEMO_TRAFFIC (1), REDIS_MAXMEMORY (256mb, noeviction; 0 for none),
+DATABASE_URL (trip_service's cold store; else an embedded PostgreSQL on POSTGRES_PORT,
+default 5432, data in DATA_DIR/postgres), STATUS_EVERY_S (5), OPS_USER_NAME,
 OPS_PASSWORD (made up when unset), and everything the services read.
 
 On the embedded server each process connects as its own ACL user
@@ -33,6 +35,7 @@ from redis.exceptions import RedisError
 
 from common import acl
 from common.embedded import EmbeddedRedis, EmbeddedRedisError, free_port
+from common.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from common.redisconn import redact
 from deploy.processes import ROOT, ServiceProcess
 
@@ -109,12 +112,33 @@ def status_line(gateway: str, token: str) -> str:
     return " | ".join(parts)
 
 
+def start_postgres(data_dir: Path) -> tuple[EmbeddedPostgres | None, str]:
+    """trip_service's cold store: DATABASE_URL as given, else an embedded
+    PostgreSQL 16 (pgserver) with its data in DATA_DIR/postgres. Returns the
+    server this run started (or None) and the DATABASE_URL for trip_service."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        say("using the PostgreSQL named by DATABASE_URL for trip_service's cold store")
+        return None, url
+    port = choose_port("POSTGRES_PORT", 5432)
+    say(f"starting embedded PostgreSQL on port {port} (trip_service's cold store) ...")
+    # PostgreSQL runs as `nobody` under root: the folder above its data must
+    # be searchable (the data folder itself is the server's alone, 0700).
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        data_dir.chmod(data_dir.stat().st_mode | 0o001)
+    server = EmbeddedPostgres(data_dir / "postgres", port).start()
+    say(f"  PostgreSQL ready, data in {server.data_dir}; credentials in {server.credentials_file}")
+    return server, server.url
+
+
 def main() -> int:
     data_dir = Path(os.environ.get("DATA_DIR", ROOT / ".data"))
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     started: list = []
     redis_server = None
+    pg_server = None
     stopping = {"now": False}
 
     def on_signal(signum, frame):
@@ -135,8 +159,11 @@ def main() -> int:
             # The admin (default user) and each service's ACL user get fresh
             # passwords every run; the services never use the admin.
             admin_password = secrets.token_urlsafe(24)
+            maxmemory = os.environ.get("REDIS_MAXMEMORY", "256mb")
+            say(f"  maxmemory {maxmemory} with noeviction: a full Redis answers 503, drops nothing")
             redis_server = EmbeddedRedis(
-                data_dir / "redis", port, appendfsync=fsync, admin_password=admin_password
+                data_dir / "redis", port, appendfsync=fsync, admin_password=admin_password,
+                maxmemory=maxmemory if maxmemory not in ("0", "") else None,
             ).start()
             admin_file = redis_server.data_dir / "admin.password"
             fd = os.open(admin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -152,8 +179,10 @@ def main() -> int:
         ops_password = os.environ.get("OPS_PASSWORD") or secrets.token_urlsafe(18)
         env = {"OPS_USER_NAME": ops_user, "OPS_PASSWORD": ops_password}
 
+        pg_server, database_url = start_postgres(data_dir)
         trip = ServiceProcess(
-            "trip_service", {**env, "REDIS_URL": redis_urls["trip_service"]},
+            "trip_service",
+            {**env, "REDIS_URL": redis_urls["trip_service"], "DATABASE_URL": database_url},
             port=choose_port("TRIP_SERVICE_PORT", 8081),
             log_path=log_dir / "trip_service.log",
         )
@@ -211,13 +240,16 @@ def main() -> int:
                 say(status_line(gateway.url, token))
             time.sleep(0.2)
         return 0
-    except (EmbeddedRedisError, RuntimeError, urllib.error.URLError, RedisError) as exc:
+    except (EmbeddedRedisError, EmbeddedPostgresError, RuntimeError, urllib.error.URLError,
+            RedisError) as exc:
         say(f"cannot start: {exc}")
         return 1
     finally:
         say("stopping ...")
         for proc in reversed(started):
             proc.stop()
+        if pg_server is not None:
+            pg_server.stop()
         if redis_server is not None:
             redis_server.stop()
         say("stopped.")

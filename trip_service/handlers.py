@@ -69,6 +69,10 @@ async def timeline(request: web.Request) -> web.Response:
     return json_response(await _store(request).timeline(request.match_info["trip_id"]))
 
 
+async def trip_event_items(request: web.Request) -> web.Response:
+    return json_response({"items": await _store(request).event_items(request.match_info["trip_id"])})
+
+
 async def overview(request: web.Request) -> web.Response:
     query = parse_query(request, OverviewQuery)
     store = _store(request)
@@ -91,6 +95,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/internal/trips/{trip_id}/cancel", cancel_trip)
     r.add_post("/internal/trips/{trip_id}/rating", rate_trip)
     r.add_get("/internal/trips/{trip_id}/timeline", timeline)
+    r.add_get("/internal/trips/{trip_id}/events", trip_event_items)
     r.add_get("/internal/ops/overview", overview)
     r.add_get("/internal/drivers/{driver_id}/trips", driver_trips)
     r.add_get("/internal/ops/analytics", analytics)

@@ -271,6 +271,16 @@ class TripStore:
         )
         return {"items": [document.render(d) for _, _, d in page], "next_cursor": next_cursor}
 
+    async def event_items(self, trip_id: str) -> list[dict]:
+        """The trip's events as stored, `[{stream_id, event}]`, hot or cold
+        (what an SSE client is sent first)."""
+        self.region_of_trip(trip_id)
+        raw = await self.redis.lrange(keys.trip_events(trip_id), 0, -1)
+        if raw:
+            return [orjson.loads(x) for x in raw]
+        cold = await self.cold.events(trip_id) if self.cold is not None else []
+        return [{"stream_id": sid, "event": env} for sid, env, _ in cold]
+
     async def timeline(self, trip_id: str) -> dict:
         r = self.region_of_trip(trip_id)
         if await self.redis.exists(keys.trip(trip_id)):
