@@ -129,7 +129,14 @@ def create_app(settings: Settings) -> web.Application:
         if dead:
             raise RuntimeError(f"stopped: {', '.join(dead)}")
 
+    async def redis_memory() -> None:
+        used, limit, _ = await app[STORE].memory()
+        if limit and used >= limit:
+            # Writes are refused (503) until the archiver or a larger limit frees it.
+            raise RuntimeError(f"redis is full: {used} of {limit} bytes used")
+
     app[READY_CHECKS]["redis"] = redis_ready
+    app[READY_CHECKS]["redis_memory"] = redis_memory
     if settings.database_url:
         app[READY_CHECKS]["cold_store"] = cold_ready
         app[READY_CHECKS]["archiver"] = archive_alive

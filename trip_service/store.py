@@ -413,18 +413,26 @@ class TripStore:
         return out, total
 
     # --- tiers -----------------------------------------------------------
+    async def memory(self) -> tuple[int, int, str | None]:
+        """(used bytes, maxmemory or 0, policy) of Redis; on a cluster the
+        fullest node's (a write is refused by the node that holds its key)."""
+        info = await self.redis.info("memory")
+        nodes = list(info.values()) if "used_memory" not in info else [info]
+        nodes = [n for n in nodes if isinstance(n, dict) and "used_memory" in n]
+
+        def fullness(n: dict) -> float:
+            limit = int(n.get("maxmemory", 0))
+            return int(n["used_memory"]) / limit if limit else 0.0
+
+        node = max(nodes, key=fullness)
+        return int(node["used_memory"]), int(node.get("maxmemory", 0)), node.get(
+            "maxmemory_policy"
+        )
+
     async def storage(self) -> dict:
         """Redis memory against its limit, the archive's backlog, the cold
         store's size: what ops needs to see a Redis filling up."""
-        info = await self.redis.info("memory")
-        if isinstance(info, dict) and "used_memory" not in info:  # a cluster: per node
-            nodes = list(info.values())
-            used = sum(int(n.get("used_memory", 0)) for n in nodes)
-            limit = sum(int(n.get("maxmemory", 0)) for n in nodes)
-            policy = nodes[0].get("maxmemory_policy") if nodes else None
-        else:
-            used, limit = int(info["used_memory"]), int(info.get("maxmemory", 0))
-            policy = info.get("maxmemory_policy")
+        used, limit, policy = await self.memory()
         out = {
             "redis_memory": {"used_bytes": used, "max_bytes": limit or None, "policy": policy},
             "archive": await archive_status(self.redis, self.settings),

@@ -200,7 +200,13 @@ async def get_trip(call: Call) -> web.Response:
         if isinstance(driver_reply, Reply) and isinstance(driver_reply.body, dict):
             out["driver"] = views.trip_driver(driver_reply.body)
         elif isinstance(driver_reply, UpstreamProblem) and driver_reply.status == 404:
-            pass  # the driver left the trip between the two reads
+            # The driver left the trip between the two reads, or the trip ended
+            # and went cold (driver_service reads only hot trips): its driver
+            # as they are now.
+            if trip.get("status") in TERMINAL_STATUSES:
+                found = await _driver_of_cold_trip(call, trip["driver_id"])
+                if found is not None:
+                    out["driver"] = found
         else:
             if isinstance(driver_reply, BaseException) and not isinstance(driver_reply, Exception):
                 raise driver_reply
@@ -208,6 +214,21 @@ async def get_trip(call: Call) -> web.Response:
             out["driver"] = None
             out["missing"] = ["driver"]
     return json(out)
+
+
+TERMINAL_STATUSES = ("completed", "cancelled", "expired")
+
+
+async def _driver_of_cold_trip(call: Call, driver_id: str) -> dict | None:
+    try:
+        reply = await call.services.upstreams.drivers.get(
+            f"/internal/drivers/{driver_id}", retries=0
+        )
+    except errors.AppError as exc:
+        logger.warning("driver %s of a cold trip: %r", driver_id, exc)
+        return None
+    body = reply.body if isinstance(reply.body, dict) else {}
+    return views.trip_driver({**body, "pickup_eta_s": None}) if body else None
 
 
 @api.route(
