@@ -32,8 +32,8 @@ from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
-SOAK_S = 30.0
-WARM_UP_S = 10.0
+SOAK_S = 20.0
+WARM_UP_S = 8.0
 PAIRS = 6
 # Before the archiver: about 14 KB of Redis per finished trip, for ever.
 BEFORE_BYTES_PER_TRIP = 14_000
@@ -44,15 +44,6 @@ async def _signed_up(api, role: str, name: str) -> None:
     a = await api.post(f"/v1/{role}s", body)
     assert a.status == 201, a
     assert (await api.login(name)).status == 201
-
-
-def _slope(points: list[tuple[float, float]]) -> float:
-    """Least-squares slope of y over x."""
-    n = len(points)
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
 
 
 async def _pg_count(url: str, sql: str) -> int:
@@ -75,63 +66,55 @@ def soak_system(tmp_path_factory):
 
 
 async def test_soak_redis_memory_stays_flat_as_trips_go_cold(soak_system):
+    """Two rounds of traffic, each followed by a quiet moment in which the
+    last trips go cold and the stream is trimmed: the memory Redis uses at
+    the end of the second round against the first, per trip finished in
+    between (quiet points: no sawtooth of in-flight trips and stream)."""
     ps = soak_system
     admin = redis_sync.Redis.from_url(ps.redis.url, decode_responses=True)
     finished: list[tuple[str, object]] = []  # (trip id, its rider's client)
-    samples: list[tuple[float, int, int]] = []  # (t, finished so far, used_memory)
-    stop = asyncio.Event()
+    hot_trip_bytes: list[int] = []
     async with aiohttp.ClientSession() as http:
         await eventually(lambda: ready(ps.url, http), timeout=30)
+        clients = await asyncio.gather(*(_pair_clients(http, ps.url, i) for i in range(PAIRS)))
 
-        async def pair(i: int) -> None:
-            # Each pair alone in its spot of the city (farther apart than the radius).
-            place = around(CENTER, -0.04 + (i // 3) * 0.02, -0.04 + (i % 3) * 0.02)
-            rider, drv = proof_client(http, ps.url), proof_client(http, ps.url)
-            tag = f"{i}x{time.monotonic_ns() % 10**9}"
-            await _signed_up(rider, "rider", f"soakr{tag}")
-            await _signed_up(drv, "driver", f"soakd{tag}")
-            assert (await drv.call("PUT", "/v1/driver/location", around(place, 0.0003))).status \
-                == 204
-            assert (await drv.post("/v1/driver/status", {"status": "online"})).status == 200
-            n = 0
-            while not stop.is_set():
-                n += 1
-                a = await rider.post("/v1/trips", {"pickup": place, "dropoff": around(
-                    place, 0.004), "product": "standard"})
-                assert a.status == 201, a
-                trip_id = a.body["id"]
-                if n % 3 == 0:  # every third is cancelled by its rider
-                    c = await rider.post(f"/v1/trips/{trip_id}/cancel", {})
-                    assert c.status == 200, c
-                else:
-                    offer = await drv.get("/v1/driver/offers/next", params={"wait": "5"})
-                    assert offer.status == 200 and offer.body["trip_id"] == trip_id, offer
-                    assert (await drv.post(f"/v1/driver/offers/{trip_id}/accept")).status == 200
-                    for action in ("arrive", "start", "complete"):
-                        step = await drv.post(f"/v1/trips/{trip_id}/{action}")
-                        assert step.status == 200, step
-                finished.append((trip_id, rider))
+        async def traffic(seconds: float) -> None:
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(_pair(i, *clients[i], finished, stop))
+                     for i in range(PAIRS)]
+            done, _ = await asyncio.wait(tasks, timeout=seconds)
+            stop.set()
+            for task in done:
+                task.result()  # a pair that failed fails the proof
+            await asyncio.gather(*tasks)
+            # What one finished trip costs while hot: its document, events, deliveries.
+            trip_id = finished[-1][0]
+            items = admin.lrange(keys.trip_events(trip_id), 0, -1)
+            if items:
+                import orjson
 
-        async def sample() -> None:
-            started = time.monotonic()
-            while not stop.is_set():
-                used = admin.info("memory")["used_memory"]
-                samples.append((time.monotonic() - started, len(finished), used))
-                await asyncio.sleep(0.5)  # a sampling period, not a wait for anything
+                hot_trip_bytes.append(
+                    (admin.memory_usage(keys.trip(trip_id)) or 0)
+                    + (admin.memory_usage(keys.trip_events(trip_id)) or 0)
+                    + sum(admin.memory_usage(keys.deliveries("sf", orjson.loads(x)["stream_id"]))
+                          or 0 for x in items)
+                )
 
-        tasks = [asyncio.create_task(pair(i)) for i in range(PAIRS)]
-        sampler = asyncio.create_task(sample())
-        done, _ = await asyncio.wait(tasks, timeout=SOAK_S)
-        stop.set()
-        for task in done:
-            task.result()  # a pair that failed fails the proof
-        await asyncio.gather(*tasks, sampler)
+        def quiet() -> bool:
+            return (admin.zcard(keys.archive_due("sf")) == 0
+                    and admin.xlen(keys.events("sf")) == 0)
 
-        steady = [(n, used) for t, n, used in samples if t >= WARM_UP_S]
-        slope = _slope([(float(n), float(used)) for n, used in steady])
-        trips_in_window = steady[-1][0] - steady[0][0]
+        await traffic(WARM_UP_S)
+        await eventually(quiet, timeout=30, interval=0.1, message="the warm-up to go cold")
+        first = admin.info("memory")["used_memory"]
+        before = len(finished)
+        await traffic(SOAK_S)
+        await eventually(quiet, timeout=30, interval=0.1, message="the soak to go cold")
+        last = admin.info("memory")["used_memory"]
+        soaked = len(finished) - before
+        slope = (last - first) / soaked
         cold_trips = await _pg_count(ps.system.database_url, "SELECT count(*) FROM trips")
-        # Every finished trip reads through the API, with its timeline, hot or cold.
+        # Every finished trip reads through the API, with its timeline, cold now.
         for trip_id, rider in finished:
             got = await rider.get(f"/v1/trips/{trip_id}")
             assert got.status == 200 and got.body["status"] in ("completed", "cancelled"), got
@@ -141,17 +124,52 @@ async def test_soak_redis_memory_stays_flat_as_trips_go_cold(soak_system):
     admin.close()
     record_figures("tiers_soak", {
         "finished_trips": len(finished),
-        "finished_per_s": round(len(finished) / SOAK_S, 2),
+        "finished_per_s": round(soaked / SOAK_S, 2),
         "cold_trips_at_end": cold_trips,
-        "redis_bytes_per_finished_trip_after_warm_up": round(slope, 1),
+        "redis_bytes_per_finished_trip": round(slope, 1),
         "before_bytes_per_finished_trip": BEFORE_BYTES_PER_TRIP,
-        "redis_used_memory_first_last": [steady[0][1], steady[-1][1]],
+        "redis_used_memory_first_last": [first, last],
+        "bytes_per_hot_finished_trip": hot_trip_bytes,
     })
-    assert trips_in_window >= 30, samples  # enough trips to see a slope
-    assert cold_trips >= len(finished) // 2  # PostgreSQL grows as trips finish
+    assert soaked >= 30  # enough trips to see a slope
+    assert cold_trips == len(finished)  # PostgreSQL grew by every finished trip
     # Flat: a tenth of the old cost per trip would already be a visible
     # leak; `make bench` runs longer and reports the slope against 1%.
-    assert slope < BEFORE_BYTES_PER_TRIP / 10, (slope, steady)
+    assert slope < BEFORE_BYTES_PER_TRIP / 10, (slope, first, last, soaked)
+
+
+async def _pair_clients(http, base: str, i: int):
+    """A rider and an online driver alone in their spot of the city (farther
+    from the other pairs than DISPATCH_RADIUS_M)."""
+    place = around(CENTER, -0.04 + (i // 3) * 0.02, -0.04 + (i % 3) * 0.02)
+    rider, drv = proof_client(http, base), proof_client(http, base)
+    tag = f"{i}x{time.monotonic_ns() % 10**9}"
+    await _signed_up(rider, "rider", f"soakr{tag}")
+    await _signed_up(drv, "driver", f"soakd{tag}")
+    assert (await drv.call("PUT", "/v1/driver/location", around(place, 0.0003))).status == 204
+    assert (await drv.post("/v1/driver/status", {"status": "online"})).status == 200
+    return place, rider, drv
+
+
+async def _pair(i: int, place, rider, drv, finished: list, stop: asyncio.Event) -> None:
+    n = 0
+    while not stop.is_set():
+        n += 1
+        a = await rider.post("/v1/trips", {"pickup": place, "dropoff": around(place, 0.004),
+                                           "product": "standard"})
+        assert a.status == 201, a
+        trip_id = a.body["id"]
+        if n % 3 == 0:  # every third is cancelled by its rider
+            c = await rider.post(f"/v1/trips/{trip_id}/cancel", {})
+            assert c.status == 200, c
+        else:
+            offer = await drv.get("/v1/driver/offers/next", params={"wait": "5"})
+            assert offer.status == 200 and offer.body["trip_id"] == trip_id, offer
+            assert (await drv.post(f"/v1/driver/offers/{trip_id}/accept")).status == 200
+            for action in ("arrive", "start", "complete"):
+                step = await drv.post(f"/v1/trips/{trip_id}/{action}")
+                assert step.status == 200, step
+        finished.append((trip_id, rider))
 
 
 @pytest.fixture(scope="module")
