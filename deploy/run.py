@@ -9,7 +9,7 @@ Settings (environment): REDIS_URL, REDIS_PORT (embedded, default 6379),
 GATEWAY_PORT (8080), TRIP_SERVICE_PORT (8081), DRIVER_SERVICE_PORT (8082),
 DATA_DIR (.data), DEMO_TRAFFIC (1), REDIS_MAXMEMORY (256mb, noeviction; 0 for none),
 DATABASE_URL (trip_service's cold store; else an embedded PostgreSQL on POSTGRES_PORT,
-default 5432, data in DATA_DIR/postgres), STATUS_EVERY_S (5), OPS_USER_NAME,
+default 5432, data in DATA_DIR/postgres), HOT_RETENTION_S (3600 for the demo), STATUS_EVERY_S (5), OPS_USER_NAME,
 OPS_PASSWORD (made up when unset), and everything the services read.
 
 On the embedded server each process connects as its own ACL user
@@ -38,6 +38,9 @@ from common.embedded import EmbeddedRedis, EmbeddedRedisError, free_port
 from common.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from common.redisconn import redact
 from deploy.processes import ROOT, ServiceProcess
+
+
+DEMO_HOT_RETENTION_S = "3600"
 
 
 def say(message: str) -> None:
@@ -182,7 +185,10 @@ def main() -> int:
         pg_server, database_url = start_postgres(data_dir)
         trip = ServiceProcess(
             "trip_service",
-            {**env, "REDIS_URL": redis_urls["trip_service"], "DATABASE_URL": database_url},
+            {**env, "REDIS_URL": redis_urls["trip_service"], "DATABASE_URL": database_url,
+             # The demo city finishes ~1 trip/s at ~8 KB each while hot: a day of
+             # them would not fit the demo's REDIS_MAXMEMORY; an hour does.
+             "HOT_RETENTION_S": os.environ.get("HOT_RETENTION_S", DEMO_HOT_RETENTION_S)},
             port=choose_port("TRIP_SERVICE_PORT", 8081),
             log_path=log_dir / "trip_service.log",
         )

@@ -74,6 +74,7 @@ async def test_soak_redis_memory_stays_flat_as_trips_go_cold(soak_system):
     admin = redis_sync.Redis.from_url(ps.redis.url, decode_responses=True)
     finished: list[tuple[str, object]] = []  # (trip id, its rider's client)
     hot_trip_bytes: list[int] = []
+    stream_entry_bytes: list[int] = []
     async with aiohttp.ClientSession() as http:
         await eventually(lambda: ready(ps.url, http), timeout=30)
         clients = await asyncio.gather(*(_pair_clients(http, ps.url, i) for i in range(PAIRS)))
@@ -87,6 +88,10 @@ async def test_soak_redis_memory_stays_flat_as_trips_go_cold(soak_system):
             for task in done:
                 task.result()  # a pair that failed fails the proof
             await asyncio.gather(*tasks)
+            entries = admin.xlen(keys.events("sf"))
+            if entries:
+                stream_entry_bytes.append(round(
+                    admin.memory_usage(keys.events("sf"), samples=0) / entries))
             # What one finished trip costs while hot: its document, events, deliveries.
             trip_id = finished[-1][0]
             items = admin.lrange(keys.trip_events(trip_id), 0, -1)
@@ -130,6 +135,7 @@ async def test_soak_redis_memory_stays_flat_as_trips_go_cold(soak_system):
         "before_bytes_per_finished_trip": BEFORE_BYTES_PER_TRIP,
         "redis_used_memory_first_last": [first, last],
         "bytes_per_hot_finished_trip": hot_trip_bytes,
+        "bytes_per_stream_entry": stream_entry_bytes,
     })
     assert soaked >= 30  # enough trips to see a slope
     assert cold_trips == len(finished)  # PostgreSQL grew by every finished trip
