@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+from redis.exceptions import OutOfMemoryError
 
 from common import keys
 from common.timeutil import parse_iso
@@ -252,3 +253,22 @@ async def test_postgres_killed_mid_commit_loses_nothing_and_converges(
         await conn.close()
     assert sorted(r["id"] for r in rows) == sorted(trip_ids)
     assert events == 2 * len(trip_ids)  # requested + cancelled, each once
+
+
+async def test_the_archiver_frees_a_full_redis(make_rig, database_url):
+    """A full Redis refuses the archiver's lease (a write that may grow
+    memory) but not its drops: the due trips move out without a lease, and
+    memory is freed while every other write is refused."""
+    rig = await make_rig(database_url=database_url, **MANUAL)
+    trip_ids = [await cancelled_trip(rig) for _ in range(3)]
+    await make_due(rig, *trip_ids)
+    try:
+        await rig.redis.config_set("maxmemory", "1")
+        with pytest.raises(OutOfMemoryError):
+            await rig.redis.zadd(keys.archive_due("sf"), {trip_ids[0]: 1}, xx=True)
+        assert await archiver_of(rig).pass_once() == 3
+    finally:
+        await rig.redis.config_set("maxmemory", "0")
+    for trip_id in trip_ids:
+        assert await hot_keys(rig, trip_id) == 0
+        assert (await rig.trip(trip_id))["status"] == "cancelled"  # from the cold store
