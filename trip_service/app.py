@@ -30,8 +30,10 @@ CONSUMER_BATCH = 64
 CONSUMER_BLOCK_MS = 1000
 STOP_GRACE_S = 5.0
 # The cold store cannot answer: 503, the trip is still safe where it was.
+# (Not every ConnectionError: a client that went away is the edge's to log.)
 COLD_UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                    asyncpg.CannotConnectNowError, ConnectionError, OSError)
+                    asyncpg.CannotConnectNowError, asyncpg.OperatorInterventionError,
+                    ConnectionRefusedError)
 
 
 async def cold_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -100,8 +102,6 @@ async def cold_errors(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except COLD_UNAVAILABLE as exc:
-        if isinstance(exc, web.HTTPException):
-            raise
         logger.warning("cold store unavailable: %r", exc)
         raise errors.Unavailable(
             "The trip history store is not reachable; retry shortly.",

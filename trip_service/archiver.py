@@ -225,9 +225,8 @@ async def archive_status(redis, settings: Settings) -> dict:
         key = keys.archive_due(region.name)
         async with redis.pipeline(transaction=False) as pipe:
             pipe.zcount(key, "-inf", now)
-            pipe.zcard(key)
             pipe.zrange(key, 0, 0, withscores=True)
-            count, total, first = await pipe.execute()
+            count, first = await pipe.execute()
         due += count
         if count and first:
             score = first[0][1]

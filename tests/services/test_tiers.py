@@ -272,3 +272,26 @@ async def test_the_archiver_frees_a_full_redis(make_rig, database_url):
     for trip_id in trip_ids:
         assert await hot_keys(rig, trip_id) == 0
         assert (await rig.trip(trip_id))["status"] == "cancelled"  # from the cold store
+
+
+async def test_cold_reads_are_503_while_postgres_is_down(make_rig, database_url, postgres_server):
+    rig = await make_rig(database_url=database_url, **MANUAL)
+    trip_id = await cancelled_trip(rig)
+    await make_due(rig, trip_id)
+    assert await archiver_of(rig).pass_once() == 1
+    postgres_server.kill()
+    try:
+        r = await rig.trips.get(f"/internal/trips/{trip_id}")
+        assert r.status == 503, await r.text()
+        assert r.headers.get("Retry-After")
+        # Hot trips are served as ever.
+        hot = await rig.request(near())
+        assert (await rig.trip(hot["id"]))["status"] == "requested"
+    finally:
+        postgres_server.start()
+
+    async def back():
+        r = await rig.trips.get(f"/internal/trips/{trip_id}")
+        return r.status == 200
+
+    await wait_until(back, timeout=15, interval=0.2, what="cold reads to come back")
