@@ -549,6 +549,9 @@ class Storage(Out):
 
 
 class AnalyticsQuery(BaseModel):
+    # An unknown parameter is a 422 naming it: nothing else filters this report.
+    model_config = ConfigDict(extra="forbid")
+
     days: int = Field(7, ge=1, le=90, description="Trips requested in the last `days` days.")
 
 
