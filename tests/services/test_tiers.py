@@ -295,3 +295,19 @@ async def test_cold_reads_are_503_while_postgres_is_down(make_rig, database_url,
         return r.status == 200
 
     await wait_until(back, timeout=15, interval=0.2, what="cold reads to come back")
+
+
+async def test_a_newer_schema_is_refused(database_url):
+    from trip_service.coldstore import LATEST_VERSION, SchemaTooNew, open_pool
+
+    pool = await open_pool(database_url)  # migrated to this code's version
+    await pool.close()
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("INSERT INTO schema_version (version, name) VALUES ($1, 'future')",
+                           LATEST_VERSION + 1)
+        with pytest.raises(SchemaTooNew):
+            await open_pool(database_url)
+    finally:
+        await conn.execute("DELETE FROM schema_version WHERE version > $1", LATEST_VERSION)
+        await conn.close()
