@@ -67,6 +67,9 @@ class Settings:
     hot_retention_s: float = 86400.0
     archive_interval_s: float = 1.0
     archive_batch: int = 100
+    # A claimed batch is its claimer's this long; a claimer that died leaves
+    # it due again after that.
+    archive_lease_s: float = 60.0
     # History kept on the region streams for live readers (SSE), trimmed by
     # driver_service below what any group still needs.
     stream_retention_s: float = 3600.0
@@ -119,6 +122,7 @@ class Settings:
             hot_retention_s=env_float(env, "HOT_RETENTION_S", 86400.0),
             archive_interval_s=env_float(env, "ARCHIVE_INTERVAL_S", 1.0),
             archive_batch=env_int(env, "ARCHIVE_BATCH", 100),
+            archive_lease_s=env_float(env, "ARCHIVE_LEASE_S", 60.0),
             stream_retention_s=env_float(env, "STREAM_RETENTION_S", 3600.0),
             consumer_name=env_str(env, "CONSUMER_NAME", default_consumer_name(service)),
         )

@@ -43,8 +43,6 @@ from .coldstore import ColdStore, HotCopy
 logger = logging.getLogger(__name__)
 
 TERMINAL_TYPES = frozenset({"trip.completed", "trip.cancelled", "trip.expired"})
-# A claimed batch is the claimer's for this long; then it is due again.
-LEASE_MS = 60_000
 ERROR_BACKOFF_S = 1.0
 
 ARCHIVED = Counter("trips_archived_total", "Finished trips moved to the cold store")
@@ -82,14 +80,13 @@ class Archiver:
 
     def __init__(
         self, redis, scripts: Scripts, cold: ColdStore, settings: Settings,
-        *, lease_ms: int = LEASE_MS,
-        before_drop: Callable[[list[HotCopy]], Awaitable[None]] | None = None,
+        *, before_drop: Callable[[list[HotCopy]], Awaitable[None]] | None = None,
     ) -> None:
         self.redis = redis
         self.scripts = scripts
         self.cold = cold
         self.settings = settings
-        self.lease_ms = lease_ms
+        self.lease_ms = int(settings.archive_lease_s * 1000)
         # Tests stop here (between the commit and the drops) to crash the process.
         self.before_drop = before_drop
         self._stopping = asyncio.Event()

@@ -183,6 +183,7 @@ def kill_system(tmp_path_factory):
     s = start_proof_system(
         tmp_path_factory.mktemp("tiers-kill"),
         HOT_RETENTION_S="3600", ARCHIVE_INTERVAL_S="0.05", ARCHIVE_BATCH="25",
+        ARCHIVE_LEASE_S="2",
     )
     yield s
     s.stop()
