@@ -93,7 +93,13 @@ class EmbeddedPostgres:
     def _user(self) -> tuple[int, int] | None:
         if os.geteuid() != 0:
             return None
-        entry = pwd.getpwnam(RUN_AS_WHEN_ROOT)
+        try:
+            entry = pwd.getpwnam(RUN_AS_WHEN_ROOT)
+        except KeyError:
+            raise EmbeddedPostgresError(
+                f"PostgreSQL refuses to run as root and there is no {RUN_AS_WHEN_ROOT!r} user "
+                "to run it as: run as another user, or set DATABASE_URL"
+            ) from None
         return entry.pw_uid, entry.pw_gid
 
     def _run_kwargs(self) -> dict:
