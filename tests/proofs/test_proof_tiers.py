@@ -182,7 +182,7 @@ async def _pair(i: int, place, rider, drv, finished: list, stop: asyncio.Event) 
 def kill_system(tmp_path_factory):
     s = start_proof_system(
         tmp_path_factory.mktemp("tiers-kill"),
-        HOT_RETENTION_S="3600", ARCHIVE_INTERVAL_S="0.05", ARCHIVE_BATCH="25",
+        HOT_RETENTION_S="3600", ARCHIVE_INTERVAL_S="0.05", ARCHIVE_BATCH="10",
         ARCHIVE_LEASE_S="2",
     )
     yield s
@@ -214,9 +214,13 @@ async def test_trip_service_killed_mid_batch_loses_and_doubles_nothing(kill_syst
                          message="every finished trip scheduled")
         # A day passes for all of them at once: batch after batch is due.
         admin.zadd(due, {t: 0 for t in trip_ids}, xx=True)
-        await eventually(lambda: _pg_count(url, "SELECT count(*) FROM trips"), timeout=20,
-                         interval=0.005, message="a first batch committed")
-        ps.system.trips[0].kill()
+        watch = await asyncpg.connect(url)  # one connection: polled as fast as it answers
+        try:
+            await eventually(lambda: watch.fetchval("SELECT count(*) FROM trips"), timeout=20,
+                             interval=0.001, message="a first batch committed")
+            ps.system.trips[0].kill()
+        finally:
+            await watch.close()
 
         hot = {t for t in trip_ids if admin.exists(keys.trip(t))}
         cold = set(await _cold_ids(url, trip_ids))
