@@ -538,8 +538,10 @@ class ArchiveStatus(Out):
 
 
 class ColdCounts(Out):
-    trips: int = Field(description="Trips in the cold store.")
-    events: int = Field(description="Their events.")
+    reachable: bool = Field(description="False while trip_service cannot reach PostgreSQL "
+                            "(cold reads are 503 then; everything hot is served).")
+    trips: int | None = Field(None, description="Trips in the cold store.")
+    events: int | None = Field(None, description="Their events.")
 
 
 class Storage(Out):

@@ -27,6 +27,11 @@ import orjson
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The cold store cannot answer: 503, the trip is still safe where it was.
+# (Not every ConnectionError: a client that went away is the edge's to log.)
+COLD_UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                    asyncpg.CannotConnectNowError, asyncpg.OperatorInterventionError,
+                    ConnectionRefusedError)
 # pg_advisory_xact_lock key of the migrations (any constant of ours).
 MIGRATION_LOCK = 0x7269646568  # "rideh"
 PERCENTILES = (0.5, 0.9, 0.99)
@@ -204,7 +209,7 @@ class ColdStore:
             "SELECT (SELECT count(*) FROM trips) AS trips,"
             " (SELECT count(*) FROM trip_events) AS events"
         )
-        return {"trips": row["trips"], "events": row["events"]}
+        return {"reachable": True, "trips": row["trips"], "events": row["events"]}
 
     # --- analytics -------------------------------------------------------
     async def analytics(self, days: int) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from common.trip import document
 from common.trip.statemachine import transition
 
 from .archiver import archive_status
-from .coldstore import ColdStore
+from .coldstore import COLD_UNAVAILABLE, ColdStore
 from .surge import surge_multiplier
 
 PRODUCER = "trip_service"
@@ -438,7 +438,10 @@ class TripStore:
             "archive": await archive_status(self.redis, self.settings),
         }
         if self.cold is not None:
-            out["cold_store"] = await self.cold.counts()
+            try:
+                out["cold_store"] = await self.cold.counts()
+            except COLD_UNAVAILABLE:
+                out["cold_store"] = {"reachable": False}
         return out
 
     async def analytics(self, days: int) -> dict:

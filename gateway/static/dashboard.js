@@ -1080,7 +1080,9 @@ function renderStorage(storage) {
     : "up to date";
   $("archive-lag").classList.toggle("bad", (archive.lag_s || 0) > 60);
   const cold = storage.cold_store;
-  $("cold-count").textContent = cold ? `${cold.trips} trips, ${cold.events} events` : "no cold store";
+  $("cold-count").textContent = !cold ? "no cold store"
+    : cold.reachable === false ? "unreachable" : `${cold.trips} trips, ${cold.events} events`;
+  $("cold-count").classList.toggle("bad", !!cold && cold.reachable === false);
 }
 
 async function pollAnalytics() {

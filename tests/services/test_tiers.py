@@ -284,9 +284,13 @@ async def test_cold_reads_are_503_while_postgres_is_down(make_rig, database_url,
         r = await rig.trips.get(f"/internal/trips/{trip_id}")
         assert r.status == 503, await r.text()
         assert r.headers.get("Retry-After")
-        # Hot trips are served as ever.
+        # Hot trips are served as ever, and the service stays ready.
         hot = await rig.request(near())
         assert (await rig.trip(hot["id"]))["status"] == "requested"
+        assert (await rig.trips.get("/readyz")).status == 200
+        r = await rig.trips.get("/internal/ops/overview")
+        assert r.status == 200
+        assert (await r.json())["storage"]["cold_store"] == {"reachable": False}
     finally:
         postgres_server.start()
 
