@@ -31,7 +31,9 @@ load: $(STAMP)
 	$(PY) -m tests.load.run
 
 # `make bench`: our own cost against bare processes making the same hops and
-# Redis calls (docs/performance.md). BENCH_QUICK=1 runs everything briefly.
+# Redis calls (docs/performance.md), then the hot/warm/cold soak (bench/tiers.py:
+# Redis bytes per finished trip, archive rate, cold reads). BENCH_QUICK=1 runs
+# everything briefly.
 bench: $(STAMP)
 	@if ! command -v wrk >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing wrk (Debian) for the load generator"; \
@@ -40,6 +42,7 @@ bench: $(STAMP)
 		echo "wrk could not be installed: the asyncio load client is used instead"; \
 	fi
 	$(PY) -m bench
+	$(PY) -m bench.tiers
 
 clean:
 	rm -rf $(VENV) .data reports .pytest_cache

@@ -138,14 +138,24 @@ TRIP_SERVICE = AclUser(
         Grant(_r("events"), "rw", "the region's event stream: its scripts append events"),
         Grant(_r("supply:*"), "r", "available drivers per surge cell, for the surge "
               "(owned by driver_service)"),
-        Grant(_r("deliveries:*"), "r", "delivery records of the consumer groups, for the "
-              "trip timeline (written by driver_service's consumers)"),
+        Grant(_r("deliveries:*"), "rw", "delivery records of the consumer groups, for the "
+              "trip timeline; the archiver deletes those of a trip gone cold"),
+        Grant(_r("seen:*"), "rw", "idempotency marks of the groups: the archiver deletes "
+              "those of a trip gone cold"),
+        Grant(_r("driver:*:trips"), "rw", "the trips each driver drove: driver history "
+              "across hot and cold, and the archiver removes a trip gone cold"),
+        Grant(_r("archive:due"), "rw", "finished trips due to go cold (archiver)"),
+        Grant(_r("events:dead"), "rw", "dead letters of its consumer group (archive)"),
         PROBE,
     ),
     commands=(
         *BASE_COMMANDS, *CLUSTER_COMMANDS, *PRELUDE_COMMANDS, *TRIP_SCRIPT_COMMANDS,
         "json.mget", "exists", "lrange", "hget", "hgetall", "json.arrappend",
         "zrank", "zrange", "zcard", "zrevrange", "zrevrangebyscore",
+        # the archiver: its consumer group, its claims and drops, memory for ops
+        "zrangebyscore", "zcount", "llen", "xgroup|create", "xreadgroup", "xack",
+        "xautoclaim", "xpending", "xinfo|groups", "xinfo|consumers", "xgroup|delconsumer",
+        "multi", "exec", "discard", "info",
         "wait", "waitaof",  # WAIT_REPLICAS > 0
     ),
 )

@@ -82,6 +82,9 @@ class EmbeddedRedis:
     # server listens on 127.0.0.1 only). Services never use it: they get ACL
     # users of their own (common.acl).
     admin_password: str | None = None
+    # A memory limit (`256mb`; None: none). Past it a write is refused (OOM,
+    # a 503 for clients), never an eviction: durable data is never dropped.
+    maxmemory: str | None = None
 
     @property
     def url(self) -> str:
@@ -129,6 +132,8 @@ class EmbeddedRedis:
             "--busy-reply-threshold", "500",  # a runaway script: BUSY, FUNCTION KILL, after 0.5 s
             "--aclfile", str(self.acl_file),
         ]
+        if self.maxmemory:
+            args += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"]
         if self.with_json and module:
             args += ["--loadmodule", module]
         return args + self.extra_args

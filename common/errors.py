@@ -95,3 +95,15 @@ _BY_STATUS = {
 
 def error_for_status(status: int) -> type[AppError]:
     return _BY_STATUS.get(status, AppError)
+
+
+class RatingWindowClosed(Conflict):
+    """A trip that is already cold (or past HOT_RETENTION_S) can no longer be rated."""
+
+    title, type_ = "Rating window closed", "/problems/rating-window-closed"
+
+
+class StorageFull(Unavailable):
+    """Redis answered OOM (maxmemory with noeviction): nothing was written."""
+
+    title, type_ = "Storage full", "/problems/storage-full"

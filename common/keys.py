@@ -186,3 +186,13 @@ def user_sessions(subject_id: str) -> str:
     expiry (ms): a password change ends them all, and a user holds a bounded
     number at once."""
     return f"{GW}:user-sessions:{subject_id}"
+# --- hot, warm, cold (trip_service's archiver) ---
+GROUP_ARCHIVE = "archive"
+# The groups whose idempotency marks (`seen`) an archived trip's events may have.
+CONSUMER_GROUPS = (GROUP_DISPATCH, GROUP_DRIVER_STATS, GROUP_ARCHIVE)
+
+
+def archive_due(region: str) -> str:
+    """Sorted set of finished trips, score = when each is due to go cold (its
+    end + HOT_RETENTION_S), or a claimed one's lease end (trip_service/archiver)."""
+    return f"{tag(region)}:archive:due"

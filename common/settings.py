@@ -69,6 +69,18 @@ class Settings:
     # sends it, trip_service and driver_service require it.
     internal_token: str = ""
     log_level: str = "INFO"
+    # The cold store (trip_service's PostgreSQL); empty: finished trips stay hot.
+    database_url: str = ""
+    # How long a finished trip stays in Redis (and can be rated) before it goes cold.
+    hot_retention_s: float = 86400.0
+    archive_interval_s: float = 1.0
+    archive_batch: int = 100
+    # A claimed batch is its claimer's this long; a claimer that died leaves
+    # it due again after that.
+    archive_lease_s: float = 60.0
+    # History kept on the region streams for live readers (SSE), trimmed by
+    # driver_service below what any group still needs.
+    stream_retention_s: float = 3600.0
     consumer_name: str = field(default_factory=lambda: default_consumer_name("svc"))
 
     @property
@@ -117,6 +129,12 @@ class Settings:
             ops_password=env_str(env, "OPS_PASSWORD", ""),
             internal_token=env_str(env, "INTERNAL_TOKEN", ""),
             log_level=env_str(env, "LOG_LEVEL", "INFO").upper(),
+            database_url=env_str(env, "DATABASE_URL", ""),
+            hot_retention_s=env_float(env, "HOT_RETENTION_S", 86400.0),
+            archive_interval_s=env_float(env, "ARCHIVE_INTERVAL_S", 1.0),
+            archive_batch=env_int(env, "ARCHIVE_BATCH", 100),
+            archive_lease_s=env_float(env, "ARCHIVE_LEASE_S", 60.0),
+            stream_retention_s=env_float(env, "STREAM_RETENTION_S", 3600.0),
             consumer_name=env_str(env, "CONSUMER_NAME", default_consumer_name(service)),
         )
 

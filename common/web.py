@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import ClusterDownError, MasterDownError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import errors, metrics
@@ -135,6 +136,12 @@ def edge_middleware(service: str):
             response = error_response(exc)
         except web.HTTPException as exc:
             response = _http_exception_problem(exc)
+        except OutOfMemoryError as exc:
+            # maxmemory with noeviction: the write was refused, nothing changed.
+            logger.warning("redis is full: %r", exc)
+            response = error_response(errors.StorageFull(
+                "The database is full; retry shortly.", headers={"Retry-After": "5"}
+            ))
         except REDIS_UNAVAILABLE as exc:
             logger.warning("redis unavailable: %r", exc)
             response = problem_response(

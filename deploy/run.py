@@ -13,9 +13,11 @@ services' shared secret INTERNAL_TOKEN is made up per run.
 
 Settings (environment): REDIS_URL, REDIS_PORT (embedded, default 6379),
 GATEWAY_PORT (8080), TRIP_SERVICE_PORT (8081), DRIVER_SERVICE_PORT (8082),
-DATA_DIR (.data), DEMO_TRAFFIC (1), STATUS_EVERY_S (5), OPS_USER_NAME,
-OPS_PASSWORD (made up when unset), INTERNAL_TOKEN (made up when unset), and
-everything the services read.
+DATA_DIR (.data), DEMO_TRAFFIC (1), REDIS_MAXMEMORY (256mb, noeviction; 0 for none),
+DATABASE_URL (trip_service's cold store; else an embedded PostgreSQL on POSTGRES_PORT,
+default 5432, data in DATA_DIR/postgres), HOT_RETENTION_S (3600 for the demo),
+STATUS_EVERY_S (5), OPS_USER_NAME, OPS_PASSWORD (made up when unset), INTERNAL_TOKEN
+(made up when unset), and everything the services read.
 
 On the embedded server each process connects as its own ACL user
 (common.acl, docs/security.md), with passwords made up for this run; the
@@ -40,9 +42,13 @@ from redis.exceptions import RedisError
 
 from common import acl
 from common.embedded import EmbeddedRedis, EmbeddedRedisError, free_port
+from common.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from common.redisconn import redact
 from common.scripts import load as load_functions
 from deploy.processes import ROOT, ServiceProcess
+
+
+DEMO_HOT_RETENTION_S = "3600"
 
 
 def say(message: str) -> None:
@@ -163,6 +169,24 @@ def write_private(path: Path, text: str) -> None:
     os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
     with os.fdopen(fd, "w") as f:
         f.write(text)
+def start_postgres(data_dir: Path) -> tuple[EmbeddedPostgres | None, str]:
+    """trip_service's cold store: DATABASE_URL as given, else an embedded
+    PostgreSQL 16 (pgserver) with its data in DATA_DIR/postgres. Returns the
+    server this run started (or None) and the DATABASE_URL for trip_service."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        say("using the PostgreSQL named by DATABASE_URL for trip_service's cold store")
+        return None, url
+    port = choose_port("POSTGRES_PORT", 5432)
+    say(f"starting embedded PostgreSQL on port {port} (trip_service's cold store) ...")
+    # PostgreSQL runs as `nobody` under root: the folder above its data must
+    # be searchable (the data folder itself is the server's alone, 0700).
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        data_dir.chmod(data_dir.stat().st_mode | 0o001)
+    server = EmbeddedPostgres(data_dir / "postgres", port).start()
+    say(f"  PostgreSQL ready, data in {server.data_dir}; credentials in {server.credentials_file}")
+    return server, server.url
 
 
 def main() -> int:
@@ -172,6 +196,7 @@ def main() -> int:
     log_dir = private_dir(data_dir / "logs")
     started: list = []
     redis_server = None
+    pg_server = None
     stopping = {"now": False}
 
     def on_signal(signum, frame):
@@ -192,8 +217,11 @@ def main() -> int:
             # The admin (default user) and each service's ACL user get fresh
             # passwords every run; the services never use the admin.
             admin_password = secrets.token_urlsafe(24)
+            maxmemory = os.environ.get("REDIS_MAXMEMORY", "256mb")
+            say(f"  maxmemory {maxmemory} with noeviction: a full Redis answers 503, drops nothing")
             redis_server = EmbeddedRedis(
-                data_dir / "redis", port, appendfsync=fsync, admin_password=admin_password
+                data_dir / "redis", port, appendfsync=fsync, admin_password=admin_password,
+                maxmemory=maxmemory if maxmemory not in ("0", "") else None,
             ).start()
             admin_file = redis_server.data_dir / "admin.password"
             write_private(admin_file, admin_password + "\n")
@@ -218,8 +246,13 @@ def main() -> int:
             "SIGNUPS_PER_ADDR": os.environ.get("SIGNUPS_PER_ADDR", "0"),
         }
 
+        pg_server, database_url = start_postgres(data_dir)
         trip = ServiceProcess(
-            "trip_service", {**env, "REDIS_URL": redis_urls["trip_service"]},
+            "trip_service",
+            {**env, "REDIS_URL": redis_urls["trip_service"], "DATABASE_URL": database_url,
+             # The demo city finishes ~1 trip/s at ~8 KB each while hot: a day of
+             # them would not fit the demo's REDIS_MAXMEMORY; an hour does.
+             "HOT_RETENTION_S": os.environ.get("HOT_RETENTION_S", DEMO_HOT_RETENTION_S)},
             port=choose_port("TRIP_SERVICE_PORT", 8081),
             log_path=log_dir / "trip_service.log",
         )
@@ -282,13 +315,16 @@ def main() -> int:
                 say(status_line(gateway.url, token))
             time.sleep(0.2)
         return 0
-    except (EmbeddedRedisError, RuntimeError, urllib.error.URLError, RedisError) as exc:
+    except (EmbeddedRedisError, EmbeddedPostgresError, RuntimeError, urllib.error.URLError,
+            RedisError) as exc:
         say(f"cannot start: {exc}")
         return 1
     finally:
         say("stopping ...")
         for proc in reversed(started):
             proc.stop()
+        if pg_server is not None:
+            pg_server.stop()
         if redis_server is not None:
             redis_server.stop()
         say("stopped.")

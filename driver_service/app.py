@@ -19,7 +19,7 @@ from common.web import READY_CHECKS, SETTINGS, create_base_app
 
 from .dispatcher import Dispatcher
 from .handlers import DISPATCHER, POLLER, STORE, add_routes
-from .maintenance import StreamMaintenance
+from .maintenance import TRIM_INTERVAL_S, StreamMaintenance
 from .offers import BLOCKING_POOL_SIZE, BLOCKING_SOCKET_TIMEOUT_S, OfferPoller
 from .ratings import RatingConsumer
 from .store import DriverStore
@@ -102,7 +102,13 @@ def _sweeper_workers(app: web.Application) -> list:
 
 
 def _maintenance_workers(app: web.Application) -> list:
-    app[MAINTENANCE] = StreamMaintenance(app[REDIS], app[SETTINGS])
+    settings: Settings = app[SETTINGS]
+    retention_ms = int(settings.stream_retention_s * 1000)
+    app[MAINTENANCE] = StreamMaintenance(
+        app[REDIS], settings, retention_ms=retention_ms,
+        # A short retention (a soak) is kept by trimming as often.
+        trim_interval_s=min(TRIM_INTERVAL_S, max(settings.stream_retention_s / 4, 1.0)),
+    )
     return [app[MAINTENANCE]]
 
 

@@ -606,6 +606,67 @@ class StreamInfo(Out):
     last_id: str | None
 
 
+# --- hot, warm, cold ----------------------------------------------------------
+class RedisMemory(Out):
+    used_bytes: int = Field(description="Memory Redis uses (INFO memory `used_memory`).")
+    max_bytes: int | None = Field(
+        description="`maxmemory` (`REDIS_MAXMEMORY` on the embedded server); null: no limit. "
+        "At the limit, writes are refused (503 with Retry-After), never evicted."
+    )
+    policy: str | None = Field(description="`maxmemory-policy`: `noeviction` here.")
+
+
+class ArchiveStatus(Out):
+    due: int = Field(description="Finished trips past `HOT_RETENTION_S`, still in Redis.")
+    lag_s: float = Field(description="How long the oldest due trip has been waiting to go cold.")
+    hot_retention_s: float = Field(description="`HOT_RETENTION_S`.")
+
+
+class ColdCounts(Out):
+    reachable: bool = Field(description="False while trip_service cannot reach PostgreSQL "
+                            "(cold reads are 503 then; everything hot is served).")
+    trips: int | None = Field(None, description="Trips in the cold store.")
+    events: int | None = Field(None, description="Their events.")
+
+
+class Storage(Out):
+    redis_memory: RedisMemory
+    archive: ArchiveStatus
+    cold_store: ColdCounts | None = Field(None, description="Absent without a cold store.")
+
+
+class AnalyticsQuery(BaseModel):
+    # An unknown parameter is a 422 naming it: nothing else filters this report.
+    model_config = ConfigDict(extra="forbid")
+
+    days: int = Field(7, ge=1, le=90, description="Trips requested in the last `days` days.")
+
+
+class AnalyticsDay(Out):
+    day: str = Field(description="UTC date, `YYYY-MM-DD`.")
+    by_outcome: dict[str, int] = Field(description="Trips by outcome: completed, cancelled, "
+                                       "expired.")
+    revenue: Money = Field(description="Fares of the completed trips.")
+
+
+class AnalyticsProduct(Out):
+    product: str
+    trips: int
+    by_outcome: dict[str, int]
+    revenue: Money
+    average_rating: float | None = Field(description="Of the rated trips; null if none.")
+    request_to_assigned_s: dict[str, float | None] = Field(
+        description="Seconds from request to a driver's accept: `p50`, `p90`, `p99`."
+    )
+    cancelled_by: dict[str, int] = Field(description="Cancelled trips by who cancelled.")
+
+
+class Analytics(Out):
+    days: int
+    per_day: list[AnalyticsDay]
+    per_product: list[AnalyticsProduct]
+
+
 class OpsOverview(Out):
     trips_by_status: dict[str, int] | None = None
     trips_by_region: dict[str, dict[str, int]] | None = Field(
@@ -649,6 +710,10 @@ class OpsOverview(Out):
     sse_clients: int = Field(description="SSE clients of this gateway process.")
     missing: list[str] | None = Field(
         None, description="Parts whose service did not answer: `trips`, `drivers`."
+    )
+    storage: Storage | None = Field(
+        None, description="Redis memory against its limit, the archive and the cold store "
+        "(trip_service)."
     )
 
 

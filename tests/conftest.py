@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from common.embedded import EmbeddedRedis, free_port
+from common.embedded_pg import EmbeddedPostgres
 from common.redisconn import create_redis
 from common.scripts import load as load_functions
 from common.settings import Settings
@@ -25,6 +27,42 @@ def redis_server(tmp_path_factory):
     load_functions(server.url)  # the admin's part (common/scripts.py); FLUSHALL keeps them
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The embedded PostgreSQL of the cold store, started on first use. Its
+    folder is searchable by all (PostgreSQL runs as `nobody` under root),
+    the data folder itself is the server's alone (0700)."""
+    base = Path(tempfile.mkdtemp(prefix="ridehail-pg-"))
+    base.chmod(0o711)
+    server = EmbeddedPostgres(base / "data", free_port()).start()
+    yield server
+    server.stop()
+    # The data folder belongs to the server's user; root removes it.
+    import shutil
+
+    shutil.rmtree(base, ignore_errors=True)
+
+
+async def _truncate(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('trips') IS NOT NULL")
+        if exists:
+            await conn.execute("TRUNCATE trips, trip_events")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def database_url(postgres_server) -> str:
+    """The cold store's URL, its tables emptied (the schema stays)."""
+    await _truncate(postgres_server.url)
+    return postgres_server.url
+
 
 @pytest.fixture
 async def redis(redis_server):

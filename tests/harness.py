@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
+import tempfile
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -12,6 +14,7 @@ from pathlib import Path
 from common import acl
 from common.embedded import free_port
 from common.scripts import load as load_functions
+from common.embedded_pg import EmbeddedPostgres
 from deploy.processes import ROOT, ServiceProcess
 
 __all__ = ["ROOT", "RoundRobin", "ServiceProcess", "System"]
@@ -127,6 +130,19 @@ class System:
     gateways: list[ServiceProcess] = field(default_factory=list)
     balancers: dict[str, RoundRobin] = field(default_factory=dict)
     redis_urls: dict[str, str] = field(default_factory=dict)
+    # trip_service's cold store; None: an embedded PostgreSQL of this system's own
+    # (unless env names a DATABASE_URL).
+    database_url: str | None = None
+    postgres: EmbeddedPostgres | None = None
+
+    def start_postgres(self) -> None:
+        if self.database_url is not None or "DATABASE_URL" in self.env:
+            return
+        # Searchable by all: PostgreSQL runs as `nobody` under root.
+        base = Path(tempfile.mkdtemp(prefix="ridehail-pg-"))
+        base.chmod(0o711)
+        self.postgres = EmbeddedPostgres(base / "data", free_port()).start()
+        self.database_url = self.postgres.url
 
     def base_env(self) -> dict[str, str]:
         """What every process shares (without REDIS_URL: see service_env)."""
@@ -144,6 +160,8 @@ class System:
         """The environment of one process: its own Redis user, and for the
         gateway the services' URLs."""
         env = {**self.base_env(), "REDIS_URL": self.redis_urls.get(service, self.redis_url)}
+        if service == "trip_service" and self.database_url:
+            env.setdefault("DATABASE_URL", self.database_url)
         if service == "gateway":
             env["TRIP_SERVICE_URL"] = self.trip_service_url
             env["DRIVER_SERVICE_URL"] = self.driver_service_url
@@ -164,6 +182,7 @@ class System:
         load_functions(self.redis_url)
         if self.acl and not self.redis_urls:
             self.redis_urls = acl.install_users(self.redis_url, acl.new_passwords())
+        self.start_postgres()
         for i in range(self.replicas):
             self.trips.append(ServiceProcess(
                 "trip_service", self.service_env("trip_service"),
@@ -209,3 +228,7 @@ class System:
             proc.stop()
         for balancer in self.balancers.values():
             balancer.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+            shutil.rmtree(Path(self.postgres.data_dir).parent, ignore_errors=True)
+            self.postgres = None

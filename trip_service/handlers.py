@@ -8,7 +8,7 @@ from common.models import PageQuery
 from common.trip import document
 from common.web import json_response, parse_body, parse_query
 
-from .models import CancelBody, EstimateBody, OverviewQuery, RatingBody, TripBody
+from .models import AnalyticsQuery, CancelBody, EstimateBody, OverviewQuery, RatingBody, TripBody
 from .store import TripStore
 
 STORE = web.AppKey("trip_store", TripStore)
@@ -43,6 +43,14 @@ async def rider_trips(request: web.Request) -> web.Response:
     return json_response(page)
 
 
+async def driver_trips(request: web.Request) -> web.Response:
+    query = parse_query(request, PageQuery)
+    page = await _store(request).driver_trips(
+        request.match_info["driver_id"], query.limit, query.cursor
+    )
+    return json_response(page)
+
+
 async def cancel_trip(request: web.Request) -> web.Response:
     body = await parse_body(request, CancelBody)
     doc = await _store(request).cancel(request.match_info["trip_id"], body.rider_id, body.reason)
@@ -61,9 +69,21 @@ async def timeline(request: web.Request) -> web.Response:
     return json_response(await _store(request).timeline(request.match_info["trip_id"]))
 
 
+async def trip_event_items(request: web.Request) -> web.Response:
+    return json_response({"items": await _store(request).event_items(request.match_info["trip_id"])})
+
+
 async def overview(request: web.Request) -> web.Response:
     query = parse_query(request, OverviewQuery)
-    return json_response(await _store(request).overview(query.limit, query.active_limit))
+    store = _store(request)
+    out = await store.overview(query.limit, query.active_limit)
+    out["storage"] = await store.storage()
+    return json_response(out)
+
+
+async def analytics(request: web.Request) -> web.Response:
+    query = parse_query(request, AnalyticsQuery)
+    return json_response(await _store(request).analytics(query.days))
 
 
 def add_routes(app: web.Application) -> None:
@@ -75,4 +95,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/internal/trips/{trip_id}/cancel", cancel_trip)
     r.add_post("/internal/trips/{trip_id}/rating", rate_trip)
     r.add_get("/internal/trips/{trip_id}/timeline", timeline)
+    r.add_get("/internal/trips/{trip_id}/events", trip_event_items)
     r.add_get("/internal/ops/overview", overview)
+    r.add_get("/internal/drivers/{driver_id}/trips", driver_trips)
+    r.add_get("/internal/ops/analytics", analytics)

@@ -7,6 +7,8 @@ from pydantic import BaseModel, Field, field_validator
 from common import ids
 from common.models import OPS_LIST_LIMIT, Point, Product
 
+ANALYTICS_MAX_DAYS = 90
+
 
 def _rider(value: str) -> str:
     if not ids.is_id(value, ids.RIDER):
@@ -55,3 +57,7 @@ class RatingBody(BaseModel):
 class OverviewQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=500)
     active_limit: int = Field(default=OPS_LIST_LIMIT, ge=0, le=OPS_LIST_LIMIT)
+
+
+class AnalyticsQuery(BaseModel):
+    days: int = Field(default=7, ge=1, le=ANALYTICS_MAX_DAYS)

@@ -11,18 +11,23 @@ import orjson
 from common import errors, ids, keys
 from common.fares import PRODUCTS
 from common.geo import surge_cell
-from common.pagination import page_desc
+from common.pagination import SAME_SCORE_SLACK, decode_cursor, encode_cursor
 from common.regions import Region, region_errors
 from common.scripts import TRIP_LIBRARY, Scripts, confirm_replay, require_replicas, unpack
 from common.settings import Settings
 from common.streams import read_deliveries
-from common.timeutil import iso
+from common.timeutil import iso, now_ms, parse_iso
 from common.trip import document
 from common.trip.statemachine import transition
 
+from .archiver import archive_status
+from .coldstore import COLD_UNAVAILABLE, ColdStore
 from .surge import surge_multiplier
 
 PRODUCER = "trip_service"
+RATING_WINDOW_CLOSED = (
+    "The rating window has closed: a trip can be rated until HOT_RETENTION_S after it ended."
+)
 LUA_DIR = Path(__file__).parent / "lua"
 # Trip documents read per JSON.MGET.
 MGET_BATCH = 500
@@ -32,10 +37,12 @@ ACTIVE_TRIP_FIELDS = (
 
 
 class TripStore:
-    def __init__(self, redis, settings: Settings) -> None:
+    def __init__(self, redis, settings: Settings, cold: ColdStore | None = None) -> None:
         self.redis = redis
         self.settings = settings
         self.scripts = Scripts(redis, LUA_DIR, PRODUCER, [TRIP_LIBRARY])
+        # Finished trips HOT_RETENTION_S after they ended (None: none go cold).
+        self.cold = cold
 
     # --- helpers ---------------------------------------------------------
     def region_of_trip(self, trip_id: str) -> str:
@@ -157,6 +164,25 @@ class TripStore:
     async def rate(self, trip_id: str, rider_id: str, stars: int, comment: str | None) -> dict:
         r = self.region_of_trip(trip_id)
         t = transition("rate")
+        ended = await self.redis.execute_command(
+            "JSON.GET", keys.trip(trip_id), "$.completed_at", "$.rider_id"
+        )
+        if ended is None:
+            cold = await self._cold_trip(trip_id)
+            if cold is not None and cold.get("rider_id") == rider_id:
+                raise errors.RatingWindowClosed(RATING_WINDOW_CLOSED)
+            raise errors.NotFound("No such trip.")
+        found = orjson.loads(ended)
+        completed_at = (found.get("$.completed_at") or [None])[0]
+        if (
+            self.cold is not None
+            and completed_at
+            and (found.get("$.rider_id") or [None])[0] == rider_id
+            and now_ms() - parse_iso(completed_at) >= self.settings.hot_retention_s * 1000
+        ):
+            raise errors.RatingWindowClosed(RATING_WINDOW_CLOSED)
+        # Should the archiver copy the trip while this runs, its drop sees the
+        # change and the next pass copies the rated trip.
         _, doc = await self._run(
             "rate_trip",
             [keys.trip(trip_id), keys.trip_events(trip_id), keys.events(r)],
@@ -176,7 +202,10 @@ class TripStore:
         r = self.region_of_trip(trip_id)
         raw = await self.redis.execute_command("JSON.GET", keys.trip(trip_id))
         if raw is None:
-            raise errors.NotFound("No such trip.")
+            cold = await self._cold_trip(trip_id)
+            if cold is None:
+                raise errors.NotFound("No such trip.")
+            return document.render(cold)
         doc = orjson.loads(raw)
         position = None
         if doc["status"] == "requested":
@@ -192,23 +221,80 @@ class TripStore:
         )
         return [orjson.loads(raw)[0] for raw in raws if raw]
 
+    async def _cold_trip(self, trip_id: str) -> dict | None:
+        return await self.cold.trip(trip_id) if self.cold is not None else None
+
     async def rider_trips(self, rider_id: str, limit: int, cursor: str | None) -> dict:
         self.rider_region(rider_id)
-        trip_ids, next_cursor = await page_desc(
-            self.redis, keys.rider_trips(rider_id), limit, cursor
+        return await self.history("rider", rider_id, keys.rider_trips(rider_id), limit, cursor)
+
+    async def driver_trips(self, driver_id: str, limit: int, cursor: str | None) -> dict:
+        if not ids.is_id(driver_id, ids.DRIVER) or self.settings.region(
+            ids.region_of(driver_id)
+        ) is None:
+            raise errors.NotFound("no such driver")
+        return await self.history(
+            "driver", driver_id, keys.driver_trips(driver_id), limit, cursor
         )
-        docs = await self.docs(trip_ids)
-        return {"items": [document.render(d) for d in docs], "next_cursor": next_cursor}
+
+    async def history(
+        self, role: str, owner_id: str, index: str, limit: int, cursor: str | None
+    ) -> dict:
+        """Newest first across the hot index and the cold store, one cursor
+        `(ms, id)` for both (the index's score: requested for a rider, taken
+        for a driver). Hot is read first: a trip that leaves it between the
+        two reads was committed cold before it left, so it is never missed;
+        one found in both (copied, not yet dropped) counts once."""
+        before = decode_cursor(cursor) if cursor else None
+        if before is not None:
+            rows = await self.redis.zrevrangebyscore(
+                index, before[0], "-inf", start=0, num=limit + 1 + SAME_SCORE_SLACK,
+                withscores=True,
+            )
+            rows = [(m, s) for m, s in rows if not (int(s) == before[0] and m >= before[1])]
+        else:
+            rows = await self.redis.zrevrange(index, 0, limit, withscores=True)
+        rows = rows[: limit + 1]
+        hot = {doc["id"]: doc for doc in await self.docs([m for m, _ in rows])}
+        merged: dict[str, tuple[int, str, dict]] = {
+            m: (int(s), m, hot[m]) for m, s in rows if m in hot
+        }
+        if self.cold is not None:
+            for ms, trip_id, doc in await self.cold.page(role, owner_id, before, limit + 1):
+                merged.setdefault(trip_id, (ms, trip_id, doc))
+        ordered = sorted(merged.values(), key=lambda t: (t[0], t[1]), reverse=True)
+        page = ordered[:limit]
+        next_cursor = (
+            encode_cursor(page[-1][0], page[-1][1]) if len(ordered) > limit or (
+                len(rows) > limit and page
+            ) else None
+        )
+        return {"items": [document.render(d) for _, _, d in page], "next_cursor": next_cursor}
+
+    async def event_items(self, trip_id: str) -> list[dict]:
+        """The trip's events as stored, `[{stream_id, event}]`, hot or cold
+        (what an SSE client is sent first)."""
+        self.region_of_trip(trip_id)
+        raw = await self.redis.lrange(keys.trip_events(trip_id), 0, -1)
+        if raw:
+            return [orjson.loads(x) for x in raw]
+        cold = await self.cold.events(trip_id) if self.cold is not None else []
+        return [{"stream_id": sid, "event": env} for sid, env, _ in cold]
 
     async def timeline(self, trip_id: str) -> dict:
         r = self.region_of_trip(trip_id)
-        if not await self.redis.exists(keys.trip(trip_id)):
-            raise errors.NotFound("No such trip.")
-        raw = await self.redis.lrange(keys.trip_events(trip_id), 0, -1)
-        items = [orjson.loads(x) for x in raw]
-        deliveries = await asyncio.gather(
-            *(read_deliveries(self.redis, r, item["stream_id"]) for item in items)
-        )
+        if await self.redis.exists(keys.trip(trip_id)):
+            raw = await self.redis.lrange(keys.trip_events(trip_id), 0, -1)
+            items = [orjson.loads(x) for x in raw]
+            deliveries = await asyncio.gather(
+                *(read_deliveries(self.redis, r, item["stream_id"]) for item in items)
+            )
+        else:
+            cold = await self.cold.events(trip_id) if self.cold is not None else []
+            if not cold and await self._cold_trip(trip_id) is None:
+                raise errors.NotFound("No such trip.")
+            items = [{"stream_id": sid, "event": env} for sid, env, _ in cold]
+            deliveries = [dels for _, _, dels in cold]
         events = []
         for item, dels in zip(items, deliveries):
             env = item["event"]
@@ -325,6 +411,46 @@ class TripStore:
                         item["offered_to"] = doc["offer"]["driver_id"]
                 out.append(item)
         return out, total
+
+    # --- tiers -----------------------------------------------------------
+    async def memory(self) -> tuple[int, int, str | None]:
+        """(used bytes, maxmemory or 0, policy) of Redis; on a cluster the
+        fullest node's (a write is refused by the node that holds its key)."""
+        info = await self.redis.info("memory")
+        nodes = list(info.values()) if "used_memory" not in info else [info]
+        nodes = [n for n in nodes if isinstance(n, dict) and "used_memory" in n]
+
+        def fullness(n: dict) -> float:
+            limit = int(n.get("maxmemory", 0))
+            return int(n["used_memory"]) / limit if limit else 0.0
+
+        node = max(nodes, key=fullness)
+        return int(node["used_memory"]), int(node.get("maxmemory", 0)), node.get(
+            "maxmemory_policy"
+        )
+
+    async def storage(self) -> dict:
+        """Redis memory against its limit, the archive's backlog, the cold
+        store's size: what ops needs to see a Redis filling up."""
+        used, limit, policy = await self.memory()
+        out = {
+            "redis_memory": {"used_bytes": used, "max_bytes": limit or None, "policy": policy},
+            "archive": await archive_status(self.redis, self.settings),
+        }
+        if self.cold is not None:
+            try:
+                out["cold_store"] = await self.cold.counts()
+            except COLD_UNAVAILABLE:
+                out["cold_store"] = {"reachable": False}
+        return out
+
+    async def analytics(self, days: int) -> dict:
+        if self.cold is None:
+            raise errors.Unavailable(
+                "There is no cold store (DATABASE_URL is not set): no analytics.",
+                headers={"Retry-After": "60"},
+            )
+        return await self.cold.analytics(days)
 
     async def _offers(self, trip_ids: list[str]) -> list[dict | None]:
         if not trip_ids:

@@ -100,6 +100,29 @@ async def ops_overview(call: Call) -> web.Response:
 
 @api.route(
     "GET",
+    "/v1/ops/analytics",
+    summary="Trip analytics from the cold store",
+    tags="operations",
+    roles=OPS,
+    query=models.AnalyticsQuery,
+    responses=ok(models.Analytics, "Aggregates over the archived trips of the last `days` days."),
+    errors=(503, 504),
+    description="SQL aggregates over the trips in trip_service's cold store (PostgreSQL): "
+    "trips per day by outcome with revenue, and per product the outcomes, revenue, average "
+    "rating, request-to-assigned percentiles (p50/p90/p99) and cancellations by who "
+    "cancelled. Trips still hot (ended less than `HOT_RETENTION_S` ago) are not counted "
+    "yet. 503 when trip_service has no cold store.",
+)
+async def ops_analytics(call: Call) -> web.Response:
+    query: models.AnalyticsQuery = call.query
+    reply = await call.services.upstreams.trips.get(
+        "/internal/ops/analytics", params={"days": str(query.days)}
+    )
+    return json(reply.body or {})
+
+
+@api.route(
+    "GET",
     "/v1/ops/events",
     summary="Every event of every region, live (server-sent events)",
     tags="operations",

@@ -202,7 +202,13 @@ async def get_trip(call: Call) -> web.Response:
         if isinstance(driver_reply, Reply) and isinstance(driver_reply.body, dict):
             out["driver"] = views.trip_driver(driver_reply.body)
         elif isinstance(driver_reply, UpstreamProblem) and driver_reply.status == 404:
-            pass  # the driver left the trip between the two reads
+            # The driver left the trip between the two reads, or the trip ended
+            # and went cold (driver_service reads only hot trips): its driver
+            # as they are now.
+            if trip.get("status") in TERMINAL_STATUSES:
+                found = await _driver_of_cold_trip(call, trip["driver_id"])
+                if found is not None:
+                    out["driver"] = found
         else:
             if isinstance(driver_reply, BaseException) and not isinstance(driver_reply, Exception):
                 raise driver_reply
@@ -210,6 +216,21 @@ async def get_trip(call: Call) -> web.Response:
             out["driver"] = None
             out["missing"] = ["driver"]
     return json(out)
+
+
+TERMINAL_STATUSES = ("completed", "cancelled", "expired")
+
+
+async def _driver_of_cold_trip(call: Call, driver_id: str) -> dict | None:
+    try:
+        reply = await call.services.upstreams.drivers.get(
+            f"/internal/drivers/{driver_id}", retries=0
+        )
+    except errors.AppError as exc:
+        logger.warning("driver %s of a cold trip: %r", driver_id, exc)
+        return None
+    body = reply.body if isinstance(reply.body, dict) else {}
+    return views.trip_driver({**body, "pickup_eta_s": None}) if body else None
 
 
 @api.route(
@@ -221,6 +242,9 @@ async def get_trip(call: Call) -> web.Response:
     query=models.TripListQuery,
     responses=ok(models.TripList, "Newest first; a rider's requested trips, a driver's driven."),
     errors=(503, 504),
+    description="Newest first (a rider's by request time, a driver's by the time they took "
+    "the trip), across the trips still in Redis and those moved to the cold store "
+    "`HOT_RETENTION_S` after they ended, with one opaque cursor: the move is invisible.",
 )
 async def list_trips(call: Call) -> web.Response:
     query: models.TripListQuery = call.query
@@ -233,7 +257,9 @@ async def list_trips(call: Call) -> web.Response:
             f"/internal/riders/{caller.subject_id}/trips", params=params
         )
     else:
-        reply = await call.services.upstreams.drivers.get(
+        # trip_service answers for drivers too: it pages the hot index and the
+        # cold store with one cursor.
+        reply = await call.services.upstreams.trips.get(
             f"/internal/drivers/{caller.subject_id}/trips", params=params
         )
     body = reply.body or {}
@@ -295,7 +321,9 @@ async def cancel_trip(call: Call) -> web.Response:
     body=models.RatingRequest,
     responses=ok(models.Trip, "The trip with `rating: {stars, comment, rated_at}`."),
     errors=(404, 409, 503, 504),
-    description="The rider of a completed trip, once (409 otherwise).",
+    description="The rider of a completed trip, once (409 otherwise), while the trip is "
+    "hot: until `HOT_RETENTION_S` (default one day) after it ended. Later it is a 409 "
+    "problem of type `/problems/rating-window-closed`: the rating window has closed.",
 )
 async def rate_trip(call: Call) -> web.Response:
     trip_id = check_trip_id(call.path("id"))
@@ -353,6 +381,8 @@ async def trip_events(call: Call) -> web.StreamResponse:
         try:
             past = await call.services.redis.lrange(keys.trip_events(trip_id), 0, -1)
             finished = trip.get("status") in ("completed", "cancelled", "expired")
+            if not past and finished:
+                past = await _cold_event_items(call, trip_id)
             async with open_stream(call) as stream:
                 try:
                     await _send_trip_events(
@@ -363,6 +393,14 @@ async def trip_events(call: Call) -> web.StreamResponse:
             return stream
         finally:
             hub.unsubscribe(sub)
+
+
+async def _cold_event_items(call: Call, trip_id: str) -> list[bytes]:
+    """A finished trip no longer in Redis: its events from trip_service's
+    cold store, in the form of the hot list."""
+    reply = await call.services.upstreams.trips.get(f"/internal/trips/{trip_id}/events")
+    items = (reply.body or {}).get("items") or []
+    return [orjson.dumps(item) for item in items]
 
 
 async def _send_trip_events(stream, sub, past: list, after, finished: bool, everything: bool):

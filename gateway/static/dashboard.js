@@ -280,7 +280,8 @@ async function pollOverview() {
   try {
     const resp = await api("/v1/ops/overview");
     if (!resp.ok) throw new Error(`overview ${resp.status}`);
-    const o = normalizeOverview(await resp.json());
+    const raw = await resp.json();
+    const o = normalizeOverview(raw);
     state.overview = o;
     state.overviewAt = Date.now();
     setHealth("overview", "ok", "overview");
@@ -289,6 +290,7 @@ async function pollOverview() {
     if (o.activeTrips) applyActiveTrips(o.activeTrips, sentAt);
     if (o.locations) applyDriverPositions(o.locations, o.locationsTotal);
     renderOverview(o);
+    renderStorage(raw.storage);
     hideBanner("overview");
     if (o.missing.length) showBanner("partial", `Overview is partial: no answer from ${o.missing.join(" and ")}.`);
     else hideBanner("partial");
@@ -1175,6 +1177,70 @@ async function loadBasemap(region) {
   }
 }
 
+// ---------------------------------------------------------------- storage and history
+// Hot, warm, cold: Redis memory against its limit and the archive's lag (from
+// the overview's `storage`), and the cold store's analytics
+// (GET /v1/ops/analytics, polled slowly: SQL aggregates over days).
+
+const ANALYTICS_EVERY_MS = 30000;
+
+function fmtBytes(n) {
+  if (n === null || n === undefined) return "-";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+function renderStorage(storage) {
+  const panel = $("storage-panel");
+  if (!panel) return;
+  if (!storage) { panel.hidden = true; return; }
+  panel.hidden = false;
+  const mem = storage.redis_memory || {};
+  const ratio = mem.max_bytes ? Math.min(1, mem.used_bytes / mem.max_bytes) : null;
+  $("redis-memory").textContent = mem.max_bytes
+    ? `${fmtBytes(mem.used_bytes)} of ${fmtBytes(mem.max_bytes)} (${(ratio * 100).toFixed(0)}%)`
+    : `${fmtBytes(mem.used_bytes)} (no limit)`;
+  const bar = $("redis-memory-bar");
+  bar.style.width = `${((ratio ?? 0) * 100).toFixed(0)}%`;
+  bar.classList.toggle("bad", ratio !== null && ratio > 0.9);
+  const archive = storage.archive || {};
+  $("archive-lag").textContent = archive.due
+    ? `${archive.due} due, oldest ${fmtDuration(archive.lag_s)} late`
+    : "up to date";
+  $("archive-lag").classList.toggle("bad", (archive.lag_s || 0) > 60);
+  const cold = storage.cold_store;
+  $("cold-count").textContent = !cold ? "no cold store"
+    : cold.reachable === false ? "unreachable" : `${cold.trips} trips, ${cold.events} events`;
+  $("cold-count").classList.toggle("bad", !!cold && cold.reachable === false);
+}
+
+async function pollAnalytics() {
+  const body = $("analytics-table") && $("analytics-table").tBodies[0];
+  if (!body) return;
+  try {
+    const resp = await api("/v1/ops/analytics?days=7");
+    if (!resp.ok) throw new Error(`analytics ${resp.status}`);
+    const a = await resp.json();
+    const rows = (a.per_product || []).map((p) => {
+      const out = p.by_outcome || {};
+      const who = Object.entries(p.cancelled_by || {}).map(([k, v]) => `${k} ${v}`).join(", ");
+      const wait = p.request_to_assigned_s || {};
+      return el("tr", {},
+        el("td", { text: p.product }),
+        el("td", { class: "num", text: p.trips, title: `completed ${out.completed || 0}, ` +
+          `cancelled ${out.cancelled || 0}${who ? ` (${who})` : ""}, expired ${out.expired || 0}` }),
+        el("td", { class: "num", text: p.revenue ? p.revenue.amount : "-" }),
+        el("td", { class: "num", text: wait.p50 ?? "-", title: `p90 ${wait.p90 ?? "-"} s, p99 ${wait.p99 ?? "-"} s` }));
+    });
+    body.replaceChildren(...(rows.length ? rows
+      : [el("tr", {}, el("td", { colspan: "4", class: "muted", text: "no trip has gone cold yet" }))]));
+  } catch (err) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: "4", class: "muted", text: `unavailable: ${err.message}` })));
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 let timers = [];
@@ -1187,6 +1253,8 @@ function start() {
       const age = state.overviewAt ? (Date.now() - state.overviewAt) / 1000 : null;
       $("updated").textContent = age === null ? "-" : `updated ${age < 2 ? "just now" : `${age.toFixed(0)}s ago`}`;
     }, 1000)];
+  timers.push(setInterval(pollAnalytics, ANALYTICS_EVERY_MS));
+  pollAnalytics();
   // The first overview sizes the replay window of the event stream.
   pollOverview().finally(() => stream.run());
   pollHistory();
