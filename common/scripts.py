@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 from collections.abc import Iterable
 from contextlib import suppress
@@ -49,6 +50,9 @@ TRIP_LIBRARY = LUA_DIR / "trips.lua"
 # How long a write waits for its replicas (WAIT and WAITAOF together) before
 # it is answered 503.
 WAIT_TIMEOUT_MS = 1000
+# A script declares its function's flags in a line of its own, e.g.
+# `--! flag: allow-oom` for one that only deletes and must run on a full Redis.
+FLAGS = re.compile(r"^--! flag: ([a-z-]+)\s*$", re.M)
 LOAD_HINT = "the admin loads them with `python -m common.scripts load` (REDIS_URL: the admin's)"
 
 
@@ -91,9 +95,11 @@ class Library:
     def _render(self) -> str:
         parts = [f"#!lua name={self.name}"]
         for stem, body in self.bodies.items():
+            flags = FLAGS.findall(body)
+            declared = (", flags={" + ", ".join(f"'{f}'" for f in flags) + "}") if flags else ""
             parts.append(
                 f"redis.register_function{{function_name='{self.prefix}_{stem}', "
-                f"callback=function(KEYS, ARGV)\n{body}\nend}}"
+                f"callback=function(KEYS, ARGV)\n{body}\nend{declared}}}"
             )
         parts.append(
             f"redis.register_function{{function_name='{self.version_function.name}', "

@@ -3,7 +3,8 @@
 -- the number of its events are those of the copy. Otherwise nothing is
 -- removed and the next pass copies it again (upserts).
 -- Deletes only (no command that can be refused for memory), so it runs on a
--- full Redis and frees it.
+-- full Redis and frees it:
+--! flag: allow-oom
 -- KEYS: trip, trip_events, archive_due, rider_trips, driver_trips (or the
 --       rider_trips key again when the trip had no driver), then the
 --       delivery records and idempotency marks of its events
