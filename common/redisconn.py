@@ -160,12 +160,20 @@ class FollowingCluster(RedisCluster):
                 self._watch(), name="redis-cluster-watch")
         return result
 
+    _watch_stopped = False
+
     async def aclose(self) -> None:
         task, self._watch_task = self._watch_task, None
+        self._watch_stopped = True
         if task is not None:
-            task.cancel()
+            # A cancel can be swallowed by a timeout that fires at the same
+            # moment: the flag ends the loop then.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1)
             with suppress(asyncio.CancelledError, Exception):
-                await task
+                task.result()
+        self._watch_stopped = False  # a client used again after aclose() watches again
         for probe in (self._probes or {}).values():
             with suppress(Exception):
                 await probe.aclose()
@@ -189,8 +197,8 @@ class FollowingCluster(RedisCluster):
 
     async def _ask(self, name: str, command: tuple) -> Any:
         try:
-            return await asyncio.wait_for(
-                self._probe(name).execute_command(*command), PROBE_TIMEOUT_S)
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                return await self._probe(name).execute_command(*command)
         except (asyncio.TimeoutError, RedisTimeoutError) as exc:
             # The connection may hold a half-read answer: start afresh.
             probe = self._probes.pop(name, None)
@@ -236,7 +244,7 @@ class FollowingCluster(RedisCluster):
         return moved
 
     async def _watch(self) -> None:
-        while True:
+        while not self._watch_stopped:
             await asyncio.sleep(WATCH_INTERVAL_S)
             try:
                 await self._check_once()
