@@ -39,6 +39,7 @@ bench: $(STAMP)
 		echo "wrk could not be installed: the asyncio load client is used instead"; \
 	fi
 	$(PY) -m bench
+	$(PY) -m bench.replication
 
 clean:
 	rm -rf $(VENV) .data reports .pytest_cache

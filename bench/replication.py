@@ -6,6 +6,9 @@ the same writes with WAIT_REPLICAS=0 and =1, one at a time, so the figure
 is the latency a write gains: a trip request followed by its cancel (two
 confirmed scripts), and a driver's location fix (never waited for: each fix
 is replaced by the next within seconds, so both figures should agree).
+Then the failover window as a client sees it: a shard's primary killed, then
+another frozen, while four writers keep writing to it with WAIT 1 (the
+gateway-level window is measured by tests/proofs/test_proof_failover.py).
 
     python -m bench.replication            # prints the table, writes reports/replication.json
     BENCH_QUICK=1 python -m bench.replication
@@ -28,6 +31,7 @@ import orjson
 from common import ids
 from common.embedded import EmbeddedCluster
 from common.redisconn import create_redis
+from common.scripts import write_and_wait
 from common.settings import Settings
 from driver_service.store import DriverStore
 from trip_service.store import TripStore
@@ -74,6 +78,52 @@ async def measure(url: str, wait_replicas: int, n: int) -> dict:
         await redis.aclose()
 
 
+async def failover_window(cluster: EmbeddedCluster, kind: str) -> dict:
+    """A client writing (WAIT 1) to one shard without pause while its primary
+    is killed or frozen: from the fault to the first confirmed write of one
+    sent after it, and to the cluster's promotion."""
+    redis = create_redis(cluster.url)
+    key = "rh:{sf}:bench-failover"
+    shard = cluster.shard_of_key(key)
+    answers: list[tuple[float, float]] = []
+    stop = asyncio.Event()
+    answered = asyncio.Event()  # set by each confirmed write
+
+    async def writer() -> None:
+        while not stop.is_set():
+            sent = time.monotonic()
+            try:
+                reply, waited = await write_and_wait(redis, key, ("SET", key, "x"), 1)
+                if not isinstance(reply, Exception) and not isinstance(waited, Exception) \
+                        and int(waited[1]) >= 1:
+                    answers.append((sent, time.monotonic()))
+                    answered.set()
+            except Exception:  # the outage itself: 503s and timeouts
+                await asyncio.sleep(0.01)
+
+    try:
+        await redis.set(key, "x")
+        tasks = [asyncio.create_task(writer()) for _ in range(4)]
+        await asyncio.sleep(0.5)
+        victim = cluster.primary(shard)
+        start = time.monotonic()
+        victim.freeze() if kind == "freeze" else victim.kill()
+        await asyncio.to_thread(cluster.wait_primary_other_than, shard, victim.port)
+        promoted = time.monotonic() - start
+        while not [a for s, a in answers if s >= start]:
+            answered.clear()
+            await answered.wait()
+        window = min(a for s, a in answers if s >= start) - start
+        stop.set()
+        await asyncio.gather(*tasks)
+        victim.thaw() if kind == "freeze" else victim.start()
+        await asyncio.to_thread(cluster.wait_converged)
+        return {"window_s": round(window, 3), "promoted_after_s": round(promoted, 3)}
+    finally:
+        stop.set()
+        await redis.aclose()
+
+
 async def run(n: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-replication-") as folder:
         cluster = await asyncio.to_thread(
@@ -87,9 +137,10 @@ async def run(n: int) -> dict:
                     got = await measure(cluster.url, wait, n)
                     for k, v in got.items():
                         results.setdefault(f"wait{wait}", {}).setdefault(k, []).append(v)
+            windows = {kind: await failover_window(cluster, kind) for kind in ("kill", "freeze")}
         finally:
             await asyncio.to_thread(cluster.stop)
-    out = {}
+    out = {"failover": windows}
     for side, kinds in results.items():
         out[side] = {k: {m: round(statistics.fmean(r[m] for r in runs), 2) for m in runs[0]}
                      for k, runs in kinds.items()}
@@ -114,6 +165,7 @@ def main() -> int:
         for m in ("p50_ms", "p99_ms", "mean_ms"):
             print(f"{kind + ' ' + m:24}{out['wait0'][kind][m]:>18}{out['wait1'][kind][m]:>18}")
     print(f"cost of the wait: {json.dumps(out['wait_cost_per_write_ms'])}")
+    print(f"failover window (a client writing with WAIT 1): {json.dumps(out['failover'])}")
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(out, indent=2) + "\n")
     print(f"(written to {REPORT})")
