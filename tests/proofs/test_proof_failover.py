@@ -14,8 +14,9 @@ while, round after round:
   replica), so for 0.7 s under load it takes writes no replica has; then it
   is killed and the replicas resume;
 - a primary is frozen (SIGSTOP) for several node timeouts, a replica is
-  promoted, and the old primary resumes (SIGCONT): it must rejoin as a
-  replica with the new primary's data (its own late writes discarded).
+  promoted, and the old primary resumes (SIGCONT): a write a stale client
+  queued to it must be refused or confirmed by no replica, and kept by no
+  node; it must rejoin as a replica with the new primary's data.
 
 After the rounds the database is held to the ledger of every acknowledged
 write (tests/proofs/checker.py): nothing lost, trip documents, rankings and
@@ -35,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import socket
 import statistics
 import time
 
@@ -174,6 +176,48 @@ def cut_replication(primary) -> None:
         client.close()
 
 
+def queue_stale_write(cluster: EmbeddedCluster, node, shard: int) -> tuple[str, socket.socket]:
+    key = next(f"rh:{{stale{i}}}:probe" for i in range(10_000)
+               if cluster.shard_of_key(f"rh:{{stale{i}}}:probe") == shard)
+    sock = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+    sock.sendall(resp("SET", key, "stale") + resp("WAIT", "1", "500"))
+    return key, sock
+
+
+def resp(*args: str) -> bytes:
+    out = [f"*{len(args)}\r\n".encode()]
+    for a in args:
+        out.append(f"${len(a.encode())}\r\n{a}\r\n".encode())
+    return b"".join(out)
+
+
+def stale_answers(sock: socket.socket) -> tuple[str, int]:
+    """("refused" or "written", replicas that confirmed it) from the SET's
+    and the WAIT's replies."""
+    data = b""
+    try:
+        while data.count(b"\r\n") < 2:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    lines = data.split(b"\r\n")
+    outcome = "refused" if lines[0].startswith(b"-") else "written"
+    # An error for the WAIT: the node is a replica already.
+    return outcome, 0 if lines[1].startswith(b"-") else int(lines[1][1:])
+
+
+def read_on(node, key: str):
+    client = redis_sync.Redis(host="127.0.0.1", port=node.port, socket_timeout=5)
+    try:
+        client.execute_command("READONLY")
+        return client.get(key)
+    finally:
+        client.close()
+
+
 def names_on(cluster: EmbeddedCluster, shard: int):
     """User names whose account key lives on `shard`."""
     while True:
@@ -259,9 +303,17 @@ async def fail_over(cluster: EmbeddedCluster, ledger: Ledger, feed: OpsFeed | No
             r.thaw()
     promoted = await asyncio.to_thread(cluster.wait_primary_other_than, shard, victim.port, 20)
     promoted_at = time.monotonic()
+    stale = None
     if kind == "freeze":
         await asyncio.sleep(max(0.0, start + FREEZE_S - time.monotonic()))
+        # A client that still takes the frozen node for the primary: its
+        # write and WAIT wait in the node's socket (the kernel accepts the
+        # connection) and run the moment it resumes, perhaps before it
+        # hears it was replaced. Refused (MOVED), or written and confirmed
+        # by no replica.
+        key, sock = await asyncio.to_thread(queue_stale_write, cluster, victim, shard)
         victim.thaw()
+        stale = (key, *await asyncio.to_thread(stale_answers, sock))
     else:
         await asyncio.to_thread(victim.start)  # on its own data, as a supervisor would
     window = await probe
@@ -274,11 +326,18 @@ async def fail_over(cluster: EmbeddedCluster, ledger: Ledger, feed: OpsFeed | No
     # The old primary is a replica of the new one now, with its data (the
     # writes it may have taken alone, late, are gone: lag 0 on the same offset).
     assert node["role"] == "replica" and node["follows"] == promoted.port, node
+    if stale is not None:
+        key, outcome, confirmed = stale
+        assert outcome == "refused" or confirmed == 0, stale
+        # Not kept either: neither the new primary nor the old node has it.
+        assert await asyncio.to_thread(read_on, promoted, key) is None
+        assert await asyncio.to_thread(read_on, victim, key) is None
     await acks_beyond(ledger, RECOVERY_ACKS)
     if feed is not None:
         await eventually(lambda: feed.since(promoted_at) > 0, timeout=20, interval=0.1,
                          message=f"the ops event stream got no event after the failover ({len(feed.arrivals)} before, {feed.errors[-3:]})")
     return {"kind": kind, "shard": shard, "victim": victim.port, "promoted": promoted.port,
+            "stale_write": stale[1] if stale else None,
             "promoted_after_s": round(promoted_at - start, 3), "window_s": round(window, 3),
             "load_window_s": round(load_first - start, 3) if load_first else None}
 
