@@ -148,6 +148,8 @@ class FollowingCluster(RedisCluster):
     """
 
     _watch_task: asyncio.Task | None = None
+    # Slot range -> primary, as the watch last saw and confirmed it.
+    _seen_owners: dict | None = None
     _probes: dict | None = None
     _probe_order: list | None = None
 
@@ -261,8 +263,17 @@ class FollowingCluster(RedisCluster):
         if first is None:
             return False
         asked, owners = first
+        seen = self._seen_owners or {}
+        # Against the client's slot map, and against what the watch saw last:
+        # a refresh the client made on another error may have followed the
+        # new primary already, while commands still wait on the old one.
         moved = self._moved(owners)
+        for r, new in owners.items():
+            old = seen.get(r)
+            if old is not None and old != new and r not in moved:
+                moved[r] = (old, new)
         if not moved:
+            self._seen_owners = owners
             return False
         new_owners = {new for _, new in moved.values()}
         second = await self._slot_owners(frozenset({asked, *new_owners}))
@@ -272,27 +283,31 @@ class FollowingCluster(RedisCluster):
         if not moved:
             return False
         await self._follow(moved)
+        self._seen_owners = {**seen, **{r: new for r, (_, new) in moved.items()}}
         return True
 
     async def _follow(self, moved: dict[tuple[int, int], tuple[str, str]]) -> None:
-        old_nodes = [self.nodes_manager.nodes_cache.get(old) for old, _ in moved.values()]
+        cache = self.nodes_manager.nodes_cache
+        old_nodes = [cache.get(old) for old, _ in moved.values()]
         logger.warning("cluster: slots %s have a new primary; following",
                        ", ".join(f"{a}-{b} {old} -> {new}" for (a, b), (old, new) in moved.items()))
         if self._lock is None:
             self._lock = asyncio.Lock()
-        async with self._lock:
-            # The old primary is asked last: hung, it would hold the refresh
-            # for a whole socket timeout.
-            await self._refresh_topology(
-                additional_startup_nodes_info=[
-                    (new.rpartition(":")[0], int(new.rpartition(":")[2]))
-                    for _, new in moved.values()
-                ],
-                last_failed_node_name=next((old for old, _ in moved.values() if old), None))
-            self._initialize = False
+        if self._moved({r: new for r, (_, new) in moved.items()}):
+            async with self._lock:
+                # The old primary is asked last: hung, it would hold the
+                # refresh for a whole socket timeout.
+                await self._refresh_topology(
+                    additional_startup_nodes_info=[
+                        (new.rpartition(":")[0], int(new.rpartition(":")[2]))
+                        for _, new in moved.values()
+                    ],
+                    last_failed_node_name=next((old for old, _ in moved.values() if old), None))
+                self._initialize = False
         # Commands waiting on the old primary fail now and are retried on the
-        # new one, instead of waiting for its socket timeout.
-        for node in old_nodes:
+        # new one, instead of waiting for its socket timeout. (A refresh may
+        # have replaced the node objects: the connections are on either.)
+        for node in {*old_nodes, *(cache.get(old) for old, _ in moved.values())}:
             if node is not None:
                 with suppress(Exception):
                     await node.disconnect()
