@@ -218,6 +218,12 @@ def read_on(node, key: str):
         client.close()
 
 
+async def readiness(base: str) -> dict:
+    async with aiohttp.ClientSession() as http:
+        reply = await proof_client(http, base).get("/readyz", timeout=5)
+    return {"status": reply.status, "body": reply.body}
+
+
 def names_on(cluster: EmbeddedCluster, shard: int):
     """User names whose account key lives on `shard`."""
     while True:
@@ -298,6 +304,11 @@ async def fail_over(cluster: EmbeddedCluster, ledger: Ledger, feed: OpsFeed | No
     else:
         victim.kill()
     probe = asyncio.create_task(probe_window(base, ledger, cluster, shard, start))
+    # While the shard has no primary, the gateway's /readyz names it (the
+    # cluster needs at least a node timeout to promote a replica).
+    readyz = await readiness(base)
+    assert readyz["status"] == 503, readyz
+    assert f"127.0.0.1:{victim.port}" in readyz["body"]["checks"]["redis"], readyz
     if kind == "lagging":
         for r in replicas:
             r.thaw()
