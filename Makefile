@@ -43,6 +43,7 @@ bench: $(STAMP)
 	fi
 	$(PY) -m bench
 	$(PY) -m bench.tiers
+	$(PY) -m bench.replication
 
 clean:
 	rm -rf $(VENV) .data reports .pytest_cache

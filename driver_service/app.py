@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from common import keys
-from common.redisconn import REDIS, create_redis, redis_ctx
 from common.internal import require_internal_token
+from common.redisconn import REDIS, check_redis_ready, create_redis, redis_ctx
 from common.scripts import check_library
 from common.service import serve
 from common.settings import Settings
@@ -131,7 +131,7 @@ def create_app(settings: Settings, workers: Workers = Workers()) -> web.Applicat
     add_routes(app)
 
     async def redis_ready() -> None:
-        await app[REDIS].ping()
+        await check_redis_ready(app[REDIS])
 
     app[READY_CHECKS]["redis"] = redis_ready
 

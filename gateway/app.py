@@ -11,7 +11,7 @@ from prometheus_client import Gauge
 
 from common import errors, keys, metrics
 from common.internal import auth_headers as internal_auth_headers
-from common.redisconn import REDIS, redis_ctx
+from common.redisconn import REDIS, check_redis_ready, redis_ctx
 from common.service import serve
 from common.settings import Settings
 from common.streams import group_stats
@@ -208,7 +208,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.A
     app[OPENAPI_DOC] = render_openapi(build_openapi(api, settings))
 
     async def redis_ready() -> None:
-        await app[REDIS].ping()
+        await check_redis_ready(app[REDIS])
 
     app[READY_CHECKS]["redis"] = redis_ready
     # The admin has loaded this version of the functions (common/scripts.py).

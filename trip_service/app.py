@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from common import errors, keys
-from common.redisconn import REDIS, redis_ctx
 from common.internal import require_internal_token
+from common.redisconn import REDIS, check_redis_ready, redis_ctx
 from common.service import serve
 from common.settings import Settings
 from common.streams import StreamConsumer
@@ -116,7 +116,7 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app)
 
     async def redis_ready() -> None:
-        await app[REDIS].ping()
+        await check_redis_ready(app[REDIS])
 
     async def archive_alive() -> None:
         dead = [t.get_name() for t in app[ARCHIVE_TASKS] if t.done()]

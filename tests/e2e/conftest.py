@@ -69,8 +69,9 @@ def near(point: dict[str, float], d_lat: float = 0.0008, d_lon: float = 0.0) -> 
 MODES = ("standalone", "cluster")
 # Replicas of each service per mode: the cluster run scales the services out.
 REPLICAS = {"standalone": 1, "cluster": 2}
-# The cluster run serves three regions, whose hash tags land on three
-# different masters; sf stays the default home region of every test.
+# The cluster run (three shards of a primary and two replicas, WAIT_REPLICAS=1)
+# serves three regions, whose hash tags land on three different shards; sf
+# stays the default home region of every test.
 CLUSTER_REGIONS = [
     {"name": "sf", "min_lat": 37.70, "min_lon": -122.52, "max_lat": 37.83, "max_lon": -122.35},
     {"name": "bos", "min_lat": 42.33, "min_lon": -71.12, "max_lat": 42.40, "max_lon": -71.00},
@@ -142,8 +143,10 @@ def start_system(
 ) -> E2ESystem:
     base = tmp_path_factory.mktemp(f"e2e-{mode}")
     if mode == "cluster":
-        redis = EmbeddedCluster(base / "redis").start()
-        env = {"REGIONS": orjson.dumps(CLUSTER_REGIONS).decode(), **env}
+        # The replicated topology: three shards, each a primary with two
+        # replicas, every acknowledged write confirmed by one of them.
+        redis = EmbeddedCluster(base / "redis", masters=3, replicas=2).start()
+        env = {"REGIONS": orjson.dumps(CLUSTER_REGIONS).decode(), "WAIT_REPLICAS": "1", **env}
     else:
         redis = EmbeddedRedis(base / "redis", free_port()).start()
     replicas = REPLICAS[mode] if replicas is None else replicas

@@ -157,9 +157,17 @@ async def test_an_idempotent_answer_is_stored_on_the_replica_first(pair, on_repl
                        lease_s=0.5, wait_replicas=1)
     attempts = []
 
+    leases_on_replica = []
+
     async def attempt(trip_id):
         attempts.append(trip_id)
+        # Under the lease: the replica has it, with this trip id.
+        leases_on_replica.append(
+            [orjson.loads(raw).get("trip_id") for raw in
+             [await on_replica.get(keys.idempotency(RIDER, h)) for h in hashes] if raw])
         return 201, orjson.dumps({"id": trip_id})
+
+    hashes = [hashlib.sha256(k.encode()).hexdigest() for k in ("k1", "k2")]
 
     def new_trip_id() -> str:
         return new_id(TRIP, "sf")
@@ -175,22 +183,30 @@ async def test_an_idempotent_answer_is_stored_on_the_replica_first(pair, on_repl
         assert (await record("k1"))["state"] == "done"
 
         with Frozen(replica):
-            # The attempt succeeded, its answer is not confirmed: 503.
+            # The lease (with the trip id it reserves) is not confirmed: 503
+            # before any attempt, and the lease is given up. A lease lost in a
+            # failover would let the retry reserve another id: a second trip.
             t0 = time.monotonic()
             with pytest.raises(errors.Unavailable):
                 await idem.run(RIDER, "k2", {"a": 2}, new_trip_id, attempt)
             assert time.monotonic() - t0 < LATE_S
+            assert len(attempts) == 1
             # A replay confirms the stored answer first: 503 too.
             with pytest.raises(errors.Unavailable):
                 await idem.run(RIDER, "k1", {"a": 1}, new_trip_id, attempt)
-        assert len(attempts) == 2
+        assert len(attempts) == 1
+        assert await record("k2") == {}
 
-        # The replica back: the retry replays the stored answer (no new attempt).
+        # The replica back: the retry makes the attempt, its lease on the
+        # replica before it; the next retry replays the stored answer.
         again = await idem.run(RIDER, "k2", {"a": 2}, new_trip_id, attempt)
-        assert again.replayed and again.status == 201
-        assert orjson.loads(again.body)["id"] == attempts[1]
+        assert again.status == 201 and not again.replayed
+        assert len(attempts) == 2
+        replay = await idem.run(RIDER, "k2", {"a": 2}, new_trip_id, attempt)
+        assert replay.replayed and orjson.loads(replay.body)["id"] == attempts[1]
         assert len(attempts) == 2
         assert (await record("k2"))["state"] == "done"
+        assert all(trip_id in seen for trip_id, seen in zip(attempts, leases_on_replica))
     finally:
         await on_primary.aclose()
 
