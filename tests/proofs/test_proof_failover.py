@@ -219,6 +219,7 @@ def read_on(node, key: str):
 
 
 async def readiness(base: str) -> dict:
+    """/readyz in full: the gateway's operations listener (OPS_PORT)."""
     async with aiohttp.ClientSession() as http:
         reply = await proof_client(http, base).get("/readyz", timeout=5)
     return {"status": reply.status, "body": reply.body}
@@ -282,7 +283,7 @@ async def acks_beyond(ledger: Ledger, n: int, timeout: float = 60) -> None:
                      message=f"the load did not reach {target} acknowledged writes")
 
 
-async def fail_over(cluster: EmbeddedCluster, ledger: Ledger, feed: OpsFeed | None,
+async def fail_over(cluster: EmbeddedCluster, ledger: Ledger, feed: OpsFeed | None, ops: str,
                     shard: int, kind: str, base: str) -> dict:
     """One failover of `shard` under the running load: kill, lagging kill or
     freeze. Returns its figures once the shard is whole again."""
@@ -306,7 +307,7 @@ async def fail_over(cluster: EmbeddedCluster, ledger: Ledger, feed: OpsFeed | No
     probe = asyncio.create_task(probe_window(base, ledger, cluster, shard, start))
     # While the shard has no primary, the gateway's /readyz names it (the
     # cluster needs at least a node timeout to promote a replica).
-    readyz = await readiness(base)
+    readyz = await readiness(ops)
     assert readyz["status"] == 503, readyz
     assert f"127.0.0.1:{victim.port}" in readyz["body"]["checks"]["redis"], readyz
     if kind == "lagging":
@@ -354,7 +355,7 @@ async def fail_over(cluster: EmbeddedCluster, ledger: Ledger, feed: OpsFeed | No
 
 
 async def run_rounds(cluster, ledger, plan: list[tuple[int, str]], seed: int,
-                     base: str, feed: OpsFeed | None) -> list[dict]:
+                     base: str, feed: OpsFeed | None, ops: str) -> list[dict]:
     load = Load(base, ledger, random.Random(seed), riders=8, drivers=5)
     await load.start()
     rounds = []
@@ -362,7 +363,7 @@ async def run_rounds(cluster, ledger, plan: list[tuple[int, str]], seed: int,
         for shard, kind in plan:
             began = time.monotonic()
             await acks_beyond(ledger, WARMUP_ACKS)
-            rounds.append(await fail_over(cluster, ledger, feed, shard, kind, base))
+            rounds.append(await fail_over(cluster, ledger, feed, ops, shard, kind, base))
             print(f"\n{rounds[-1]} ({time.monotonic() - began:.1f} s)")
     finally:
         await load.finish()
@@ -394,7 +395,7 @@ async def test_failovers_under_load_lose_no_acknowledged_write(replicated):
         plan = [(home, "kill"), (others[0], "kill"), (others[1], "kill"),
                 (home, "lagging"), (others[0], "lagging"), (others[1], "lagging"),
                 (home, "freeze"), (others[0], "freeze")]
-        rounds = await run_rounds(cluster, ledger, plan, 1101, system.url, feed)
+        rounds = await run_rounds(cluster, ledger, plan, 1101, system.url, feed, system.ops_url)
         await eventually(lambda: drained(admin), timeout=30, interval=0.2,
                          message="the consumer groups did not drain")
         report = await check(admin, ledger)
@@ -456,7 +457,7 @@ async def test_control_without_wait_replicas_loses_acknowledged_writes(replicate
         ledger.preexisting = await existing(admin)
         home = sf_shard(cluster)
         rounds = await run_rounds(cluster, ledger, [(home, "lagging"), (home, "lagging")],
-                                  2202, system.url, None)
+                                  2202, system.url, None, system.ops_url)
         t0 = time.monotonic()
         report = await check(admin, ledger)
         print(f"control: checked in {time.monotonic() - t0:.1f} s")
