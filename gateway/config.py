@@ -51,6 +51,11 @@ class GatewayConfig:
     # hung Redis costs a request a bounded time: a 504 problem well before a
     # client's own timeout. Raised to stream_block_ms + 1 s if lower.
     redis_timeout_s: float = 2.0
+    # On Redis Cluster: how often every node is asked CLUSTER SHARDS for the
+    # ops topology and its failover feed (the feed's precision), and how long
+    # a node may take to answer before it counts as unreachable.
+    topology_poll_s: float = 0.5
+    topology_timeout_s: float = 0.4
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "GatewayConfig":
@@ -74,4 +79,6 @@ class GatewayConfig:
             sse_ping_s=_float(env, "SSE_PING_S", d.sse_ping_s),
             stream_block_ms=_int(env, "STREAM_BLOCK_MS", d.stream_block_ms),
             redis_timeout_s=_float(env, "GATEWAY_REDIS_TIMEOUT_S", d.redis_timeout_s),
+            topology_poll_s=_float(env, "TOPOLOGY_POLL_S", d.topology_poll_s),
+            topology_timeout_s=_float(env, "TOPOLOGY_TIMEOUT_S", d.topology_timeout_s),
         )

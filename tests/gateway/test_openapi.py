@@ -25,6 +25,7 @@ API_ROUTES = [
     ("GET", "/v1/driver/trip"),
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json"),
     ("GET", "/"), ("GET", "/v1/ops/overview"), ("GET", "/v1/ops/events"),
+    ("GET", "/v1/ops/topology"),
 ]
 
 
