@@ -5,7 +5,9 @@ driver_service, the gateway and, unless DEMO_TRAFFIC=0, the simulated city;
 prints the dashboard link (logged in as ops) and a status line every few
 seconds. Ctrl-C stops everything it started, Redis last.
 
-Settings (environment): REDIS_URL, REDIS_PORT (embedded, default 6379),
+Settings (environment): REDIS_URL, REDIS_TOPOLOGY (single | cluster |
+replicated, embedded only; deploy/topology.py), REDIS_PORT (embedded single
+server, default 6379),
 GATEWAY_PORT (8080), TRIP_SERVICE_PORT (8081), DRIVER_SERVICE_PORT (8082),
 DATA_DIR (.data), DEMO_TRAFFIC (1), STATUS_EVERY_S (5), OPS_USER_NAME,
 OPS_PASSWORD (made up when unset), and everything the services read.
@@ -14,6 +16,13 @@ On the embedded server each process connects as its own ACL user
 (common.acl, docs/security.md), with passwords made up for this run; the
 admin's (the default user's) is written to DATA_DIR/redis/admin.password.
 A REDIS_URL given is used as it is by every process.
+
+`REDIS_TOPOLOGY=replicated` starts Redis Cluster of three shards, each a
+primary with two replicas (AOF always, node timeout 1 s), runs the services
+with WAIT_REPLICAS=1 (unless set), prints each node, and supervises the
+nodes: one that dies is started again on its own data and rejoins as a
+replica of its shard's primary (deploy/topology.py). `python -m deploy.chaos`
+fails a primary on purpose. `cluster` is the same without replicas.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -32,9 +42,20 @@ from pathlib import Path
 from redis.exceptions import RedisError
 
 from common import acl
-from common.embedded import EmbeddedRedis, EmbeddedRedisError, free_port
+from common.embedded import EmbeddedCluster, EmbeddedRedis, EmbeddedRedisError, free_port
 from common.redisconn import redact
+from common.regions import parse_regions
 from deploy.processes import ROOT, ServiceProcess
+from deploy.topology import (
+    Supervisor,
+    TopologyError,
+    describe_nodes,
+    node_shards,
+    read_topology,
+    remove_state,
+    state_path,
+    write_state,
+)
 
 
 def say(message: str) -> None:
@@ -109,12 +130,46 @@ def status_line(gateway: str, token: str) -> str:
     return " | ".join(parts)
 
 
+def write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def start_cluster(topology: str, data_dir: Path, fsync: str) -> tuple[EmbeddedCluster, Path]:
+    """The embedded cluster of REDIS_TOPOLOGY, new for this run (its nodes
+    take free ports, which a previous run's nodes.conf would not know)."""
+    replicas = 2 if topology == "replicated" else 0
+    folder = data_dir / f"redis-{topology}"
+    if folder.exists():
+        say(f"removing the previous run's cluster data in {folder}")
+        shutil.rmtree(folder)
+    shape = "each a primary with 2 replicas" if replicas else "primaries only"
+    say(f"starting embedded Redis Cluster: 3 shards, {shape} (AOF appendfsync {fsync}, "
+        "node timeout 1 s) ...")
+    cluster = EmbeddedCluster(
+        folder, masters=3, replicas=replicas, appendfsync=fsync,
+        admin_password=secrets.token_urlsafe(24),
+    )
+    try:
+        cluster.start(timeout=90)
+    except BaseException:
+        cluster.stop()
+        raise
+    admin_file = folder / "admin.password"
+    write_private(admin_file, cluster.admin_password + "\n")
+    return cluster, admin_file
+
+
 def main() -> int:
     data_dir = Path(os.environ.get("DATA_DIR", ROOT / ".data"))
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     started: list = []
     redis_server = None
+    cluster = None
+    supervisor = None
+    state_file = state_path(data_dir)
     stopping = {"now": False}
 
     def on_signal(signum, frame):
@@ -125,9 +180,35 @@ def main() -> int:
 
     try:
         redis_url = os.environ.get("REDIS_URL")
+        topology = read_topology(os.environ)
+        service_env: dict[str, str] = {}
         if redis_url:
             say(f"using Redis at {redact(redis_url)} for every process, as given")
+            if topology != "single":
+                say(f"  (REDIS_TOPOLOGY={topology} applies to the embedded Redis only)")
             redis_urls = {service: redis_url for service in acl.SERVICES}
+        elif topology != "single":
+            fsync = os.environ.get("DURABILITY", "always")
+            cluster, admin_file = start_cluster(topology, data_dir, fsync)
+            # Every node by its own address: a cluster client's view (CLUSTER
+            # SLOTS) leaves out a replica that has not synced any data yet, and a
+            # replica without the users would refuse the services once promoted.
+            passwords = acl.new_passwords()
+            for node in cluster.nodes:
+                acl.install_users(node.url, passwords)
+            redis_urls = acl.service_urls(cluster.url, passwords)
+            say(f"  Redis Cluster ready, data in {cluster.data_dir}; its nodes:")
+            regions = [r.name for r in parse_regions(os.environ.get("REGIONS"))]
+            for line in describe_nodes(cluster, regions):
+                say(line)
+            say(f"  the admin is user default, its password in {admin_file}")
+            write_state(state_file, topology, cluster, admin_file, node_shards(cluster))
+            supervisor = Supervisor(cluster)
+            if topology == "replicated":
+                # An acknowledged write is on a replica too (WAIT 1 + WAITAOF).
+                service_env["WAIT_REPLICAS"] = os.environ.get("WAIT_REPLICAS") or "1"
+                say(f"  the services wait for {service_env['WAIT_REPLICAS']} replica(s) "
+                    "per write (WAIT_REPLICAS); a node that dies is restarted here")
         else:
             port = choose_port("REDIS_PORT", 6379)
             fsync = os.environ.get("DURABILITY", "always")
@@ -150,7 +231,7 @@ def main() -> int:
 
         ops_user = os.environ.get("OPS_USER_NAME") or "ops"
         ops_password = os.environ.get("OPS_PASSWORD") or secrets.token_urlsafe(18)
-        env = {"OPS_USER_NAME": ops_user, "OPS_PASSWORD": ops_password}
+        env = {"OPS_USER_NAME": ops_user, "OPS_PASSWORD": ops_password, **service_env}
 
         trip = ServiceProcess(
             "trip_service", {**env, "REDIS_URL": redis_urls["trip_service"]},
@@ -202,16 +283,28 @@ def main() -> int:
         every = float(os.environ.get("STATUS_EVERY_S", "5"))
         next_status = time.monotonic() + every
         while not stopping["now"]:
+            if supervisor is not None:
+                events = supervisor.tick()
+                for line in events:
+                    say(line)
+                if events:
+                    write_state(state_file, topology, cluster, admin_file, node_shards(cluster))
             for proc in started:
                 if not proc.running:
                     say(f"{proc.module} exited with {proc.process.returncode}; see {proc.log_path}")
                     stopping["now"] = True
             if time.monotonic() >= next_status:
                 next_status += every
-                say(status_line(gateway.url, token))
+                line = status_line(gateway.url, token)
+                if cluster is not None:
+                    up = sum(n.alive() for n in cluster.nodes)
+                    line += f" | redis nodes up={up}/{len(cluster.nodes)}"
+                    line += f" restarts={supervisor.restarts}"
+                say(line)
             time.sleep(0.2)
         return 0
-    except (EmbeddedRedisError, RuntimeError, urllib.error.URLError, RedisError) as exc:
+    except (EmbeddedRedisError, RuntimeError, urllib.error.URLError, RedisError,
+            TopologyError) as exc:
         say(f"cannot start: {exc}")
         return 1
     finally:
@@ -220,6 +313,9 @@ def main() -> int:
             proc.stop()
         if redis_server is not None:
             redis_server.stop()
+        if cluster is not None:
+            remove_state(state_file)
+            cluster.stop()
         say("stopped.")
 
 
