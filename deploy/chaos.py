@@ -105,6 +105,8 @@ def ask_shards(state: dict, password: str | None) -> list[dict]:
         )
         try:
             return [_as_dict(s) for s in client.execute_command("CLUSTER", "SHARDS")]
+        except redis_sync.ResponseError as exc:
+            raise Refused(f"127.0.0.1:{node['port']} is not a Redis Cluster node ({exc})") from None
         except redis_sync.RedisError:
             continue
         finally:

@@ -120,6 +120,12 @@ def test_drivers_and_waiting_pickups_come_from_the_overview(demo_system, page):
             timeout=30_000,
         )
         assert page.locator(f"#queue-table a[data-trip='{trip['id']}']").count() == 1
+        # One server: the Redis panel says so, with no shard table.
+        page.wait_for_function(
+            "document.getElementById('topology').dataset.mode === 'one server'", timeout=10_000
+        )
+        assert "one server" in page.locator("#topology-summary").inner_text()
+        assert page.locator("#topology-table").is_hidden()
         assert page.locator("#region-name").inner_text() == "sf"
         assert page.evaluate("document.getElementById('map').dataset.region") == "sf"
         assert not [u for u in page.requests if RECONSTRUCTION.search(u)], page.requests
