@@ -120,9 +120,17 @@ class TopologyWatcher:
     async def poll(self) -> dict:
         targets = sorted({self._seed, *(self._addresses())})[:MAX_NODES]
         answers = dict(zip(targets, await asyncio.gather(*(self._ask(a) for a in targets))))
-        now = now_ms()
         views = {a: v for a, v in answers.items() if isinstance(v, list)}
         seen = self._merge(views)
+        # Nodes first heard of in this poll (at start, or a node added) are
+        # asked at once, so that no snapshot shows them unanswered.
+        new = sorted({n.address for n in seen.values()} - set(answers))[
+            : max(0, MAX_NODES - len(answers))]
+        if new:
+            answers.update(zip(new, await asyncio.gather(*(self._ask(a) for a in new))))
+            views = {a: v for a, v in answers.items() if isinstance(v, list)}
+            seen = self._merge(views)
+        now = now_ms()
         self._snapshot = self._build(seen, now)
         # Forget the nodes no answering node knows any more (a node removed).
         known = {n.address for n in seen.values()} | {self._seed}
