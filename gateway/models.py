@@ -615,7 +615,8 @@ class Failover(Out):
     no_primary_s: float = Field(
         description="How long the shard had no answering primary, measured between polls: "
         "from the last poll that found the old one to the first that found the new one "
-        "(an upper bound; at least this minus `poll_interval_s`)."
+        "(an upper bound: the gap began up to one poll interval and one poll timeout "
+        "later; polls come five times as often while a shard has no primary)."
     )
 
 
