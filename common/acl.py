@@ -274,8 +274,17 @@ def install_users(admin_url: str, passwords: dict[str, str]) -> dict[str, str]:
         cluster = RedisCluster.from_url(admin_url.replace("+cluster", "", 1))
         try:
             nodes = [(n.host, n.port) for n in cluster.get_nodes()]
+            # CLUSTER SLOTS, where the client finds its nodes, leaves out a
+            # replica the cluster has not yet heard has synced; such a replica
+            # without the users would fail every service once promoted.
+            view = cluster.get_default_node().redis_connection.execute_command(
+                "CLUSTER NODES")
         finally:
             cluster.close()
+        for address, node in view.items():
+            host, _, port = address.rpartition(":")
+            if "noaddr" not in node["flags"] and (host, int(port)) not in nodes:
+                nodes.append((host or nodes[0][0], int(port)))
         parts = urlsplit(admin_url.replace("+cluster", "", 1))
         clients = [
             redis_sync.Redis(host=host, port=port, username=parts.username,

@@ -479,6 +479,15 @@ class EmbeddedCluster:
                 followers = [v for v in view if v["primary_id"] == p["id"]]
                 if len(followers) != self.replicas:
                     return False
+            # CLUSTER SLOTS (what clients discover) lists a replica only once
+            # the cluster has heard of its replication offset.
+            client = _admin(node)
+            try:
+                listed = sum(len(entry) - 2 for entry in client.execute_command("CLUSTER", "SLOTS"))
+            finally:
+                client.close()
+            if listed != self.size:
+                return False
             if replication.get("role") == "slave" and (
                 replication.get("master_link_status") != "up"
                 or replication.get("master_sync_in_progress")

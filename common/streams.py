@@ -25,7 +25,9 @@ import orjson
 from hiredis import pack_command
 from redis.asyncio import Redis as AsyncRedis
 from redis.client import NEVER_DECODE
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import keys, metrics
 from .timeutil import now_ms
@@ -34,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 ERROR_BACKOFF_S = 0.5
 ERROR_BACKOFF_MAX_S = 5.0
+UNREACHABLE_BACKOFF_MAX_S = 1.0
+# Errors of a server that is down, hung or failing over (not of our code).
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError)
 DELIVERY_RECORD_TTL_S = 7 * 86400
 
 
@@ -212,6 +217,13 @@ class StreamConsumer:
                         continue
                     logger.exception("consumer %s on %s failed", self.consumer, self.stream)
                     await self._sleep(backoff)
+                    backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
+                except UNREACHABLE as exc:
+                    # A failover or a restart: the client finds the new
+                    # primary; try again within a second of it.
+                    logger.warning("consumer %s on %s: redis unreachable (%r)", self.consumer,
+                                   self.stream, exc)
+                    await self._sleep(min(backoff, UNREACHABLE_BACKOFF_MAX_S))
                     backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
                 except Exception:
                     logger.exception("consumer %s on %s failed", self.consumer, self.stream)

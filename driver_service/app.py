@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from common import keys
-from common.redisconn import REDIS, create_redis, redis_ctx
+from common.redisconn import REDIS, check_redis_ready, create_redis, redis_ctx
 from common.service import serve
 from common.settings import Settings
 from common.streams import StreamConsumer
@@ -120,7 +120,7 @@ def create_app(settings: Settings, workers: Workers = Workers()) -> web.Applicat
     add_routes(app)
 
     async def redis_ready() -> None:
-        await app[REDIS].ping()
+        await check_redis_ready(app[REDIS])
 
     app[READY_CHECKS]["redis"] = redis_ready
     app[READY_CHECKS]["workers"] = check_alive(app)

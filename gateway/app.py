@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from common import keys, metrics
-from common.redisconn import REDIS, redis_ctx
+from common.redisconn import REDIS, check_redis_ready, redis_ctx
 from common.service import serve
 from common.settings import Settings
 from common.streams import group_stats
@@ -129,7 +129,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.A
     app[OPENAPI_DOC] = render_openapi(build_openapi(api, settings))
 
     async def redis_ready() -> None:
-        await app[REDIS].ping()
+        await check_redis_ready(app[REDIS])
 
     app[READY_CHECKS]["redis"] = redis_ready
     app[READY_CHECKS]["trip_service"] = upstreams.trips.probe

@@ -28,7 +28,9 @@ from .config import GatewayConfig
 logger = logging.getLogger(__name__)
 
 READ_BACKOFF_S = 0.5
-READ_BACKOFF_MAX_S = 5.0
+# At most a second between attempts: after a failover (about 2 s) the readers
+# are back within a second of the new primary.
+READ_BACKOFF_MAX_S = 1.0
 # A blocked XREAD answers within its BLOCK time. The socket timeout bounds
 # each attempt, but a call also includes the client's own retries and, on a
 # cluster, its rediscovery of the nodes: a call not done this much later is

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from common.redisconn import REDIS, redis_ctx
+from common.redisconn import REDIS, check_redis_ready, redis_ctx
 from common.service import serve
 from common.settings import Settings
 from common.web import READY_CHECKS, SETTINGS, create_base_app
@@ -28,7 +28,7 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app)
 
     async def redis_ready() -> None:
-        await app[REDIS].ping()
+        await check_redis_ready(app[REDIS])
 
     app[READY_CHECKS]["redis"] = redis_ready
     return app
