@@ -190,13 +190,7 @@ def main() -> int:
         elif topology != "single":
             fsync = os.environ.get("DURABILITY", "always")
             cluster, admin_file = start_cluster(topology, data_dir, fsync)
-            # Every node by its own address: a cluster client's view (CLUSTER
-            # SLOTS) leaves out a replica that has not synced any data yet, and a
-            # replica without the users would refuse the services once promoted.
-            passwords = acl.new_passwords()
-            for node in cluster.nodes:
-                acl.install_users(node.url, passwords)
-            redis_urls = acl.service_urls(cluster.url, passwords)
+            redis_urls = acl.install_users(cluster.url, acl.new_passwords())
             say(f"  Redis Cluster ready, data in {cluster.data_dir}; its nodes:")
             regions = [r.name for r in parse_regions(os.environ.get("REGIONS"))]
             for line in describe_nodes(cluster, regions):
