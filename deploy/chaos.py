@@ -177,6 +177,9 @@ def kill_primary(state: dict, region: str) -> int:
     os.kill(pid, signal.SIGKILL)
     started = time.monotonic()
     say(f"killed the primary 127.0.0.1:{primary['port']} (pid {pid}, SIGKILL)")
+    if len(shard["nodes"]) < 2:
+        say("the shard has no replica: it is down until the launcher has restarted the node")
+        return 0
     new = wait_promotion(state, admin_password(state), slot, primary["port"], started)
     if new is None:
         say(f"no replica took over within {PROMOTION_WAIT_S:.0f} s; the launcher restarts "

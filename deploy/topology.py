@@ -135,6 +135,7 @@ class Dead:
     since: float
     shard: int | None
     was_primary: bool
+    wait_for_successor: bool  # a primary with a replica running to take over
     next_try: float = 0.0
 
 
@@ -159,22 +160,29 @@ class Supervisor:
         for node in self.cluster.nodes:
             if node.alive() or node.port in self.dead:
                 continue
-            seen = {t["port"]: t for t in self.cluster.topology()}.get(node.port, {})
+            topology = self.cluster.topology()
+            seen = {t["port"]: t for t in topology}.get(node.port, {})
             # The cluster's view still names a dead primary as primary until a
-            # replica takes over.
-            self.dead[node.port] = Dead(now, seen.get("shard"), seen.get("role") == "primary")
+            # replica takes over; with no replica running none will.
+            standby = [t for t in topology if t["shard"] == seen.get("shard")
+                       and t["role"] == "replica" and t["alive"]]
+            was_primary = seen.get("role") == "primary"
+            self.dead[node.port] = Dead(
+                now, seen.get("shard"), was_primary, was_primary and bool(standby)
+            )
             code = node.process.returncode if node.process else None
             lines.append(
                 f"redis node 127.0.0.1:{node.port} ({seen.get('role', '?')}, shard "
                 f"{seen.get('shard', '?')}) exited with {code}; restarting it on its own data"
-                + (" once a replica has taken over" if seen.get("role") == "primary" else "")
+                + (" once a replica has taken over"
+                   if self.dead[node.port].wait_for_successor else "")
             )
         for port, dead in list(self.dead.items()):
             if now < dead.next_try:
                 continue
             node = self.cluster.node(port)
             successor = None
-            if dead.was_primary and dead.shard is not None:
+            if dead.wait_for_successor and dead.shard is not None:
                 primary = self.cluster.primary(dead.shard)
                 successor = primary if primary is not None and primary.port != port else None
                 if successor is None and now - dead.since < self.restart_after_s:
