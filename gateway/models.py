@@ -630,6 +630,10 @@ class OpsTopology(Out):
     failovers: list[Failover] = Field(
         description="Failovers this gateway process saw, newest first, at most 50."
     )
+    problem: str | None = Field(
+        description="Why the last poll found nothing: no node answered (e.g. the gateway's "
+        "Redis user may not run CLUSTER SHARDS), or not polled yet."
+    )
 
 
 class SseMessage(Out):

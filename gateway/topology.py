@@ -93,6 +93,7 @@ class TopologyWatcher:
         self._shards: dict[str, ShardState] = {}
         self._failovers: deque[dict] = deque(maxlen=HISTORY)
         self._snapshot: dict | None = None
+        self._problem: str | None = None
         self._task: asyncio.Task | None = None
 
     # ------------------------------------------------------------ polling
@@ -133,6 +134,14 @@ class TopologyWatcher:
             seen = self._merge(views)
         now = now_ms()
         self._snapshot = self._build(seen, now)
+        self._snapshot["problem"] = None
+        if not views:
+            errors = {f"{type(e).__name__}: {e}" for e in answers.values()}
+            self._snapshot["problem"] = "no node answered CLUSTER SHARDS: " + "; ".join(
+                sorted(errors))[:500]
+            if self._problem != self._snapshot["problem"]:
+                logger.warning("topology: %s", self._snapshot["problem"])
+        self._problem = self._snapshot["problem"]
         # Forget the nodes no answering node knows any more (a node removed).
         known = {n.address for n in seen.values()} | {self._seed}
         for address in list(self._clients):
@@ -150,7 +159,7 @@ class TopologyWatcher:
                 slots = tuple(int(s) for s in shard.get("slots") or ())
                 shard_id = shard.get("id") or ",".join(map(str, slots))
                 for raw in shard.get("nodes") or ():
-                    node_address = f"{raw.get('endpoint') or raw.get('ip')}:{raw.get('port')}"
+                    node_address = _address(raw)
                     node = seen.get(raw["id"])
                     if node is None:
                         node = seen[raw["id"]] = NodeSeen(raw["id"], node_address, shard_id, slots)
@@ -169,7 +178,7 @@ class TopologyWatcher:
             # A replica's own view: is the master it follows online?
             for shard in view:
                 members = shard.get("nodes") or ()
-                me = [n for n in members if f"{n.get('endpoint') or n.get('ip')}:{n.get('port')}" == address]
+                me = [n for n in members if _address(n) == address]
                 if me:
                     seen[me[0]["id"]].primary_online_in_own_view = any(
                         n.get("role") == "master" and n.get("health") == "online"
@@ -265,9 +274,10 @@ class TopologyWatcher:
     def snapshot(self) -> dict:
         if not self.cluster:
             return {"mode": "one server", "polled_at": None, "poll_interval_s": None,
-                    "shards": [], "failovers": []}
+                    "shards": [], "failovers": [], "problem": None}
         base = self._snapshot or {"mode": "cluster", "polled_at": None,
-                                  "poll_interval_s": self.poll_s, "shards": []}
+                                  "poll_interval_s": self.poll_s, "shards": [],
+                                  "problem": "not polled yet"}
         return {**base, "failovers": list(self._failovers)}
 
     # ------------------------------------------------------------ lifecycle
@@ -290,6 +300,13 @@ class TopologyWatcher:
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
+
+
+def _address(node: dict) -> str:
+    """host:port of a node in CLUSTER SHARDS (`endpoint` is "?" when unknown)."""
+    endpoint = node.get("endpoint")
+    host = endpoint if endpoint and endpoint != "?" else node.get("ip")
+    return f"{host}:{node.get('port')}"
 
 
 def _as_dict(value):

@@ -641,6 +641,11 @@ function renderTopology(t) {
     $("failovers").replaceChildren();
     return;
   }
+  if (!t.shards.length) {
+    $("topology-summary").textContent = `cluster: ${t.problem || "no shards found"}`;
+    table.hidden = true;
+    return;
+  }
   const down = t.shards.filter((s) => !s.primary);
   const nodes = t.shards.reduce((a, s) => a + s.nodes.length, 0);
   $("topology-summary").textContent = `cluster: ${t.shards.length} shards, ${nodes} nodes` +

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.embedded import EmbeddedCluster
+from common.embedded import EmbeddedCluster, free_port
 from gateway.topology import TopologyWatcher
 from tests.waiting import eventually
 
@@ -19,7 +19,8 @@ async def test_one_server_is_said_plainly(client):
     resp = await client.get("/v1/ops/topology", headers=bearer(token))
     assert resp.status == 200
     assert await resp.json() == {"mode": "one server", "polled_at": None,
-                                 "poll_interval_s": None, "shards": [], "failovers": []}
+                                 "poll_interval_s": None, "shards": [], "failovers": [],
+                                 "problem": None}
 
 
 @pytest.fixture
@@ -81,5 +82,15 @@ async def test_a_frozen_primary_is_a_failover_and_comes_back_as_a_replica(cluste
         await eventually(rejoined, timeout=20, message=f"{old} did not rejoin as a replica")
         # The old primary's return is not a second failover.
         assert len(watcher.snapshot()["failovers"]) == 1
+    finally:
+        await watcher.close()
+
+
+async def test_a_cluster_that_does_not_answer_is_said_with_why():
+    watcher = TopologyWatcher(f"redis+cluster://127.0.0.1:{free_port()}", ["sf"], timeout_s=0.2)
+    try:
+        snap = await watcher.poll()
+        assert snap["mode"] == "cluster" and snap["shards"] == []
+        assert snap["problem"].startswith("no node answered CLUSTER SHARDS: ConnectionError")
     finally:
         await watcher.close()
