@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 import redis as redis_sync
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from common.regions import parse_regions
 from deploy.processes import ROOT
@@ -96,12 +98,16 @@ def admin_password(state: dict) -> str | None:
     return Path(path).read_text().strip() or None
 
 
-def ask_shards(state: dict, password: str | None) -> list[dict]:
-    """CLUSTER SHARDS from the first recorded node that answers."""
-    for node in state["nodes"]:
+def ask_shards(state: dict, password: str | None, skip: int | None = None) -> list[dict]:
+    """CLUSTER SHARDS from the first recorded node that answers (`skip`: the
+    node this tool has frozen, asked last)."""
+    nodes = sorted(state["nodes"], key=lambda n: n["port"] == skip)
+    for node in nodes:
+        # No retries: redis-py's default (10, with backoff) would spend
+        # seconds on a frozen node before asking the next.
         client = redis_sync.Redis(
             host="127.0.0.1", port=node["port"], password=password, decode_responses=True,
-            socket_timeout=0.5, socket_connect_timeout=0.5,
+            socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0),
         )
         try:
             return [_as_dict(s) for s in client.execute_command("CLUSTER", "SHARDS")]
@@ -140,7 +146,7 @@ def wait_promotion(state, password, slot: int, old_port: int, started: float) ->
     deadline = started + PROMOTION_WAIT_S
     while time.monotonic() < deadline:
         try:
-            _, node = primary_of(ask_shards(state, password), slot)
+            _, node = primary_of(ask_shards(state, password, skip=old_port), slot)
             if node["port"] != old_port:
                 return node["port"]
         except Refused:
@@ -218,7 +224,7 @@ def freeze_primary(state: dict, region: str, seconds: float) -> int:
 
 def _primary_port(state, password, slot: int, old_port: int) -> int | None:
     try:
-        _, node = primary_of(ask_shards(state, password), slot)
+        _, node = primary_of(ask_shards(state, password, skip=old_port), slot)
     except Refused:
         return None
     return node["port"] if node["port"] != old_port else None
