@@ -273,11 +273,14 @@ class FollowingCluster(RedisCluster):
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
+            # The old primary is asked last: hung, it would hold the refresh
+            # for a whole socket timeout.
             await self._refresh_topology(
                 additional_startup_nodes_info=[
                     (new.rpartition(":")[0], int(new.rpartition(":")[2]))
                     for _, new in moved.values()
-                ])
+                ],
+                last_failed_node_name=next((old for old, _ in moved.values() if old), None))
             self._initialize = False
         # Commands waiting on the old primary fail now and are retried on the
         # new one, instead of waiting for its socket timeout.

@@ -12,8 +12,11 @@ Under `WAIT_REPLICAS=n` > 0 the stored answer is on `n` replicas (in their
 AOF) before the trip's 201 is returned, else 503 (the trip itself is
 confirmed by trip_service; the retry replays the stored answer). A replay
 first confirms the record the same way: its first attempt may have been
-answered that 503. Not waited for: the lease (acquire), a forgotten attempt
-and an unknown outcome, which answer no success.
+answered that 503. The lease (acquire) is confirmed too before the trip is
+attempted: it holds the reserved trip id, and a failover that lost it would
+let the retry create a second trip. Not waited for: a forgotten attempt and
+an unknown outcome, which answer no success (lost, the record is the
+confirmed lease again, with the same trip id).
 """
 
 from __future__ import annotations
@@ -89,9 +92,8 @@ class Idempotency:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_s
         while True:
-            reply = await self.scripts.run(
-                "idem_acquire", [record_key], [fp, owner, self.lease_ms, self.ttl_ms, new_trip_id()]
-            )
+            reply = await self._acquire(record_key, [fp, owner, self.lease_ms, self.ttl_ms,
+                                                     new_trip_id()])
             state = reply[0]
             if state == "acquired":
                 return await self._attempt(record_key, owner, reply[1], attempt)
@@ -116,6 +118,24 @@ class Idempotency:
                     headers={"Retry-After": "1"},
                 )
             await asyncio.sleep(POLL_S)
+
+    async def _acquire(self, record_key: str, args: list):
+        """idem_acquire; under WAIT_REPLICAS a lease is on the replicas
+        before the trip is attempted. A lease with its trip id lost in a
+        failover would let the retry reserve another id and create a second
+        trip. A lease the replicas did not confirm is given up (nothing was
+        attempted under it), and the answer is 503."""
+        if self.replicas <= 0:
+            return await self.scripts.run("idem_acquire", [record_key], args)
+        reply, waited = await self.scripts.run_and_wait(
+            "idem_acquire", [record_key], args, self.replicas)
+        if reply[0] == "acquired":
+            try:
+                require_replicas(waited, self.replicas)
+            except errors.Unavailable:
+                await asyncio.shield(self._finish(record_key, args[1], "forget"))
+                raise
+        return reply
 
     async def _attempt(
         self,

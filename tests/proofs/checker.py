@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from redis.asyncio.cluster import RedisCluster
 
 from common import keys
 
@@ -107,22 +108,43 @@ async def snapshot(redis) -> dict[str, Any]:
     subject_keys = await _scan(redis, f"{keys.GW}:subject:*")
     session_keys = await _scan(redis, f"{keys.GW}:session:*")
     idem_keys = await _scan(redis, f"{keys.GW}:idem:*")
-    async with redis.pipeline(transaction=True) as pipe:
+    # A region's keys share one slot: one transaction reads them together. On
+    # a cluster the gateway's keys live on every shard and are read after
+    # (the clients have stopped: they do not change meanwhile).
+    cluster = isinstance(redis, RedisCluster)
+
+    def region_reads(pipe) -> None:
         for k in trip_keys:
             pipe.execute_command("JSON.GET", k)
             pipe.lrange(k + ":events", 0, -1)
         for k in driver_keys:
             pipe.execute_command("JSON.GET", k)
-        for k in account_keys + subject_keys + idem_keys:
-            pipe.get(k)
-        for k in session_keys:
-            pipe.hgetall(k)
         for product in PRODUCTS:
             pipe.zrange(keys.pending(REGION, product), 0, -1)
             pipe.zrange(keys.pickups(REGION, product), 0, -1)
         pipe.zrange(keys.expiry_deadlines(REGION), 0, -1)
         pipe.xrange(keys.events(REGION))
-        replies = iter(await pipe.execute())
+
+    def gateway_reads(pipe) -> None:
+        for k in account_keys + subject_keys + idem_keys:
+            pipe.get(k)
+        for k in session_keys:
+            pipe.hgetall(k)
+
+    async with redis.pipeline(transaction=True) as pipe:
+        region_reads(pipe)
+        if not cluster:
+            gateway_reads(pipe)
+        got = await pipe.execute()
+    if cluster:
+        async with redis.pipeline(transaction=False) as pipe:
+            gateway_reads(pipe)
+            got += await pipe.execute()
+    # In the order the standalone code reads them.
+    n_region = len(trip_keys) * 2 + len(driver_keys)
+    n_tail = len(PRODUCTS) * 2 + 2
+    region, tail, rest = got[:n_region], got[n_region:n_region + n_tail], got[n_region + n_tail:]
+    replies = iter([*region, *rest, *tail])
     snap: dict[str, Any] = {"trips": {}, "trip_events": {}, "drivers": {}, "accounts": {},
                             "subjects": {}, "idem": {}, "sessions": {}}
     for k in trip_keys:

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import random
 import secrets
+import time
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -42,6 +43,19 @@ class TripAck:
 
 
 @dataclass
+class WriteAnswer:
+    """An acknowledged write call: when it was sent and answered, what it was."""
+
+    sent: float
+    answered: float
+    method: str
+    path: str
+    body: dict | None
+    reply: object
+    token: str | None
+
+
+@dataclass
 class Ledger:
     """What clients attempted, and every write they saw acknowledged."""
 
@@ -56,6 +70,8 @@ class Ledger:
     sessions: dict[str, tuple[str, str]] = field(default_factory=dict)
     # token digests of acknowledged logouts (204)
     logged_out: set[str] = field(default_factory=set)
+    # token digests of logouts sent but not acknowledged (may have happened)
+    logout_unconfirmed: set[str] = field(default_factory=set)
     # (rider id, idempotency key) -> the body sent: every trip request attempted
     trip_attempts: dict[tuple[str, str], dict] = field(default_factory=dict)
     # trip id -> the latest acknowledged state
@@ -68,9 +84,20 @@ class Ledger:
     online_drivers: set[str] = field(default_factory=set)
     # what the database held before these clients started (see checker.existing)
     preexisting: dict[str, set[str]] = field(default_factory=dict)
+    # every acknowledged write call, sent and answered on the monotonic clock
+    write_answers: list[WriteAnswer] = field(default_factory=list)
+    # status -> count of the calls without a 2xx answer (0: no answer at all)
+    statuses: dict[int, int] = field(default_factory=dict)
     acked_writes: int = 0
     attempts: int = 0
     failures: int = 0  # calls without a 2xx answer (503, 504, no answer, ...)
+
+    def first_write_after(self, moment: float, where=None) -> float | None:
+        """When the first write sent after `moment` was acknowledged (of
+        those `where(answer)` accepts)."""
+        answered = [w.answered for w in self.write_answers
+                    if w.sent >= moment and (where is None or where(w))]
+        return min(answered) if answered else None
 
     def ack_trip(self, body: dict, key: str | None = None) -> None:
         status = body["status"]
@@ -143,9 +170,14 @@ class Load:
 
     async def _call(self, api: ApiClient, method: str, path: str, json=None, **kw):
         self.ledger.attempts += 1
+        sent = time.monotonic()
         a = await api.call(method, path, json, **kw)
         if not a.ok:
             self.ledger.failures += 1
+            self.ledger.statuses[a.status] = self.ledger.statuses.get(a.status, 0) + 1
+        elif method != "GET":
+            self.ledger.write_answers.append(
+                WriteAnswer(sent, time.monotonic(), method, path, json, a.body, api.token))
         return a
 
     async def _sign_up(self, api: ApiClient, role: str) -> bool:
@@ -184,11 +216,17 @@ class Load:
 
     async def _log_out(self, api: ApiClient) -> None:
         a = await self._call(api, "DELETE", "/v1/sessions/current")
+        digest = token_digest(api.token)
         if a.status == 204:
-            digest = token_digest(api.token)
             self.ledger.sessions.pop(digest, None)
             self.ledger.logged_out.add(digest)
             self.ledger.acked_writes += 1
+        elif a.status in (0, 503, 504):
+            # Unanswered or unconfirmed: the session may be gone or not (a
+            # deletion its replicas did not confirm in time is not undone).
+            # Either is right; it is no longer an acknowledged session.
+            self.ledger.sessions.pop(digest, None)
+            self.ledger.logout_unconfirmed.add(digest)
         await self._log_in(api, api.user_name)
 
     # --- riders ----------------------------------------------------------
