@@ -239,7 +239,9 @@ def main() -> int:
         )
         for proc in (trip, driver):
             say(f"starting {proc.module} on {proc.url} ...")
-            started.append(proc.start(timeout=60))
+            # Listed before the wait: one that never becomes healthy is stopped too.
+            started.append(proc)
+            proc.start(timeout=60)
         gateway = ServiceProcess(
             "gateway",
             {**env, "REDIS_URL": redis_urls["gateway"], "TRIP_SERVICE_URL": trip.url,
@@ -248,7 +250,8 @@ def main() -> int:
             log_path=log_dir / "gateway.log",
         )
         say(f"starting gateway on {gateway.url} ...")
-        started.append(gateway.start(timeout=60))
+        started.append(gateway)
+        gateway.start(timeout=60)
         wait_ready(gateway.url)
         say("  gateway ready (/readyz 200)")
 
@@ -263,7 +266,8 @@ def main() -> int:
                 "deploy.city", {}, args=["--gateway", gateway.url], health_path=None,
                 log_path=log_dir / "city.log",
             )
-            started.append(city.start())
+            started.append(city)
+            city.start()
         else:
             say("DEMO_TRAFFIC=0: no simulated riders and drivers")
 
