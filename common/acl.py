@@ -229,6 +229,7 @@ GATEWAY = AclUser(
         # SSE and gauges
         "lrange", "xread", "xrange", "xrevrange", "xlen", "xinfo|groups",
         "wait", "waitaof",  # WAIT_REPLICAS > 0
+        "cluster|shards",  # the ops topology: every node's role, offset and health
     ),
 )
 

@@ -11,7 +11,9 @@ alone, and with the logged-in dashboard link to DATA_DIR/ops-credentials
 (0600), whose path is printed, never the password or the token. The
 services' shared secret INTERNAL_TOKEN is made up per run.
 
-Settings (environment): REDIS_URL, REDIS_PORT (embedded, default 6379),
+Settings (environment): REDIS_URL, REDIS_TOPOLOGY (single | cluster |
+replicated, embedded only; deploy/topology.py), REDIS_PORT (embedded single
+server, default 6379),
 GATEWAY_PORT (8080), TRIP_SERVICE_PORT (8081), DRIVER_SERVICE_PORT (8082),
 DATA_DIR (.data), DEMO_TRAFFIC (1), REDIS_MAXMEMORY (256mb, noeviction; 0 for none),
 DATABASE_URL (trip_service's cold store; else an embedded PostgreSQL on POSTGRES_PORT,
@@ -23,6 +25,13 @@ On the embedded server each process connects as its own ACL user
 (common.acl, docs/security.md), with passwords made up for this run; the
 admin's (the default user's) is written to DATA_DIR/redis/admin.password.
 A REDIS_URL given is used as it is by every process.
+
+`REDIS_TOPOLOGY=replicated` starts Redis Cluster of three shards, each a
+primary with two replicas (AOF always, node timeout 1 s), runs the services
+with WAIT_REPLICAS=1 (unless set), prints each node, and supervises the
+nodes: one that dies is started again on its own data and rejoins as a
+replica of its shard's primary (deploy/topology.py). `python -m deploy.chaos`
+fails a primary on purpose. `cluster` is the same without replicas.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -41,11 +51,22 @@ from pathlib import Path
 from redis.exceptions import RedisError
 
 from common import acl
-from common.embedded import EmbeddedRedis, EmbeddedRedisError, free_port
+from common.embedded import EmbeddedCluster, EmbeddedRedis, EmbeddedRedisError, free_port
 from common.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from common.redisconn import redact
+from common.regions import parse_regions
 from common.scripts import load as load_functions
 from deploy.processes import ROOT, ServiceProcess
+from deploy.topology import (
+    Supervisor,
+    TopologyError,
+    describe_nodes,
+    node_shards,
+    read_topology,
+    remove_state,
+    state_path,
+    write_state,
+)
 
 
 DEMO_HOT_RETENTION_S = "3600"
@@ -169,6 +190,8 @@ def write_private(path: Path, text: str) -> None:
     os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
     with os.fdopen(fd, "w") as f:
         f.write(text)
+
+
 def start_postgres(data_dir: Path) -> tuple[EmbeddedPostgres | None, str]:
     """trip_service's cold store: DATABASE_URL as given, else an embedded
     PostgreSQL 16 (pgserver) with its data in DATA_DIR/postgres. Returns the
@@ -189,6 +212,31 @@ def start_postgres(data_dir: Path) -> tuple[EmbeddedPostgres | None, str]:
     return server, server.url
 
 
+def start_cluster(topology: str, data_dir: Path, fsync: str) -> tuple[EmbeddedCluster, Path]:
+    """The embedded cluster of REDIS_TOPOLOGY, new for this run (its nodes
+    take free ports, which a previous run's nodes.conf would not know)."""
+    replicas = 2 if topology == "replicated" else 0
+    folder = data_dir / f"redis-{topology}"
+    if folder.exists():
+        say(f"removing the previous run's cluster data in {folder}")
+        shutil.rmtree(folder)
+    shape = "each a primary with 2 replicas" if replicas else "primaries only"
+    say(f"starting embedded Redis Cluster: 3 shards, {shape} (AOF appendfsync {fsync}, "
+        "node timeout 1 s) ...")
+    cluster = EmbeddedCluster(
+        folder, masters=3, replicas=replicas, appendfsync=fsync,
+        admin_password=secrets.token_urlsafe(24),
+    )
+    try:
+        cluster.start(timeout=90)
+    except BaseException:
+        cluster.stop()
+        raise
+    admin_file = folder / "admin.password"
+    write_private(admin_file, cluster.admin_password + "\n")
+    return cluster, admin_file
+
+
 def main() -> int:
     # AOF (password hashes, e-mails), users.acl and logs: this user's alone.
     os.umask(0o077)
@@ -197,6 +245,9 @@ def main() -> int:
     started: list = []
     redis_server = None
     pg_server = None
+    cluster = None
+    supervisor = None
+    state_file = state_path(data_dir)
     stopping = {"now": False}
 
     def on_signal(signum, frame):
@@ -207,9 +258,32 @@ def main() -> int:
 
     try:
         redis_url = os.environ.get("REDIS_URL")
+        topology = read_topology(os.environ)
+        service_env: dict[str, str] = {}
         if redis_url:
             say(f"using Redis at {redact(redis_url)} for every process, as given")
+            if topology != "single":
+                say(f"  (REDIS_TOPOLOGY={topology} applies to the embedded Redis only)")
             redis_urls = {service: redis_url for service in acl.SERVICES}
+        elif topology != "single":
+            fsync = os.environ.get("DURABILITY", "always")
+            cluster, admin_file = start_cluster(topology, data_dir, fsync)
+            # The admin's part: the functions the services call (on every
+            # primary; replicas get them by replication), and their users.
+            load_functions(cluster.url)
+            redis_urls = acl.install_users(cluster.url, acl.new_passwords())
+            say(f"  Redis Cluster ready, data in {cluster.data_dir}; its nodes:")
+            regions = [r.name for r in parse_regions(os.environ.get("REGIONS"))]
+            for line in describe_nodes(cluster, regions):
+                say(line)
+            say(f"  the admin is user default, its password in {admin_file}")
+            write_state(state_file, topology, cluster, admin_file, node_shards(cluster))
+            supervisor = Supervisor(cluster)
+            if topology == "replicated":
+                # An acknowledged write is on a replica too (WAIT 1 + WAITAOF).
+                service_env["WAIT_REPLICAS"] = os.environ.get("WAIT_REPLICAS") or "1"
+                say(f"  the services wait for {service_env['WAIT_REPLICAS']} replica(s) "
+                    "per write (WAIT_REPLICAS); a node that dies is restarted here")
         else:
             port = choose_port("REDIS_PORT", 6379)
             fsync = os.environ.get("DURABILITY", "always")
@@ -239,7 +313,10 @@ def main() -> int:
         ops_password = os.environ.pop("OPS_PASSWORD", "") or secrets.token_urlsafe(24)
         # Only the gateway gets the ops account; every process the shared
         # secret of the service-to-service calls.
-        env = {"INTERNAL_TOKEN": os.environ.get("INTERNAL_TOKEN") or secrets.token_urlsafe(32)}
+        env = {
+            "INTERNAL_TOKEN": os.environ.get("INTERNAL_TOKEN") or secrets.token_urlsafe(32),
+            **service_env,
+        }
         gateway_env = {
             **env, "OPS_USER_NAME": ops_user, "OPS_PASSWORD": ops_password,
             # The simulated city signs every rider and driver up from this host.
@@ -263,7 +340,9 @@ def main() -> int:
         )
         for proc in (trip, driver):
             say(f"starting {proc.module} on {proc.url} ...")
-            started.append(proc.start(timeout=60))
+            # Listed before the wait: one that never becomes healthy is stopped too.
+            started.append(proc)
+            proc.start(timeout=60)
         gateway = ServiceProcess(
             "gateway",
             {**gateway_env, "REDIS_URL": redis_urls["gateway"], "TRIP_SERVICE_URL": trip.url,
@@ -272,7 +351,8 @@ def main() -> int:
             log_path=log_dir / "gateway.log",
         )
         say(f"starting gateway on {gateway.url} ...")
-        started.append(gateway.start(timeout=60))
+        started.append(gateway)
+        gateway.start(timeout=60)
         wait_ready(gateway.url)
         say("  gateway ready (/readyz 200)")
 
@@ -287,7 +367,8 @@ def main() -> int:
                 "deploy.city", {}, args=["--gateway", gateway.url], health_path=None,
                 log_path=log_dir / "city.log",
             )
-            started.append(city.start())
+            started.append(city)
+            city.start()
         else:
             say("DEMO_TRAFFIC=0: no simulated riders and drivers")
 
@@ -306,17 +387,28 @@ def main() -> int:
         every = float(os.environ.get("STATUS_EVERY_S", "5"))
         next_status = time.monotonic() + every
         while not stopping["now"]:
+            if supervisor is not None:
+                events = supervisor.tick()
+                for line in events:
+                    say(line)
+                if events:
+                    write_state(state_file, topology, cluster, admin_file, node_shards(cluster))
             for proc in started:
                 if not proc.running:
                     say(f"{proc.module} exited with {proc.process.returncode}; see {proc.log_path}")
                     stopping["now"] = True
             if time.monotonic() >= next_status:
                 next_status += every
-                say(status_line(gateway.url, token))
+                line = status_line(gateway.url, token)
+                if cluster is not None:
+                    up = sum(n.alive() for n in cluster.nodes)
+                    line += f" | redis nodes up={up}/{len(cluster.nodes)}"
+                    line += f" restarts={supervisor.restarts}"
+                say(line)
             time.sleep(0.2)
         return 0
     except (EmbeddedRedisError, EmbeddedPostgresError, RuntimeError, urllib.error.URLError,
-            RedisError) as exc:
+            RedisError, TopologyError) as exc:
         say(f"cannot start: {exc}")
         return 1
     finally:
@@ -327,6 +419,9 @@ def main() -> int:
             pg_server.stop()
         if redis_server is not None:
             redis_server.stop()
+        if cluster is not None:
+            remove_state(state_file)
+            cluster.stop()
         say("stopped.")
 
 

@@ -31,6 +31,7 @@ from .routes import api
 from .routes.ops import OPENAPI_DOC, render_openapi
 from .scripts import GatewayScripts
 from .services import SERVICES, Services
+from .topology import TopologyWatcher, topology_ctx
 from .upstream import Upstream, Upstreams, upstreams_ctx
 from .openapi import build as build_openapi
 
@@ -204,6 +205,10 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.A
     app.cleanup_ctx.append(services_ctx(settings, config, upstreams))
     app.cleanup_ctx.append(history_ctx(History()))
     app.cleanup_ctx.append(_hub_ctx)
+    app.cleanup_ctx.append(topology_ctx(TopologyWatcher(
+        settings.redis_url, [r.name for r in settings.regions],
+        poll_s=config.topology_poll_s, timeout_s=config.topology_timeout_s,
+    )))
     api.install(app)
     app[OPENAPI_DOC] = render_openapi(build_openapi(api, settings))
 

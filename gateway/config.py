@@ -72,6 +72,11 @@ class GatewayConfig:
     # addresses or networks): only a request from one of them has its client
     # address taken from X-Forwarded-For (the nearest untrusted hop).
     trusted_proxies: tuple[str, ...] = ()
+    # On Redis Cluster: how often every node is asked CLUSTER SHARDS for the
+    # ops topology and its failover feed (the feed's precision), and how long
+    # a node may take to answer before it counts as unreachable.
+    topology_poll_s: float = 0.5
+    topology_timeout_s: float = 0.4
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "GatewayConfig":
@@ -104,4 +109,6 @@ class GatewayConfig:
             trusted_proxies=tuple(
                 p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip()
             ),
+            topology_poll_s=_float(env, "TOPOLOGY_POLL_S", d.topology_poll_s),
+            topology_timeout_s=_float(env, "TOPOLOGY_TIMEOUT_S", d.topology_timeout_s),
         )

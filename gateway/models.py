@@ -731,6 +731,75 @@ class EventEnvelope(Out):
     data: dict[str, Any] = Field(description="The event's own fields.")
 
 
+class TopologyNode(Out):
+    id: str = Field(description="The node's cluster id.")
+    address: str = Field(description="host:port.")
+    role: Literal["primary", "replica", "stale primary"] = Field(
+        description="`stale primary`: a master that is not the shard's primary (one that "
+        "failed and is still listed, or a paused one that has not yet learnt of its "
+        "successor)."
+    )
+    follows: str | None = Field(description="The primary it replicates (address).")
+    replication_offset: int | None = Field(
+        description="Its replication offset, from its own answer (null when it did not answer)."
+    )
+    lag_bytes: int | None = Field(
+        description="Bytes of the replication stream it is behind its primary, from the two "
+        "nodes' answers in the same poll (null for a primary)."
+    )
+    health: str | None = Field(
+        description="The cluster's view of the node, as most nodes say: `online`, `fail`, "
+        "`loading`."
+    )
+    reachable: bool = Field(description="It answered this gateway's last poll.")
+    link: Literal["up", "down"] | None = Field(
+        description="A replica's link to its primary: up when the replica answers and sees "
+        "an online primary (null for a primary)."
+    )
+
+
+class TopologyShard(Out):
+    id: str
+    slots: list[list[int]] = Field(description="Hash-slot ranges, [first, last].")
+    regions: list[str] = Field(description="The regions whose keys (hash tag) live here.")
+    primary: str | None = Field(description="The address of the primary; null while none answers.")
+    no_primary_for_s: float | None = Field(
+        description="While the shard has no primary: for how long (since the last poll "
+        "that found one)."
+    )
+    nodes: list[TopologyNode]
+
+
+class Failover(Out):
+    at: IsoTime = Field(description="When this gateway first saw the new primary.")
+    shard: str
+    regions: list[str]
+    failed: str | None = Field(description="The primary before (address).")
+    promoted: str = Field(description="The primary after (address).")
+    no_primary_s: float = Field(
+        description="How long the shard had no answering primary, measured between polls: "
+        "from the last poll that found the old one to the first that found the new one "
+        "(an upper bound: the gap began up to one poll interval and one poll timeout "
+        "later; polls come five times as often while a shard has no primary)."
+    )
+
+
+class OpsTopology(Out):
+    mode: Literal["one server", "cluster"] = Field(
+        description="`one server`: a single Redis, no shards or replicas to show."
+    )
+    polled_at: IsoTime | None = Field(description="The last poll of the nodes.")
+    poll_interval_s: float | None = Field(description="`TOPOLOGY_POLL_S`.")
+    shards: list[TopologyShard] = Field(description="By first slot.")
+    failovers: list[Failover] = Field(
+        description="Failovers this gateway process saw, newest first, at most 50."
+    )
+    problem: str | None = Field(
+        description="Why the last poll found nothing: no node answered (e.g. the gateway's "
+        "Redis user may not run CLUSTER SHARDS), or not polled yet."
+    )
+
+
 class SseMessage(Out):
     """One server-sent event, as it appears on the wire: an SSE `data:` line
     is text, here the event envelope as JSON."""

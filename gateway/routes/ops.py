@@ -19,6 +19,7 @@ from .. import models
 from ..api import Call, Header, Response
 from ..live import DROPPED, parse_stream_id
 from ..sse import CLIENT_GONE, open_stream
+from ..topology import TOPOLOGY
 from ..upstream import Reply
 from . import api
 from .shared import json, ok
@@ -119,6 +120,26 @@ async def ops_analytics(call: Call) -> web.Response:
         "/internal/ops/analytics", params={"days": str(query.days)}
     )
     return json(reply.body or {})
+
+
+@api.route(
+    "GET",
+    "/v1/ops/topology",
+    summary="Redis: shards, nodes, replication lag and failovers",
+    tags="operations",
+    roles=OPS,
+    responses=ok(models.OpsTopology, "The topology as of the last poll, and the failovers seen."),
+    description="On Redis Cluster the gateway asks every node `CLUSTER SHARDS` every "
+    "`TOPOLOGY_POLL_S` (0.5 s) in the background; this route answers from the last poll "
+    "and costs Redis nothing. Each shard lists its slots, the regions it holds, its "
+    "primary and every node with its role, the primary it follows, its replication "
+    "offset and lag in bytes, the cluster's view of its health and, for a replica, its "
+    "link. `failovers` lists every change of a shard's primary this gateway process saw, "
+    "with how long the shard had no primary. On one server `mode` is `one server` and "
+    "there is nothing else.",
+)
+async def ops_topology(call: Call) -> web.Response:
+    return json(call.request.app[TOPOLOGY].snapshot())
 
 
 @api.route(

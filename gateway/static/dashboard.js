@@ -5,7 +5,8 @@
 // per second), GET /v1/ops/events (SSE read with fetch() so the Authorization
 // header can be sent: the live feed, and status changes on the map between two
 // polls), GET /v1/ops/history (polled: the current run minute by minute, and the
-// events/s chart), GET /v1/trips/{id} and its timeline (on click).
+// events/s chart), GET /v1/ops/topology (polled: Redis shards, nodes,
+// replication lag, failovers), GET /v1/trips/{id} and its timeline (on click).
 // The ops token comes from the URL fragment `#token=...` (kept in sessionStorage,
 // then removed from the address bar) or from the sign-in form.
 
@@ -13,6 +14,7 @@ import { drawAssigned, drawFares, drawOutcomes } from "./story.js";
 
 const TOKEN_KEY = "ops_token";
 const OVERVIEW_EVERY_MS = 1500;
+const TOPOLOGY_EVERY_MS = 1000;
 const FEED_MAX = 250;
 const SPARK_POINTS = 120;
 const STATUSES = ["requested", "assigned", "arrived", "in_progress", "completed", "cancelled", "expired"];
@@ -186,6 +188,7 @@ const state = {
   region: null, // {name, bounds} of the region on the map
   chosenRegion: null, // the operator's choice, when there are several
   expiryS: 120,
+  failoversSeen: new Set(), // "at shard" of each failover already in the feed
 };
 
 function touch() {
@@ -550,12 +553,13 @@ function addFeedRow(type, env, streamId, replayed = false) {
   $("feed-count").textContent = `${state.feedCount} received`;
   if (state.feedPaused) return;
   const short = (type || "").replace(/^trip\./, "").replace(/^driver\./, "driver ");
-  const cls = type && type.startsWith("driver.") ? "t-driver" : `t-${short}`;
+  const cls = type && type.startsWith("driver.") ? "t-driver"
+    : type && type.startsWith("redis.") ? "t-redis" : `t-${short}`;
   const tripCell = env.trip_id
     ? el("a", { class: "trip", href: "#", "data-trip": env.trip_id, title: env.trip_id, text: shortId(env.trip_id),
       onclick: (e) => { e.preventDefault(); openTrip(env.trip_id); } })
-    : el("span", { text: "" });
-  const li = el("li", { class: replayed ? "replayed" : "fresh", "data-type": type || "", "data-search": [type, env.trip_id, env.driver_id].join(" ") },
+    : el("span", { text: env.summary || "", title: env.summary || "" });
+  const li = el("li", { class: replayed ? "replayed" : "fresh", "data-type": type || "", "data-search": [type, env.trip_id, env.driver_id, env.summary].join(" ") },
     el("span", { class: "muted", text: fmtTime(env.occurred_at), title: env.occurred_at || "" }),
     el("span", { class: `type ${cls}`, text: type || "?" }),
     el("span", {}, tripCell),
@@ -691,6 +695,75 @@ function renderHistory(h) {
       el("td", { class: "num", text: r.p50_ms ?? "-" }),
       el("td", { class: "num", text: r.p95_ms ?? "-" }));
   }) : [el("tr", {}, el("td", { colspan: "5", class: "muted", text: "no requests sampled yet (every 10 s)" }))]));
+}
+
+// ---------------------------------------------------------------- topology
+
+// GET /v1/ops/topology: the gateway polls the Redis nodes itself; the page
+// only reads what it found. A failover goes into the live feed once.
+async function pollTopology() {
+  try {
+    const resp = await api("/v1/ops/topology");
+    if (!resp.ok) throw new Error(`topology ${resp.status}`);
+    renderTopology(await resp.json());
+  } catch (err) {
+    $("topology-summary").textContent = `unavailable: ${err.message}`;
+  }
+}
+
+function renderTopology(t) {
+  const card = $("topology");
+  card.dataset.mode = t.mode;
+  card.dataset.shards = String(t.shards.length);
+  card.dataset.failovers = String(t.failovers.length);
+  const table = $("topology-table");
+  if (t.mode !== "cluster") {
+    $("topology-summary").textContent = "one server (no shards, no replicas)";
+    table.hidden = true;
+    $("failovers").replaceChildren();
+    return;
+  }
+  if (!t.shards.length) {
+    $("topology-summary").textContent = `cluster: ${t.problem || "no shards found"}`;
+    table.hidden = true;
+    return;
+  }
+  const down = t.shards.filter((s) => !s.primary);
+  const nodes = t.shards.reduce((a, s) => a + s.nodes.length, 0);
+  $("topology-summary").textContent = `cluster: ${t.shards.length} shards, ${nodes} nodes` +
+    (down.length ? `, ${down.length} without a primary` : "");
+  table.hidden = false;
+  const rows = [];
+  for (const [i, s] of t.shards.entries()) {
+    const slots = s.slots.map((r) => `${r[0]}-${r[1]}`).join(", ");
+    const head = `shard ${i} · slots ${slots}` + (s.regions.length ? ` · ${s.regions.join(", ")}` : "") +
+      (s.primary ? "" : ` · no primary${s.no_primary_for_s !== null ? ` for ${s.no_primary_for_s.toFixed(1)} s` : ""}`);
+    rows.push(el("tr", { class: `shard${s.primary ? "" : " hot"}`, "data-shard": String(i) },
+      el("th", { colspan: "5", text: head })));
+    for (const n of s.nodes) {
+      const bad = !n.reachable || n.link === "down" || n.role === "stale primary";
+      rows.push(el("tr", { class: `node ${bad ? "hot" : ""}`, "data-role": n.role, "data-address": n.address },
+        el("td", { text: n.address, title: `${n.id} · health ${n.health ?? "?"}` }),
+        el("td", { class: `role r-${n.role.replace(" ", "-")}`, text: n.reachable ? n.role : `${n.role} (no answer)` }),
+        el("td", { class: "muted", text: n.follows ?? "" }),
+        el("td", { class: "num", text: n.lag_bytes ?? "" }),
+        el("td", { text: n.link ?? "" })));
+    }
+  }
+  table.tBodies[0].replaceChildren(...rows);
+  $("failovers").replaceChildren(...t.failovers.slice(0, 5).map((f) => el("li", {},
+    el("span", { class: "muted", text: fmtTime(f.at), title: f.at }),
+    el("span", { text: ` ${f.regions.join(", ") || "shard"}: ${f.failed ?? "?"} → ${f.promoted}, ` +
+      `no primary for ${f.no_primary_s.toFixed(1)} s` }))));
+  for (const f of [...t.failovers].reverse()) {
+    const key = `${f.at} ${f.shard}`;
+    if (state.failoversSeen.has(key)) continue;
+    state.failoversSeen.add(key);
+    addFeedRow("redis.failover", {
+      occurred_at: f.at, producer: "gateway",
+      summary: `${f.failed ?? "?"} → ${f.promoted} (no primary ${f.no_primary_s.toFixed(1)} s)`,
+    }, `${f.regions.join(",")}`);
+  }
 }
 
 function localEps() {
@@ -1249,6 +1322,7 @@ function start() {
   for (const t of timers) clearInterval(t);
   timers = [setInterval(pollOverview, OVERVIEW_EVERY_MS),
     setInterval(pollHistory, HISTORY_EVERY_MS),
+    setInterval(pollTopology, TOPOLOGY_EVERY_MS),
     setInterval(() => {
       const age = state.overviewAt ? (Date.now() - state.overviewAt) / 1000 : null;
       $("updated").textContent = age === null ? "-" : `updated ${age < 2 ? "just now" : `${age.toFixed(0)}s ago`}`;
@@ -1258,6 +1332,7 @@ function start() {
   // The first overview sizes the replay window of the event stream.
   pollOverview().finally(() => stream.run());
   pollHistory();
+  pollTopology();
 }
 
 function init() {

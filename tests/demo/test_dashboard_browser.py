@@ -142,6 +142,11 @@ def test_drivers_and_waiting_pickups_come_from_the_overview(demo_system, page):
                  "[...document.querySelectorAll('#queue-table .wait-why')]"
                  ".some(s => s.textContent.includes('past the 5.0 km radius'))", timeout=10_000)
         assert "the nearest available premium driver is" in why.inner_text()
+        # One server: the Redis panel says so, with no shard table.
+        wait_for(page, "document.getElementById('topology').dataset.mode === 'one server'",
+                 timeout=10_000)
+        assert "one server" in page.locator("#topology-summary").inner_text()
+        assert page.locator("#topology-table").is_hidden()
         assert page.locator("#region-name").inner_text() == "sf"
         assert page.evaluate("document.getElementById('map').dataset.region") == "sf"
         assert not [u for u in page.requests if RECONSTRUCTION.search(u)], page.requests

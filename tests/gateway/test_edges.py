@@ -118,6 +118,7 @@ async def test_a_wrong_role_is_403_and_no_token_is_401(client):
         ("GET", "/v1/driver/trip"),
         ("GET", "/v1/ops/overview"),
         ("GET", "/v1/ops/events"),
+        ("GET", "/v1/ops/topology"),
         ("POST", "/v1/trips/trp_sf_01JDQ3V8M7X1Y2Z3A4B5C6D7E8/arrive"),
     ]:
         resp = await client.request(method, path, headers=h, json={})
