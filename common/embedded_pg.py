@@ -156,6 +156,9 @@ class EmbeddedPostgres:
             "-h", "127.0.0.1", "-p", str(self.port),
             # The socket next to the data, not /var/run (which root owns).
             "-k", str(self.data_dir),
+            # The server's own user alone may use the socket (its folder is
+            # closed to others anyway): clients connect over TCP with a password.
+            "-c", "unix_socket_permissions=0700",
             "-c", "fsync=on", "-c", "synchronous_commit=on",
             "-c", "max_connections=200",
             "-c", "logging_collector=off",

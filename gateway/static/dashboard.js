@@ -1068,7 +1068,7 @@ function drawMap(now) {
   const c = map.canvas;
   const g = c.getContext("2d");
   g.setTransform(1, 0, 0, 1, 0, 0);
-  if (map.base) g.drawImage(map.base, 0, 0);
+  if (map.base && map.base.width && map.base.height) g.drawImage(map.base, 0, 0);
   const p = map.proj;
   if (!p) { requestAnimationFrame(drawMap); return; }
   g.setTransform(map.dpr, 0, 0, map.dpr, 0, 0);

@@ -10,11 +10,11 @@ from common.embedded import EmbeddedCluster, free_port
 from gateway.topology import TopologyWatcher
 from tests.waiting import eventually
 
-from tests.gateway.conftest import bearer
+from tests.gateway.conftest import OPS_PASSWORD, bearer
 
 
 async def test_one_server_is_said_plainly(client):
-    resp = await client.post("/v1/sessions", json={"user_name": "ops", "password": "ops-password-1"})
+    resp = await client.post("/v1/sessions", json={"user_name": "ops", "password": OPS_PASSWORD})
     token = (await resp.json())["token"]
     resp = await client.get("/v1/ops/topology", headers=bearer(token))
     assert resp.status == 200
