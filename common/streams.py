@@ -28,6 +28,7 @@ from redis.client import NEVER_DECODE
 from redis.exceptions import ResponseError
 
 from . import keys, metrics
+from .logs import Outage
 from .timeutil import now_ms
 
 logger = logging.getLogger(__name__)
@@ -191,11 +192,14 @@ class StreamConsumer:
         """Consume until `stop()`; survive errors with a backoff."""
         await ensure_group(self.redis, self.stream, self.group)
         backoff = ERROR_BACKOFF_S
+        # One line when Redis goes, one when it is back (self.outage: for tests).
+        outage = self.outage = Outage(logger, f"consumer {self.consumer} on {self.stream}")
         try:
             while not self._stopping.is_set():
                 try:
                     await self._step_ahead()
                     backoff = ERROR_BACKOFF_S
+                    outage.ok()
                 except asyncio.CancelledError:
                     raise
                 except ResponseError as exc:
@@ -213,8 +217,8 @@ class StreamConsumer:
                     logger.exception("consumer %s on %s failed", self.consumer, self.stream)
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
-                except Exception:
-                    logger.exception("consumer %s on %s failed", self.consumer, self.stream)
+                except Exception as exc:
+                    outage.failed(exc)
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
         except asyncio.CancelledError:
