@@ -37,6 +37,7 @@ import orjson
 import redis as redis_sync
 
 from common import ids, keys
+from common.scripts import load as load_functions
 from common.embedded import EmbeddedRedis, free_port
 from deploy.processes import ServiceProcess
 
@@ -156,6 +157,7 @@ async def run(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     redis_server = EmbeddedRedis(work / "redis", port=free_port()).start()
+    load_functions(redis_server.url)
     env = {"REDIS_URL": redis_server.url, "LOG_LEVEL": "WARNING",
            "OFFER_TIMEOUT_S": "600", "TRIP_EXPIRY_S": "900"}
     trips = ServiceProcess("trip_service", env, log_path=work / "trip_service.log")

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from common import ids, keys
+from common.scripts import load as load_functions
 from common.embedded import EmbeddedRedis, free_port
 from common.redisconn import create_redis
 from common.settings import Settings
@@ -91,6 +92,7 @@ class ScaleBench:
         from trip_service.store import TripStore
 
         self.server = EmbeddedRedis(self.work_dir / "scale-redis", port=free_port()).start()
+        load_functions(self.server.url)
         redis = create_redis(self.server.url, max_connections=SEED_CONCURRENCY + 8)
         settings = replace(Settings.from_env("bench", env={}), redis_url=self.server.url,
                            offer_timeout_s=3600, trip_expiry_s=7200)

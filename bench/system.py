@@ -10,6 +10,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.scripts import load as load_functions
 from common.embedded import EmbeddedRedis
 from deploy.processes import ServiceProcess
 
@@ -39,10 +40,13 @@ class BenchSystem:
         logs = self.work_dir / "logs"
         logs.mkdir(exist_ok=True)
         self.redis = EmbeddedRedis(self.work_dir / "redis", port=_port()).start()
+        load_functions(self.redis.url)
         env = {
             "REDIS_URL": self.redis.url,
             "OPS_USER_NAME": "ops",
             "OPS_PASSWORD": self.ops_password,
+            # The seed signs every account up from this one address.
+            "SIGNUPS_PER_ADDR": "0",
             **self.env,
         }
         self.trips = ServiceProcess("trip_service", env, log_path=logs / "trip_service.log")

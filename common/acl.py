@@ -23,8 +23,11 @@ From these definitions:
   memorydb` prints the `aws memorydb create-user` commands).
 
 Notes that shape the rules:
-- Lua scripts run with the caller's permissions, and EVALSHA declares its
-  keys read-write: every key a script touches must be fully granted.
+- Lua runs as Redis Functions that the admin loads (common/scripts.py); the
+  services may call them (FCALL) and run no Lua of their own (no EVAL,
+  EVALSHA, SCRIPT or FUNCTION). A function runs with the caller's
+  permissions, and FCALL declares its keys read-write: every key a function
+  touches must be fully granted.
 - The JSON module of the embedded server declares its keys read-write even
   for JSON.GET, so a JSON document cannot be granted read-only there. The
   start-up check (`check_json`: JSON.GET of `rh:{probe}:json-check`, a key
@@ -106,7 +109,7 @@ PROBE = Grant(
 BASE_COMMANDS = (
     "ping",  # /readyz
     "client|setinfo",  # redis-py names itself on connect
-    "evalsha", "script|load",  # scripts by hash, loaded on NOSCRIPT on any node
+    "fcall",  # the functions the admin loaded (common/scripts.py); no EVAL, SCRIPT, FUNCTION
     "json.get",  # check_json at start
 )
 # A cluster client's own commands: topology, key positions, slot migrations.
@@ -212,7 +215,7 @@ GATEWAY = AclUser(
         *BASE_COMMANDS, *CLUSTER_COMMANDS,
         # gateway/lua: sessions, token buckets, login windows, idempotency, accounts
         "get", "set", "del", "hmget", "hset", "pexpire", "pexpireat", "pttl", "time",
-        "zadd", "zcard", "zrange", "zremrangebyscore",
+        "zadd", "zcard", "zrange", "zremrangebyscore", "zrem",
         # SSE and gauges
         "lrange", "xread", "xrange", "xrevrange", "xlen", "xinfo|groups",
         "wait", "waitaof",  # WAIT_REPLICAS > 0
@@ -229,6 +232,10 @@ DANGEROUS = (
     ("SAVE",), ("BGREWRITEAOF",), ("REPLICAOF", "NO", "ONE"), ("CLUSTER", "RESET"),
     ("CLIENT", "KILL", "ID", "1"), ("CLIENT", "LIST"), ("SWAPDB", "0", "1"),
     ("FUNCTION", "FLUSH"), ("EVAL", "return 1", "0"), ("RENAME", "a", "b"),
+    # Lua of their own: none (the admin loads the functions, common/scripts.py).
+    ("SCRIPT", "LOAD", "return 1"), ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+    ("EVAL_RO", "return 1", "0"), ("FUNCTION", "LOAD", "#!lua name=x"), ("FUNCTION", "DELETE", "x"),
+    ("FUNCTION", "RESTORE", "x"), ("FUNCTION", "KILL"), ("SCRIPT", "KILL"),
 )
 
 
@@ -391,6 +398,10 @@ def k8s_secrets(redis_url: str, passwords: dict[str, str], admin_password: str,
     urls = service_urls(redis_url, passwords)
     docs = [secret(f"ridehail-redis-{K8S_NAMES[s]}", {"REDIS_URL": urls[s]}, "redis-user")
             for s in USERS]
+    # The admin's URL, for the Job that loads the functions (no service has it).
+    docs.append(secret("ridehail-redis-admin",
+                       {"REDIS_URL": service_url(redis_url, "default", admin_password)},
+                       "redis-admin"))
     docs.append(secret("ridehail-redis-acl", {
         "users.acl": acl_file_text(passwords, admin_password),
         "admin-password": admin_password,

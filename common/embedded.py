@@ -126,6 +126,7 @@ class EmbeddedRedis:
             "--protected-mode", "yes",
             "--logfile", str(self.data_dir / "server.log"),
             "--maxclients", "10000",
+            "--busy-reply-threshold", "500",  # a runaway script: BUSY, FUNCTION KILL, after 0.5 s
             "--aclfile", str(self.acl_file),
         ]
         if self.with_json and module:

@@ -168,3 +168,21 @@ def events_rate(region: str) -> str:
     """Sorted set of samples `<ms>:<entries-added>` of the region stream, score
     = ms, a minute of them: events per second shared by every process."""
     return f"{tag(region)}:events:rate"
+
+
+def signups_addr(addr: str) -> str:
+    """Sorted set of sign-up times from one client address (sliding window)."""
+    return f"{GW}:rl:signup:addr:{addr}"
+
+
+def login_failures_pair(user_name: str, addr: str) -> str:
+    """Sorted set of failure times of one user name from one client address:
+    the delay before that pair's next attempt grows with it."""
+    return f"{GW}:rl:login:pair:{user_name}:{addr}"
+
+
+def user_sessions(subject_id: str) -> str:
+    """Sorted set of the digests of a user's sessions, score = their absolute
+    expiry (ms): a password change ends them all, and a user holds a bounded
+    number at once."""
+    return f"{GW}:user-sessions:{subject_id}"

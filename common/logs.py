@@ -84,6 +84,6 @@ class Outage:
 
     def ok(self) -> None:
         if self.failures:
-            self.logger.warning("%s: Redis back after %d failed attempts in %.1f s",
+            self.logger.info("%s: Redis back after %d failed attempts in %.1f s",
                                 self.what, self.failures, time.monotonic() - self.since)
             self.failures = 0

@@ -1,7 +1,18 @@
-"""Lua scripts: loaded from a package's `lua/` folder, the shared prelude and
-any libraries prepended, sent with EVALSHA and loaded on demand (NOSCRIPT) on
-whichever node serves the keys, so they work on a restarted server and on
-every shard.
+"""Lua, run as Redis Functions: the admin loads them, the services call them.
+
+Each service's scripts are one Functions library (`ridehail_<service>`): every
+Lua file of the service's `lua/` folder is one function, named
+`<prefix>_<file stem>`, with the shared prelude and any libraries in front of
+its body. The admin loads every library with `python -m common.scripts load`
+(FUNCTION LOAD REPLACE on every primary; the launcher, the tests' harness,
+compose's init service and the Kubernetes Job run it); the services only
+call them (FCALL). Their ACL users have neither SCRIPT LOAD nor EVAL nor
+FUNCTION: a stolen service password cannot run Lua of its own. Functions are
+persisted in the AOF and RDB and replicated, so they survive a restart of
+Redis and a failover, where a script cache would be empty (NOSCRIPT, with
+nobody allowed to load). Each library has a `<prefix>__version` function:
+a service is not ready while the server has another version of its library
+(stale or missing: load them again).
 
 Under `WAIT_REPLICAS` > 0 a write goes out with WAIT and WAITAOF right behind
 it on its own connection (`run_and_wait`, `write_and_wait`: why there).
@@ -9,18 +20,25 @@ it on its own connection (`run_and_wait`, `write_and_wait`: why there).
 Libraries go between the prelude and the script: `TRIP_LIBRARY` holds the
 helpers of every script that changes a trip (status counters, the ranking and
 its indexes), in trip_service and driver_service alike.
+
+    python -m common.scripts load      # REDIS_URL: an admin's URL (on a cluster, any node)
+    python -m common.scripts show      # the libraries' code, as loaded
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import sys
 from collections.abc import Iterable
 from contextlib import suppress
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import orjson
 from redis.asyncio.cluster import PipelineCommand, RedisCluster
-from redis.commands.core import AsyncScript
-from redis.exceptions import AskError, MovedError, NoScriptError, ResponseError, TryAgainError
+from redis.exceptions import AskError, MovedError, ResponseError, TryAgainError
 
 from . import errors, metrics
 from .events import script_header
@@ -31,70 +49,187 @@ TRIP_LIBRARY = LUA_DIR / "trips.lua"
 # How long a write waits for its replicas (WAIT and WAITAOF together) before
 # it is answered 503.
 WAIT_TIMEOUT_MS = 1000
+LOAD_HINT = "the admin loads them with `python -m common.scripts load` (REDIS_URL: the admin's)"
 
 
 def read_script(path: Path, libraries: Iterable[Path] = ()) -> str:
     return "\n".join([PRELUDE, *(lib.read_text() for lib in libraries), path.read_text()])
 
 
+@dataclass(frozen=True, slots=True)
+class Function:
+    """One function of a library, by its name on the server."""
+
+    name: str
+
+
+class Library:
+    """A Functions library: named bodies, each a `function(KEYS, ARGV)`."""
+
+    def __init__(self, name: str, prefix: str, bodies: dict[str, str]) -> None:
+        self.name = name
+        self.prefix = prefix
+        self.bodies = dict(sorted(bodies.items()))
+        digest = hashlib.sha256()
+        for stem, body in self.bodies.items():
+            digest.update(f"{stem}\0{body}\0".encode())
+        self.version = digest.hexdigest()[:16]
+        self.code = self._render()
+
+    def function(self, stem: str) -> Function:
+        if stem not in self.bodies:
+            raise KeyError(f"{self.name} has no function {stem!r}")
+        return Function(f"{self.prefix}_{stem}")
+
+    @property
+    def version_function(self) -> Function:
+        return Function(f"{self.prefix}__version")
+
+    def names(self) -> list[str]:
+        return list(self.bodies)
+
+    def _render(self) -> str:
+        parts = [f"#!lua name={self.name}"]
+        for stem, body in self.bodies.items():
+            parts.append(
+                f"redis.register_function{{function_name='{self.prefix}_{stem}', "
+                f"callback=function(KEYS, ARGV)\n{body}\nend}}"
+            )
+        parts.append(
+            f"redis.register_function{{function_name='{self.version_function.name}', "
+            f"callback=function() return '{self.version}' end, flags={{'no-writes'}}}}"
+        )
+        return "\n".join(parts) + "\n"
+
+
+def lua_library(
+    name: str, prefix: str, directory: Path, libraries: Iterable[Path] = (), *, prelude: bool = True,
+    extra: dict[str, str] | None = None,
+) -> Library:
+    """Every `*.lua` of `directory` a function (with the prelude and the
+    libraries in front when `prelude`), plus `extra` bodies by name."""
+    libraries = tuple(libraries)
+    bodies = {
+        path.stem: read_script(path, libraries) if prelude else path.read_text()
+        for path in sorted(directory.glob("*.lua"))
+    }
+    bodies.update(extra or {})
+    return Library(name, prefix, bodies)
+
+
+@lru_cache(maxsize=None)
+def service_library(directory: Path, libraries: tuple[Path, ...]) -> Library:
+    """The library of a service's `lua/` folder: `ridehail_<service>`."""
+    service = directory.parent.name
+    prefix = service.split("_")[0]
+    return lua_library(f"ridehail_{service}", prefix, directory, libraries)
+
+
+def all_libraries() -> list[Library]:
+    """Every library of the system, as the admin loads them."""
+    from driver_service.store import DRIVER_LIBRARY
+    from driver_service.store import LUA_DIR as DRIVER_LUA
+    from gateway.scripts import LIBRARY as GATEWAY
+    from trip_service.store import LUA_DIR as TRIP_LUA
+
+    from .streams import LIBRARY as STREAMS
+
+    return [
+        service_library(TRIP_LUA, (TRIP_LIBRARY,)),
+        service_library(DRIVER_LUA, (TRIP_LIBRARY, DRIVER_LIBRARY)),
+        GATEWAY,
+        STREAMS,
+    ]
+
+
+class FunctionsMissing(errors.Unavailable):
+    def __init__(self, function: str) -> None:
+        super().__init__(
+            f"The database does not have the function {function}: {LOAD_HINT}.",
+            headers={"Retry-After": "5"},
+        )
+
+
+def _missing(exc: ResponseError) -> bool:
+    return "function not found" in str(exc).lower()
+
+
+async def fcall(redis, function: Function, keys: list[str], args: list):
+    try:
+        return await redis.fcall(function.name, len(keys), *keys, *args)
+    except ResponseError as exc:
+        if _missing(exc):
+            raise FunctionsMissing(function.name) from None
+        raise
+
+
+async def check_library(redis, library: Library) -> None:
+    """Readiness: the server has this version of the library (raises, saying
+    what to do, when it has none or another)."""
+    try:
+        found = await redis.fcall(library.version_function.name, 0)
+    except ResponseError as exc:
+        if _missing(exc):
+            raise RuntimeError(f"functions {library.name} not loaded: {LOAD_HINT}") from None
+        raise
+    found = found.decode() if isinstance(found, bytes) else found
+    if found != library.version:
+        raise RuntimeError(
+            f"functions {library.name} version {found} loaded, this code needs "
+            f"{library.version}: {LOAD_HINT}"
+        )
+
+
 class Scripts:
-    """The scripts of one service: `await scripts.run(name, keys, args, n_events)`."""
+    """The functions of one service: `await scripts.run(name, keys, args, n_events)`."""
 
     def __init__(
         self, redis, directory: Path, producer: str, libraries: Iterable[Path] = ()
     ) -> None:
         self.producer = producer
         self.redis = redis
-        libraries = tuple(libraries)
-        self._scripts: dict[str, AsyncScript] = {
-            path.stem: redis.register_script(read_script(path, libraries))
-            for path in sorted(directory.glob("*.lua"))
-        }
+        self.library = service_library(directory, tuple(libraries))
 
     def names(self) -> list[str]:
-        return sorted(self._scripts)
+        return self.library.names()
+
+    async def check(self) -> None:
+        await check_library(self.redis, self.library)
 
     async def run(self, name: str, keys: list[str], args: list, *, n_events: int = 4):
         header = script_header(self.producer, n_events)
-        return await self._scripts[name](keys=keys, args=[*header, *args])
+        return await fcall(self.redis, self.library.function(name), keys, [*header, *args])
 
     async def run_and_wait(
         self, name: str, keys: list[str], args: list, replicas: int, *,
         n_events: int = 4, timeout_ms: int = WAIT_TIMEOUT_MS,
     ) -> tuple[object, object]:
-        """Run a script, then wait until `replicas` replicas have its writes
-        in their AOF, for at most `timeout_ms`, on the script's own connection
-        (`write_and_wait`): `(script reply, WAITAOF reply or its error)`.
-        Check the second with `require_replicas` when the script wrote (a
-        refusal writes nothing). A script missing from the server (NOSCRIPT:
-        a new or restarted server) is loaded and all sent again: nothing ran.
-        """
+        """Run a function, then wait until `replicas` replicas have its writes
+        in their AOF, for at most `timeout_ms`, on the function's own
+        connection (`write_and_wait`): `(function reply, WAITAOF reply or its
+        error)`. Check the second with `require_replicas` when the function
+        wrote (a refusal writes nothing)."""
         argv = [*script_header(self.producer, n_events), *args]
-        return await script_and_wait(self.redis, self._scripts[name], keys, argv, replicas,
-                                     timeout_ms)
+        return await script_and_wait(self.redis, self.library.function(name), keys, argv,
+                                     replicas, timeout_ms)
 
 
 # --- WAIT_REPLICAS ----------------------------------------------------------
 async def script_and_wait(
-    redis, script, keys: list[str], args: list, replicas: int, timeout_ms: int = WAIT_TIMEOUT_MS
+    redis, function: Function, keys: list[str], args: list, replicas: int,
+    timeout_ms: int = WAIT_TIMEOUT_MS,
 ) -> tuple[object, object]:
-    """`write_and_wait` of a registered script (redis-py's Script object):
-    `(script reply, WAITAOF reply or its error)`. A script missing from the
-    server (NOSCRIPT: a new or restarted server) is loaded and all sent
-    again: nothing ran."""
-    for _ in range(3):
-        reply, waited = await write_and_wait(
-            redis, keys[0], ("EVALSHA", script.sha, len(keys), *keys, *args),
-            replicas, timeout_ms,
-        )
-        if isinstance(reply, NoScriptError):
-            script.sha = await redis.script_load(script.script)
-            continue
-        if isinstance(reply, Exception):
-            raise reply
-        return reply, waited
-    raise errors.Unavailable("the script could not be loaded on the server",
-                             headers={"Retry-After": "1"})
+    """`write_and_wait` of a function: `(function reply, WAITAOF reply or its
+    error)`. A function missing from the server is a 503 that says what to
+    do (nothing ran)."""
+    reply, waited = await write_and_wait(
+        redis, keys[0], ("FCALL", function.name, len(keys), *keys, *args), replicas, timeout_ms,
+    )
+    if isinstance(reply, ResponseError) and _missing(reply):
+        raise FunctionsMissing(function.name)
+    if isinstance(reply, Exception):
+        raise reply
+    return reply, waited
 
 
 async def write_and_wait(
@@ -216,3 +351,63 @@ def unpack(reply) -> tuple[str, dict | None]:
         for type_ in reply[2].split(","):
             metrics.EVENTS_PUBLISHED.labels(type_).inc()
     return kind, doc
+
+
+# --- loading (the admin) ------------------------------------------------------------
+def load(admin_url: str, libraries: Iterable[Library] | None = None) -> list[str]:
+    """FUNCTION LOAD REPLACE every library on the server, on every primary of
+    a cluster (replicas get them by replication); the names loaded."""
+    import redis as redis_sync
+
+    from .redisconn import is_cluster_url
+
+    libraries = list(all_libraries() if libraries is None else libraries)
+    clients = []
+    if is_cluster_url(admin_url):
+        from urllib.parse import urlsplit
+
+        from redis.cluster import RedisCluster
+
+        url = admin_url.replace("+cluster", "", 1)
+        cluster = RedisCluster.from_url(url)
+        try:
+            primaries = [(n.host, n.port) for n in cluster.get_primaries()]
+        finally:
+            cluster.close()
+        parts = urlsplit(url)
+        clients = [
+            redis_sync.Redis(host=host, port=port, username=parts.username,
+                             password=parts.password, ssl=parts.scheme == "rediss")
+            for host, port in primaries
+        ]
+    else:
+        clients = [redis_sync.Redis.from_url(admin_url)]
+    try:
+        for client in clients:
+            for library in libraries:
+                client.function_load(library.code, replace=True)
+    finally:
+        for client in clients:
+            client.close()
+    return [library.name for library in libraries]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = args[0] if args else ""
+    if command == "load":
+        url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        names = load(url)
+        print(f"loaded {', '.join(names)}")
+        return 0
+    if command == "show":
+        for library in all_libraries():
+            print(library.code)
+        return 0
+    print("usage: python -m common.scripts load|show  (REDIS_URL: the admin's URL)",
+          file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

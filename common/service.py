@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 from collections.abc import Callable
 
@@ -14,6 +15,16 @@ from .redisconn import JsonModuleMissing
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
 
 
 def serve(service: str, create_app: Callable[[Settings], web.Application]) -> None:
@@ -27,10 +38,15 @@ def serve(service: str, create_app: Callable[[Settings], web.Application]) -> No
         loop_factory = None
     logger.info("starting %s on %s:%d", service, settings.host, settings.port)
     try:
+        listen: dict = {"host": settings.host, "port": settings.port}
+        if settings.ops_port:
+            # One app on two listeners; the app tells them apart by local port.
+            logger.info("operations listener on %s:%d", settings.host, settings.ops_port)
+            listen = {"sock": [_bound(settings.host, settings.port),
+                               _bound(settings.host, settings.ops_port)]}
         web.run_app(
             create_app(settings),
-            host=settings.host,
-            port=settings.port,
+            **listen,
             access_log=None,
             print=None,
             shutdown_timeout=5.0,

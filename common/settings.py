@@ -35,6 +35,9 @@ class Settings:
     service: str = "gateway"
     host: str = "0.0.0.0"
     port: int = 8080
+    # The operations listener (the gateway's): /metrics and /readyz in full,
+    # no login; a port the deployment keeps off the public network. 0: none.
+    ops_port: int = 0
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Connections per process; callers wait for a free one rather than fail.
     redis_max_connections: int = 64
@@ -60,6 +63,9 @@ class Settings:
     session_max_s: int = 7 * 86400
     ops_user_name: str = ""
     ops_password: str = ""
+    # The service-to-service credential (common/internal.py): the gateway
+    # sends it, trip_service and driver_service require it.
+    internal_token: str = ""
     log_level: str = "INFO"
     consumer_name: str = field(default_factory=lambda: default_consumer_name("svc"))
 
@@ -83,6 +89,7 @@ class Settings:
             service=service,
             host=env_str(env, "HOST", "0.0.0.0"),
             port=env_int(env, "PORT", DEFAULT_PORTS.get(service, 8080)),
+            ops_port=env_int(env, "OPS_PORT", 0),
             redis_url=env_str(env, "REDIS_URL", "redis://127.0.0.1:6379/0"),
             redis_max_connections=env_int(env, "REDIS_MAX_CONNECTIONS", 64),
             regions=parse_regions(env.get("REGIONS")),
@@ -105,6 +112,7 @@ class Settings:
             session_max_s=env_int(env, "SESSION_MAX_S", 7 * 86400),
             ops_user_name=env_str(env, "OPS_USER_NAME", ""),
             ops_password=env_str(env, "OPS_PASSWORD", ""),
+            internal_token=env_str(env, "INTERNAL_TOKEN", ""),
             log_level=env_str(env, "LOG_LEVEL", "INFO").upper(),
             consumer_name=env_str(env, "CONSUMER_NAME", default_consumer_name(service)),
         )

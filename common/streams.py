@@ -29,6 +29,7 @@ from redis.exceptions import ResponseError
 
 from . import keys, metrics
 from .logs import Outage
+from .scripts import Library, fcall
 from .timeutil import now_ms
 
 logger = logging.getLogger(__name__)
@@ -508,6 +509,9 @@ end
 return removed
 """
 
+# The functions of this module (loaded by the admin with the others, common/scripts.py).
+LIBRARY = Library("ridehail_streams", "streams", {"remove_consumers": _REMOVE_CONSUMERS})
+
 
 async def remove_consumers(redis, stream: str, group: str, *, idle_ms: int = -1,
                            name: str = "") -> list[str]:
@@ -515,9 +519,8 @@ async def remove_consumers(redis, stream: str, group: str, *, idle_ms: int = -1,
     pending entries and were idle longer than `idle_ms`; their names. A
     missing stream or group has none."""
     try:
-        removed = await redis.register_script(_REMOVE_CONSUMERS)(
-            keys=[stream], args=[group, idle_ms, name]
-        )
+        removed = await fcall(redis, LIBRARY.function("remove_consumers"), [stream],
+                              [group, idle_ms, name])
     except ResponseError as exc:
         if str(exc).startswith("NOGROUP") or "no such key" in str(exc):
             return []

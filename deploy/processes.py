@@ -6,6 +6,7 @@ Used by the local launcher (`make run`) and by the end-to-end tests.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,6 +18,10 @@ from pathlib import Path
 from common.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# The service-to-service credential (common/internal.py) of every process
+# started from this one: made up per run, never written anywhere. An
+# INTERNAL_TOKEN in the environment or a process's own env wins.
+INTERNAL_TOKEN = os.environ.get("INTERNAL_TOKEN") or secrets.token_urlsafe(32)
 
 
 @dataclass
@@ -39,7 +44,8 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> "ServiceProcess":
-        env = {**os.environ, **self.env, "PORT": str(self.port), "HOST": "127.0.0.1"}
+        env = {"INTERNAL_TOKEN": INTERNAL_TOKEN, **os.environ, **self.env,
+               "PORT": str(self.port), "HOST": "127.0.0.1"}
         env.setdefault("PYTHONPATH", str(ROOT))
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(

@@ -2,13 +2,20 @@
 
 Starts Redis with JSON (unless REDIS_URL names one), trip_service,
 driver_service, the gateway and, unless DEMO_TRAFFIC=0, the simulated city;
-prints the dashboard link (logged in as ops) and a status line every few
-seconds. Ctrl-C stops everything it started, Redis last.
+prints the dashboard link and a status line every few seconds. Ctrl-C stops
+everything it started, Redis last.
+
+Secrets stay put: DATA_DIR is 0700; the ops account (a made-up name and
+password unless OPS_USER_NAME / OPS_PASSWORD are given) goes to the gateway
+alone, and with the logged-in dashboard link to DATA_DIR/ops-credentials
+(0600), whose path is printed, never the password or the token. The
+services' shared secret INTERNAL_TOKEN is made up per run.
 
 Settings (environment): REDIS_URL, REDIS_PORT (embedded, default 6379),
 GATEWAY_PORT (8080), TRIP_SERVICE_PORT (8081), DRIVER_SERVICE_PORT (8082),
 DATA_DIR (.data), DEMO_TRAFFIC (1), STATUS_EVERY_S (5), OPS_USER_NAME,
-OPS_PASSWORD (made up when unset), and everything the services read.
+OPS_PASSWORD (made up when unset), INTERNAL_TOKEN (made up when unset), and
+everything the services read.
 
 On the embedded server each process connects as its own ACL user
 (common.acl, docs/security.md), with passwords made up for this run; the
@@ -34,6 +41,7 @@ from redis.exceptions import RedisError
 from common import acl
 from common.embedded import EmbeddedRedis, EmbeddedRedisError, free_port
 from common.redisconn import redact
+from common.scripts import load as load_functions
 from deploy.processes import ROOT, ServiceProcess
 
 
@@ -109,10 +117,26 @@ def status_line(gateway: str, token: str) -> str:
     return " | ".join(parts)
 
 
+def private_dir(path: Path) -> Path:
+    """A folder only this user may enter (an existing one is tightened)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """A file only this user may read, created so from the start."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def main() -> int:
-    data_dir = Path(os.environ.get("DATA_DIR", ROOT / ".data"))
-    log_dir = data_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    # AOF (password hashes, e-mails), users.acl and logs: this user's alone.
+    os.umask(0o077)
+    data_dir = private_dir(Path(os.environ.get("DATA_DIR", ROOT / ".data")))
+    log_dir = private_dir(data_dir / "logs")
     started: list = []
     redis_server = None
     stopping = {"now": False}
@@ -139,18 +163,27 @@ def main() -> int:
                 data_dir / "redis", port, appendfsync=fsync, admin_password=admin_password
             ).start()
             admin_file = redis_server.data_dir / "admin.password"
-            fd = os.open(admin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(admin_password + "\n")
+            write_private(admin_file, admin_password + "\n")
+            # The admin's part: the functions the services call, and their users.
+            load_functions(redis_server.url)
             redis_urls = acl.install_users(redis_server.url, acl.new_passwords())
             say(f"  Redis ready, data in {redis_server.data_dir}")
             users = ", ".join(u.name for u in acl.USERS.values())
             say(f"  each service connects as its own ACL user ({users});")
             say(f"  the admin is user default, its password in {admin_file}")
 
-        ops_user = os.environ.get("OPS_USER_NAME") or "ops"
-        ops_password = os.environ.get("OPS_PASSWORD") or secrets.token_urlsafe(18)
-        env = {"OPS_USER_NAME": ops_user, "OPS_PASSWORD": ops_password}
+        # No guessable default: a made-up name and password unless given.
+        # Taken out of the environment every child inherits: the gateway alone gets them.
+        ops_user = os.environ.pop("OPS_USER_NAME", "") or f"ops-{secrets.token_hex(4)}"
+        ops_password = os.environ.pop("OPS_PASSWORD", "") or secrets.token_urlsafe(24)
+        # Only the gateway gets the ops account; every process the shared
+        # secret of the service-to-service calls.
+        env = {"INTERNAL_TOKEN": os.environ.get("INTERNAL_TOKEN") or secrets.token_urlsafe(32)}
+        gateway_env = {
+            **env, "OPS_USER_NAME": ops_user, "OPS_PASSWORD": ops_password,
+            # The simulated city signs every rider and driver up from this host.
+            "SIGNUPS_PER_ADDR": os.environ.get("SIGNUPS_PER_ADDR", "0"),
+        }
 
         trip = ServiceProcess(
             "trip_service", {**env, "REDIS_URL": redis_urls["trip_service"]},
@@ -167,7 +200,7 @@ def main() -> int:
             started.append(proc.start(timeout=60))
         gateway = ServiceProcess(
             "gateway",
-            {**env, "REDIS_URL": redis_urls["gateway"], "TRIP_SERVICE_URL": trip.url,
+            {**gateway_env, "REDIS_URL": redis_urls["gateway"], "TRIP_SERVICE_URL": trip.url,
              "DRIVER_SERVICE_URL": driver.url},
             port=choose_port("GATEWAY_PORT", 8080),
             log_path=log_dir / "gateway.log",
@@ -192,9 +225,14 @@ def main() -> int:
         else:
             say("DEMO_TRAFFIC=0: no simulated riders and drivers")
 
+        credentials = data_dir / "ops-credentials"
+        write_private(credentials, (
+            f"OPS_USER_NAME={ops_user}\nOPS_PASSWORD={ops_password}\n"
+            f"DASHBOARD_URL={gateway.url}/#token={token}\n"
+        ))
         print(flush=True)
-        say(f"dashboard:  {gateway.url}/#token={token}")
-        say(f"API:        {gateway.url}/openapi.json   ops login: {ops_user} / {ops_password}")
+        say(f"dashboard:  {gateway.url}/  (logged-in link and ops login in {credentials})")
+        say(f"API:        {gateway.url}/openapi.json")
         say(f"logs:       {log_dir}")
         say("Ctrl-C stops everything.")
         print(flush=True)

@@ -9,8 +9,11 @@ from aiohttp import web
 
 from common import keys
 from common.redisconn import REDIS, create_redis, redis_ctx
+from common.internal import require_internal_token
+from common.scripts import check_library
 from common.service import serve
 from common.settings import Settings
+from common.streams import LIBRARY as STREAMS_LIBRARY
 from common.streams import StreamConsumer
 from common.web import READY_CHECKS, SETTINGS, create_base_app
 
@@ -105,6 +108,8 @@ def _maintenance_workers(app: web.Application) -> list:
 
 def create_app(settings: Settings, workers: Workers = Workers()) -> web.Application:
     app = create_base_app(settings)
+    # Only the gateway may call: refuses to build without INTERNAL_TOKEN.
+    app.middlewares.append(require_internal_token(settings))
     app[TASKS] = {}
     app.cleanup_ctx.append(redis_ctx(settings))
     app.cleanup_ctx.append(store_ctx)
@@ -123,6 +128,13 @@ def create_app(settings: Settings, workers: Workers = Workers()) -> web.Applicat
         await app[REDIS].ping()
 
     app[READY_CHECKS]["redis"] = redis_ready
+
+    async def functions_ready() -> None:
+        # The admin has loaded this version of the functions (common/scripts.py).
+        await app[STORE].scripts.check()
+        await check_library(app[REDIS], STREAMS_LIBRARY)
+
+    app[READY_CHECKS]["functions"] = functions_ready
     app[READY_CHECKS]["workers"] = check_alive(app)
     return app
 

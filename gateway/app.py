@@ -9,16 +9,21 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import Gauge
 
-from common import keys, metrics
+from common import errors, keys, metrics
+from common.internal import auth_headers as internal_auth_headers
 from common.redisconn import REDIS, redis_ctx
 from common.service import serve
 from common.settings import Settings
 from common.streams import group_stats
-from common.web import READY_CHECKS, create_base_app
+from common.web import READY_CHECKS, SETTINGS, create_base_app, json_response, problem_response
 
+from .api import authenticate
+from .clientaddr import ClientAddress
 from .config import GatewayConfig
+from .passwords import OPS_MIN_LENGTH, ops_password_problem
 from .idempotency import Idempotency
 from .identity import Hasher, Identity
+from .limits import LongPolls, SseSlots
 from .live import EventHub, hub_ctx
 from .ratelimit import RateLimiter
 from .routes import api
@@ -39,6 +44,8 @@ METRICS_REFRESH_TIMEOUT_S = 1.0
 def services_ctx(settings: Settings, config: GatewayConfig, upstreams: Upstreams):
     """Identity, limits, idempotency and the event hub on the process's Redis pool."""
 
+    client_addr = ClientAddress(config.trusted_proxies)  # a bad entry stops the start
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         redis = app[REDIS]
         scripts = GatewayScripts(redis)
@@ -54,6 +61,9 @@ def services_ctx(settings: Settings, config: GatewayConfig, upstreams: Upstreams
             idempotency=Idempotency(scripts, config, lease_s, settings.wait_replicas),
             upstreams=upstreams,
             hub=EventHub(redis, settings, config),
+            long_polls=LongPolls(config),
+            sse_slots=SseSlots(config),
+            client_addr=client_addr,
         )
         app[SERVICES] = services
         try:
@@ -95,6 +105,46 @@ async def refresh_stream_gauges(app: web.Application) -> None:
         DEAD_LETTER_BACKLOG.labels(dead).set(await redis.xlen(dead))
 
 
+OPERATIONS_PATHS = ("/metrics", "/readyz", "/healthz")
+
+
+def _local_port(request: web.Request) -> int | None:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return sockname[1] if sockname else None
+
+
+@web.middleware
+async def operations_only(request: web.Request, handler):
+    """/metrics (what the system is doing, and a Redis query per scrape) is for
+    the ops role; /readyz answers anyone with its status (the probes and
+    load balancers need no more) and names what is down to the ops role only.
+    The operations listener (OPS_PORT), which the deployment keeps off the
+    public network, serves these three in full without a login (so they work
+    with Redis down too) and nothing else."""
+    ops_port = request.app[SETTINGS].ops_port
+    if ops_port and _local_port(request) == ops_port:
+        if request.path not in OPERATIONS_PATHS:
+            raise errors.NotFound("The operations listener serves /metrics, /readyz, /healthz.")
+        return await handler(request)
+    if request.path not in ("/metrics", "/readyz") or SERVICES not in request.app:
+        return await handler(request)
+    is_ops = False
+    if request.headers.get("Authorization") or request.path == "/metrics":
+        principal = await authenticate(request, request.app[SERVICES])
+        is_ops = principal.role == "ops"
+        if not is_ops and request.path == "/metrics":
+            raise errors.Forbidden("Metrics are for the ops role.")
+    response = await handler(request)
+    if request.path == "/readyz" and not is_ops:
+        if response.status == 200:
+            return json_response({"status": "ready"})
+        return problem_response(
+            response.status, "Not ready", "A dependency is down.",
+            type_="/problems/not-ready", headers={"Retry-After": "1"},
+        )
+    return response
+
+
 @web.middleware
 async def metrics_refresh(request: web.Request, handler):
     # /metrics is the base app's route; the stream gauges are fresh when scraped.
@@ -106,14 +156,44 @@ async def metrics_refresh(request: web.Request, handler):
     return await handler(request)
 
 
+class OpsPasswordRefused(SystemExit):
+    """The gateway does not start with a weak or placeholder ops password."""
+
+
+def check_ops_account(settings: Settings) -> None:
+    if not settings.ops_password:
+        return
+    problem = ops_password_problem(settings.ops_password, settings.ops_user_name)
+    if problem:
+        raise OpsPasswordRefused(
+            f"gateway: OPS_PASSWORD {problem}; set a random one of at least "
+            f"{OPS_MIN_LENGTH} characters (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(24))')."
+        )
+
+
 def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.Application:
     config = config or GatewayConfig()
+    check_ops_account(settings)
     app = create_base_app(settings)
+    app.middlewares.append(operations_only)
     app.middlewares.append(metrics_refresh)
+    auth = internal_auth_headers(settings)
+    drivers = Upstream(
+        "driver_service", settings.driver_service_url, settings.upstream_timeout_s, config,
+        headers=auth,
+    )
     upstreams = Upstreams(
-        trips=Upstream("trip_service", settings.trip_service_url, settings.upstream_timeout_s, config),
-        drivers=Upstream(
-            "driver_service", settings.driver_service_url, settings.upstream_timeout_s, config
+        trips=Upstream(
+            "trip_service", settings.trip_service_url, settings.upstream_timeout_s, config,
+            headers=auth,
+        ),
+        drivers=drivers,
+        driver_polls=Upstream(
+            "driver_service", settings.driver_service_url, settings.upstream_timeout_s, config,
+            connections=config.long_polls_max or config.upstream_connections,
+            breaker=drivers.breaker,
+            headers=auth,
         ),
     )
     app.cleanup_ctx.append(gateway_redis_ctx(settings, config))
@@ -127,6 +207,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.A
         await app[REDIS].ping()
 
     app[READY_CHECKS]["redis"] = redis_ready
+    # The admin has loaded this version of the functions (common/scripts.py).
+    app[READY_CHECKS]["functions"] = lambda: GatewayScripts(app[REDIS]).check()
     app[READY_CHECKS]["trip_service"] = upstreams.trips.probe
     app[READY_CHECKS]["driver_service"] = upstreams.drivers.probe
     app[READY_CHECKS]["live_events"] = lambda: app[SERVICES].hub.check()

@@ -51,6 +51,27 @@ class GatewayConfig:
     # hung Redis costs a request a bounded time: a 504 problem well before a
     # client's own timeout. Raised to stream_block_ms + 1 s if lower.
     redis_timeout_s: float = 2.0
+    # Per-account bounds (docs/security.md). Each answers a clear 429 with
+    # Retry-After when reached, and 0 turns it off.
+    # Open long polls (GET /v1/driver/offers/next) in this process, all
+    # drivers together; each driver holds at most one (a new poll ends the
+    # previous one). Long polls have a connection pool of this size to
+    # driver_service of their own, so they never take the ordinary calls'.
+    long_polls_max: int = 500
+    # Live event streams (SSE) per session and in total, in this process.
+    sse_per_session: int = 4
+    sse_max: int = 1000
+    # Sign-ups per client address within signup_window_s (every gateway replica together).
+    signups_per_addr: int = 20
+    signup_window_s: int = 600
+    # Password hashes waiting for a hashing thread; more are refused with 503.
+    # Logins are hashed before waiting sign-ups, so a sign-up flood delays a
+    # login by one hash at most.
+    hash_queue_max: int = 32
+    # Client addresses of the proxies in front of the gateway (comma-separated
+    # addresses or networks): only a request from one of them has its client
+    # address taken from X-Forwarded-For (the nearest untrusted hop).
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "GatewayConfig":
@@ -74,4 +95,13 @@ class GatewayConfig:
             sse_ping_s=_float(env, "SSE_PING_S", d.sse_ping_s),
             stream_block_ms=_int(env, "STREAM_BLOCK_MS", d.stream_block_ms),
             redis_timeout_s=_float(env, "GATEWAY_REDIS_TIMEOUT_S", d.redis_timeout_s),
+            long_polls_max=_int(env, "LONG_POLLS_MAX", d.long_polls_max),
+            sse_per_session=_int(env, "SSE_PER_SESSION", d.sse_per_session),
+            sse_max=_int(env, "SSE_MAX", d.sse_max),
+            signups_per_addr=_int(env, "SIGNUPS_PER_ADDR", d.signups_per_addr),
+            signup_window_s=_int(env, "SIGNUP_WINDOW_S", d.signup_window_s),
+            hash_queue_max=_int(env, "HASH_QUEUE_MAX", d.hash_queue_max),
+            trusted_proxies=tuple(
+                p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip()
+            ),
         )

@@ -31,16 +31,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
+import queue
 import re
 import secrets
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from prometheus_client import Counter, Gauge
 
 from common import errors, keys
 from common.scripts import require_replicas, write_and_wait
@@ -58,6 +61,13 @@ SLIDE_MIN_FRACTION = 0.01
 # A pending driver account outlives any sign-up attempt (upstream timeout x retries).
 PENDING_ACCOUNT_TTL_S = 120
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+# Sessions one user holds at once; a login past it ends the oldest.
+SESSIONS_PER_USER = 100
+
+HASH_QUEUE = Gauge("gateway_hash_queue", "Password hashes waiting for a hashing thread")
+HASH_REFUSED = Counter(
+    "gateway_hash_refused_total", "Password hashes refused because the queue was full"
+)
 
 
 def token_digest(token: str) -> str:
@@ -97,8 +107,23 @@ class NewSession:
         }
 
 
+# Hashing jobs by priority: a login (verify) goes before every waiting
+# sign-up or password change (hash), so a flood of sign-ups delays a login by
+# at most the hash each thread has in hand.
+LOGIN, NEW_PASSWORD = 0, 1
+
+
+class HashQueueFull(errors.Unavailable):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The gateway has {limit} password checks waiting; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+
+
 class Hasher:
-    """argon2id off the event loop."""
+    """argon2id off the event loop, in `hash_workers` threads that take jobs
+    logins first; at most `hash_queue_max` jobs wait (more: 503)."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self._ph = PasswordHasher(
@@ -107,26 +132,64 @@ class Hasher:
             parallelism=config.argon2_parallelism,
             type=Type.ID,
         )
-        self._pool = ThreadPoolExecutor(
-            max_workers=max(1, config.hash_workers), thread_name_prefix="argon2"
-        )
+        self.queue_max = config.hash_queue_max
+        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._waiting = 0  # jobs queued, not yet taken by a thread (loop thread only)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"argon2-{i}", daemon=True)
+            for i in range(max(1, config.hash_workers))
+        ]
+        for thread in self._threads:
+            thread.start()
         self._dummy: str | None = None
 
-    async def hash(self, password: str) -> str:
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def _work(self) -> None:
+        while True:
+            _, _, job = self._jobs.get()
+            if job is None:
+                return
+            loop, future, fn, args = job
+            loop.call_soon_threadsafe(self._taken)
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the waiting request
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+    def _taken(self) -> None:
+        self._waiting -= 1
+        HASH_QUEUE.set(self._waiting)
+
+    async def _run(self, priority: int, fn, *args):
+        if self.queue_max > 0 and self._waiting >= self.queue_max:
+            HASH_REFUSED.inc()
+            raise HashQueueFull(self.queue_max)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._ph.hash, password)
+        future = loop.create_future()
+        self._waiting += 1
+        HASH_QUEUE.set(self._waiting)
+        self._jobs.put((priority, next(self._order), (loop, future, fn, args)))
+        return await future
+
+    async def hash(self, password: str) -> str:
+        return await self._run(NEW_PASSWORD, self._ph.hash, password)
 
     async def verify(self, encoded: str | None, password: str) -> bool:
         """Constant work whether or not the account exists: an unknown user is
         checked against a dummy hash, so timing does not reveal user names."""
         if encoded is None:
             if self._dummy is None:
-                self._dummy = await self.hash(secrets.token_urlsafe(16))
+                self._dummy = await self._run(LOGIN, self._ph.hash, secrets.token_urlsafe(16))
             encoded = self._dummy
             password = password + "\x00"  # never matches the dummy
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, self._ph.verify, encoded, password)
+            return await self._run(LOGIN, self._ph.verify, encoded, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
@@ -137,7 +200,26 @@ class Hasher:
             return True
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for _ in self._threads:
+            self._jobs.put((-1, next(self._order), None))
+        for thread in self._threads:
+            thread.join()
+
+
+def _settle(future: asyncio.Future, result, exc) -> None:
+    if future.done():  # the request went away meanwhile
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def taken() -> errors.Conflict:
+    return errors.Conflict(
+        "This user name is taken.",
+        errors=[{"field": "user_name", "message": "is taken"}],
+    )
 
 
 class Identity:
@@ -174,6 +256,8 @@ class Identity:
         else removed again and 503 (the retry signs up afresh). A pending one
         is not: nobody can use it, and its activation (the same key, later
         on the same primary) is confirmed."""
+        key = keys.account(user_name)
+        await self.check_name_free(user_name)
         record = {
             "subject_id": subject_id,
             "role": role,
@@ -181,7 +265,6 @@ class Identity:
             "hash": await self.hasher.hash(password),
             "state": "pending" if pending else "active",
         }
-        key = keys.account(user_name)
         if self.replicas <= 0 or pending:
             created = await self.redis.set(
                 key,
@@ -195,10 +278,7 @@ class Identity:
                 key, ("SET", key, orjson.dumps(record), "NX")
             )
         if not created:
-            raise errors.Conflict(
-                "This user name is taken.",
-                errors=[{"field": "user_name", "message": "is taken"}],
-            )
+            raise taken()
         if waited is not None:
             try:
                 require_replicas(waited, self.replicas)
@@ -206,6 +286,12 @@ class Identity:
                 # Written, not confirmed: not an account the client was given.
                 await self.scripts.run("account_cas", [key], [subject_id, ""])
                 raise
+
+    async def check_name_free(self, user_name: str) -> None:
+        """409 for a taken name, before any expensive part of a sign-up (the
+        hash): the SET NX of the account still settles a race for a free name."""
+        if await self.redis.get(keys.account(user_name)) is not None:
+            raise taken()
 
     async def activate_account(self, user_name: str, subject_id: str) -> bool:
         raw = await self.redis.get(keys.account(user_name))
@@ -301,7 +387,9 @@ class Identity:
             )
         return account
 
-    async def create_session(self, user_name: str, account: dict[str, Any]) -> NewSession:
+    async def create_session(
+        self, user_name: str, account: dict[str, Any]
+    ) -> NewSession | None:
         """A new session. Under WAIT_REPLICAS its token is returned only once
         the replicas have the session (a failover then keeps the login),
         else 503 and the session is removed (its token was never given)."""
@@ -317,6 +405,7 @@ class Identity:
         ]
         if self.replicas <= 0:
             expires = await self.scripts.run("session_create", [key], args)
+            await self._index_session(account["subject_id"], token_digest(token))
         else:
             expires, waited = await self.scripts.run_and_wait(
                 "session_create", [key], args, self.replicas
@@ -326,7 +415,64 @@ class Identity:
             except errors.Unavailable:
                 await self.redis.delete(key)
                 raise
+            await self._index_session(account["subject_id"], token_digest(token))
+        # A password changed while this login was checked ends the session at
+        # once: it was granted on the old password.
+        current = await self.account(user_name)
+        if current is None or current.get("hash") != account.get("hash"):
+            await self.redis.delete(key)
+            return None
         return NewSession(token, account["role"], account["subject_id"], int(expires))
+
+    async def _index_session(self, subject_id: str, digest: str) -> None:
+        """Note the session under its user (a password change ends them all);
+        forget the expired ones and end the oldest past SESSIONS_PER_USER."""
+        index = keys.user_sessions(subject_id)
+        now = now_ms()
+        max_exp = now + self.settings.session_max_s * 1000
+        await self.redis.zadd(index, {digest: max_exp})
+        await self.redis.zremrangebyscore(index, "-inf", now)
+        await self.redis.pexpireat(index, max_exp)
+        surplus = await self.redis.zcard(index) - SESSIONS_PER_USER
+        if surplus > 0:
+            oldest = await self.redis.zrange(index, 0, surplus - 1)
+            for old in oldest:
+                await self.redis.delete(keys.session(old))
+            await self.redis.zrem(index, *oldest)
+
+    async def end_sessions(self, subject_id: str) -> int:
+        """End every session of a user (a password change): how many there were."""
+        index = keys.user_sessions(subject_id)
+        digests = await self.redis.zrange(index, 0, -1)
+        for digest in digests:
+            await self.redis.delete(keys.session(digest))
+        await self.redis.delete(index)
+        return len(digests)
+
+    async def change_password(
+        self, principal: Principal, current: str, new: str
+    ) -> bool:
+        """Set a new password if `current` is right (False if not), then end
+        every session of the user, this one included."""
+        account = await self.account(principal.user_name)
+        if account is None or account.get("subject_id") != principal.subject_id:
+            return False
+        if not await self.hasher.verify(account.get("hash"), current):
+            return False
+        updated = {**account, "hash": await self.hasher.hash(new)}
+        args = [principal.subject_id, orjson.dumps(updated)]
+        key = keys.account(principal.user_name)
+        if self.replicas <= 0:
+            done = await self.scripts.run("account_cas", [key], args)
+        else:
+            done, waited = await self.scripts.run_and_wait("account_cas", [key], args,
+                                                           self.replicas)
+            if done:
+                require_replicas(waited, self.replicas)
+        if not done:
+            raise errors.Conflict("The account changed meanwhile; retry.")
+        await self.end_sessions(principal.subject_id)
+        return True
 
     async def authenticate(
         self, token: str, rate: float = 0.0, burst: float = 0.0, take: int = 1

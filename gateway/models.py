@@ -9,9 +9,11 @@ fare, driver). Query models are lax because query values arrive as strings.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,6 +25,9 @@ from pydantic import (
 
 from common.keys import PRODUCTS
 from common.models import OPS_LIST_LIMIT
+
+from .passwords import MIN_LENGTH as MIN_PASSWORD_LENGTH
+from .passwords import problems as password_problems
 
 Product = Literal["standard", "xl", "premium"]
 Role = Literal["rider", "driver", "ops"]
@@ -44,10 +49,56 @@ UserName = Annotated[
 ]
 Password = Annotated[
     str,
-    Field(min_length=8, max_length=256, description="At least 8 characters (at most 256)."),
+    Field(
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=256,
+        description=f"At least {MIN_PASSWORD_LENGTH} characters (at most 256), not one of "
+        "the 30,000 most common passwords, not the user name.",
+    ),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-CarText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+
+
+def _check_password(value: str, info: ValidationInfo) -> str:
+    found = password_problems(value, (info.data or {}).get("user_name") or "")
+    if found:
+        raise ValueError(found)
+    return value
+
+
+# Characters a person cannot see or that reorder what they see: controls
+# (Cc), format characters (Cf: zero-width spaces and joiners, the bidi
+# embeddings, overrides and isolates, the byte-order mark), line and paragraph
+# separators, surrogates and unassigned code points. Stored, they let one
+# name pass for another or turn a text around in someone else's screen.
+_INVISIBLE = frozenset(("Cc", "Cf", "Cs", "Cn", "Zl", "Zp"))
+
+
+def _visible(value: str, allowed: str = "") -> str:
+    for ch in value:
+        if ch not in allowed and unicodedata.category(ch) in _INVISIBLE:
+            raise ValueError(
+                f"must not contain control, zero-width or text-direction characters "
+                f"(found U+{ord(ch):04X})"
+            )
+    return value
+
+
+def _visible_text(value: str) -> str:
+    # Free text may run over several lines.
+    return _visible(value, allowed="\n\t")
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(_visible),
+]
+CarText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=40),
+    AfterValidator(_visible),
+]
+FreeText = Annotated[str, StringConstraints(max_length=500), AfterValidator(_visible_text)]
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=254),
@@ -139,13 +190,14 @@ class RiderSignup(Body):
     last_name: Name
     email: Email
     age: JsonInt = Field(gt=0, le=150, description="A positive integer (at most 150).")
-    bio: Annotated[str, StringConstraints(max_length=500)] | None = None
+    bio: FreeText | None = None
     region: str | None = Field(
         None, description="Home region; the first configured region when absent."
     )
 
     _email = field_validator("email")(_check_email)
     _region = field_validator("region")(_check_region)
+    _password = field_validator("password")(_check_password)
 
 
 class DriverSignup(Body):
@@ -162,11 +214,19 @@ class DriverSignup(Body):
 
     _email = field_validator("email")(_check_email)
     _region = field_validator("region")(_check_region)
+    _password = field_validator("password")(_check_password)
 
 
 class Login(Body):
     user_name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class PasswordChange(Body):
+    current_password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    new_password: Password
+
+    _password = field_validator("new_password")(_check_password)
 
 
 class Session(Out):
@@ -333,12 +393,12 @@ class TripListQuery(BaseModel):
 
 
 class CancelRequest(Body):
-    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    reason: FreeText | None = None
 
 
 class RatingRequest(Body):
     stars: JsonInt = Field(ge=1, le=5)
-    comment: Annotated[str, StringConstraints(max_length=500)] | None = None
+    comment: FreeText | None = None
 
 
 class Delivery(Out):
@@ -431,7 +491,11 @@ class Health(Out):
 
 class Ready(Out):
     status: str
-    checks: dict[str, str] = Field(description="Each dependency: `ok` or `down: <reason>`.")
+    checks: dict[str, str] | None = Field(
+        None,
+        description="Each dependency: `ok` or `down: <reason>`; only for the ops role and on "
+        "the operations listener (OPS_PORT).",
+    )
 
 
 class Bounds(Out):

@@ -2,11 +2,15 @@
 
 - Per session token: a token bucket (RATE_LIMIT_PER_TOKEN per second, bursts
   of twice that; 0 turns it off), one Lua step per request.
-- Failed logins: a sliding 15-minute window of failures per user name
-  (LOGIN_FAILURES_LIMIT) and per client address (ten times that). Once a
-  window is full, every login for that name (or from that address) gets 429
-  until enough failures have aged out, whatever the password. Successful
-  logins and sign-ups are never counted.
+- Failed logins, in sliding 15-minute windows, kept so that nobody can lock
+  a person out: a user name with LOGIN_FAILURES_LIMIT failures is locked only
+  for the client addresses that failed on it (each address that had a failure
+  for it gets 429 until enough have aged out); a client that has not failed
+  for that name still logs in with the right password, and its one wrong
+  guess locks it too. One address is limited at ten times that many
+  failures over every name. The client address is the one TRUSTED_PROXIES
+  allows (gateway/clientaddr.py). Successful logins are never counted.
+- Sign-ups: SIGNUPS_PER_ADDR per client address within SIGNUP_WINDOW_S.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ class RateLimiter:
         self.login_limit = settings.login_failures_limit
         self.addr_limit = settings.login_failures_limit * config.login_addr_factor
         self.window_ms = config.login_window_s * 1000
+        self.signup_limit = config.signups_per_addr
+        self.signup_window_ms = config.signup_window_s * 1000
         # session token hash -> (tokens taken from its bucket not used yet, until)
         self._held: dict[str, tuple[int, float]] = {}
         # session token hash -> the ask for a few tokens in flight
@@ -141,29 +147,62 @@ class RateLimiter:
             count += held[0]
         self._held[token_hash] = (count, now + HOLD_S)
 
+    async def check_signup(self, addr: str) -> None:
+        """Take a sign-up place of the client address, or 429."""
+        if self.signup_limit <= 0:
+            return
+        wait = int(
+            await self.scripts.run(
+                "window_take",
+                [keys.signups_addr(addr)],
+                [self.signup_window_ms, self.signup_limit, os.urandom(8).hex()],
+            )
+        )
+        if wait:
+            RATE_LIMITED.labels("signup_addr").inc()
+            raise errors.TooManyRequests(
+                f"More than {self.signup_limit} sign-ups from this address within "
+                f"{self.signup_window_ms // 1000} s; retry later.",
+                headers={"Retry-After": _retry_after(wait)},
+            )
+
     async def check_login(self, user_name: str, addr: str) -> None:
-        """Refuse a login while its user name or address is locked out."""
+        """Refuse a login from an address locked out for this name, or in all."""
         if self.login_limit <= 0:
             return
-        wait_user = int(
-            await self.scripts.run(
-                "window_check",
-                [keys.login_failures_user(user_name)],
-                [self.window_ms, self.login_limit],
+        w = self.window_ms
+        wait_pair, wait_user, wait_addr, pair_failed = (
+            int(x)
+            for x in await asyncio.gather(
+                self.scripts.run(
+                    "window_check", [keys.login_failures_pair(user_name, addr)],
+                    [w, self.login_limit],
+                ),
+                self.scripts.run(
+                    "window_check", [keys.login_failures_user(user_name)], [w, self.login_limit]
+                ),
+                self.scripts.run(
+                    "window_check", [keys.login_failures_addr(addr)], [w, self.addr_limit]
+                ),
+                # Has this address failed for this name at all (within the window)?
+                self.scripts.run(
+                    "window_check", [keys.login_failures_pair(user_name, addr)], [w, 1]
+                ),
             )
         )
-        wait_addr = int(
-            await self.scripts.run(
-                "window_check", [keys.login_failures_addr(addr)], [self.window_ms, self.addr_limit]
-            )
-        )
-        if wait_user or wait_addr:
-            which = "user name" if wait_user >= wait_addr else "client address"
-            RATE_LIMITED.labels("login_user" if wait_user >= wait_addr else "login_addr").inc()
+        # A name under attack stays open to the addresses that have not failed on it.
+        locked_for_name = wait_pair or (wait_user and pair_failed)
+        if locked_for_name or wait_addr:
+            which = "user name" if locked_for_name else "client address"
+            if locked_for_name:
+                wait = max(wait_pair, min(wait_user, pair_failed) if wait_user else 0)
+            else:
+                wait = wait_addr
+            RATE_LIMITED.labels("login_user" if locked_for_name else "login_addr").inc()
             LOGINS.labels("locked").inc()
             raise errors.TooManyRequests(
-                f"Too many failed logins for this {which}; retry later.",
-                headers={"Retry-After": _retry_after(max(wait_user, wait_addr))},
+                f"Too many failed logins for this {which} from this client; retry later.",
+                headers={"Retry-After": _retry_after(wait)},
             )
 
     async def login_failed(self, user_name: str, addr: str) -> None:
@@ -171,9 +210,13 @@ class RateLimiter:
         if self.login_limit <= 0:
             return
         member = os.urandom(8).hex()
-        await self.scripts.run(
-            "window_add", [keys.login_failures_user(user_name)], [self.window_ms, member]
-        )
-        await self.scripts.run(
-            "window_add", [keys.login_failures_addr(addr)], [self.window_ms, member]
+        await asyncio.gather(
+            *(
+                self.scripts.run("window_add", [key], [self.window_ms, member])
+                for key in (
+                    keys.login_failures_user(user_name),
+                    keys.login_failures_addr(addr),
+                    keys.login_failures_pair(user_name, addr),
+                )
+            )
         )

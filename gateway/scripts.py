@@ -1,5 +1,5 @@
-"""The gateway's Lua scripts (gateway/lua/), sent with EVALSHA and loaded on
-demand, so they survive a restarted or replaced Redis.
+"""The gateway's Lua scripts (gateway/lua/): the Functions library
+`ridehail_gateway`, loaded by the admin (common/scripts.py), called with FCALL.
 
 They change no shared state and emit no events, so they do not take the
 event prelude that the services' scripts share.
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from redis.commands.core import AsyncScript
-
-from common.scripts import WAIT_TIMEOUT_MS, script_and_wait
+from common.scripts import WAIT_TIMEOUT_MS, check_library, fcall, lua_library, script_and_wait
 
 LUA_DIR = Path(__file__).parent / "lua"
 # Only under WAIT_REPLICAS > 0, before a stored idempotent answer is replayed:
@@ -35,27 +33,28 @@ return 1
 """
 
 
+LIBRARY = lua_library("ridehail_gateway", "gw", LUA_DIR, prelude=False,
+                      extra={"idem_touch": IDEM_TOUCH})
+
+
 class GatewayScripts:
     def __init__(self, redis) -> None:
         self.redis = redis
-        self._scripts: dict[str, AsyncScript] = {
-            path.stem: redis.register_script(path.read_text())
-            for path in sorted(LUA_DIR.glob("*.lua"))
-        }
-        self._scripts["idem_touch"] = redis.register_script(IDEM_TOUCH)
+
+    async def check(self) -> None:
+        """Readiness: the server has this version of the gateway's functions."""
+        await check_library(self.redis, LIBRARY)
 
     async def run(self, name: str, keys: list[str], args: list):
-        return await self._scripts[name](keys=keys, args=args)
+        return await fcall(self.redis, LIBRARY.function(name), keys, args)
 
     async def run_and_wait(
         self, name: str, keys: list[str], args: list, replicas: int, *,
         timeout_ms: int = WAIT_TIMEOUT_MS,
     ) -> tuple[object, object]:
-        """Run a script, then wait until `replicas` replicas have its writes
-        in their AOF, for at most `timeout_ms`, on the script's own connection:
-        `(script reply, WAITAOF reply or its error)`. Check the second with
-        `common.scripts.require_replicas` when the script wrote. A script
-        missing from the server (NOSCRIPT) is loaded and all sent again:
-        nothing ran."""
-        return await script_and_wait(self.redis, self._scripts[name], keys, args, replicas,
+        """Run a function, then wait until `replicas` replicas have its writes
+        in their AOF, for at most `timeout_ms`, on the function's own
+        connection: `(function reply, WAITAOF reply or its error)`. Check the
+        second with `common.scripts.require_replicas` when the function wrote."""
+        return await script_and_wait(self.redis, LIBRARY.function(name), keys, args, replicas,
                                      timeout_ms)

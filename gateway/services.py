@@ -12,8 +12,10 @@ from common.settings import Settings
 from .config import GatewayConfig
 
 if TYPE_CHECKING:
+    from .clientaddr import ClientAddress
     from .idempotency import Idempotency
     from .identity import Identity
+    from .limits import LongPolls, SseSlots
     from .live import EventHub
     from .ratelimit import RateLimiter
     from .upstream import Upstreams
@@ -29,6 +31,9 @@ class Services:
     idempotency: "Idempotency"
     upstreams: "Upstreams"
     hub: "EventHub"
+    long_polls: "LongPolls"
+    sse_slots: "SseSlots"
+    client_addr: "ClientAddress"
 
 
 SERVICES = web.AppKey("services", Services)

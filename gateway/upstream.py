@@ -108,6 +108,10 @@ class CircuitBreaker:
             self.opened_at = self.clock()
             self._publish()
 
+    def release_probe(self) -> None:
+        """A call let through that never went out: another may probe."""
+        self._probe_in_flight = False
+
     def release(self) -> None:
         """A call that neither proved nor disproved health (an upstream 4xx)."""
         if self.state == HALF_OPEN:
@@ -151,14 +155,35 @@ class _Retryable(Exception):
 class Upstream:
     """One internal service: its pooled session, timeouts, retries and breaker."""
 
-    def __init__(self, name: str, base_url: str, timeout_s: float, config: GatewayConfig) -> None:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        timeout_s: float,
+        config: GatewayConfig,
+        *,
+        connections: int | None = None,
+        breaker: CircuitBreaker | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.retries = config.upstream_retries
         self.backoff_s = config.upstream_backoff_s
-        self.connections = config.upstream_connections
-        self.breaker = CircuitBreaker(name, config.breaker_failures, config.breaker_cooldown_s)
+        self.connections = max(1, connections or config.upstream_connections)
+        # A second pool to the same service (long polls) shares its breaker:
+        # the service's health is one thing.
+        self.breaker = breaker or CircuitBreaker(
+            name, config.breaker_failures, config.breaker_cooldown_s
+        )
+        # Sent on every call: the service-to-service credential.
+        self.headers = dict(headers or {})
+        # A call holds a slot while it has a connection. Waiting for one is
+        # the gateway's own congestion, not the upstream's failure: it never
+        # counts against the breaker, and the wait is bounded by the call's
+        # timeout (then 503 busy) outside the call's own timeout.
+        self._slots = asyncio.Semaphore(self.connections)
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._latencies: dict[str, Any] = {}
@@ -279,8 +304,28 @@ class Upstream:
     async def _once(
         self, method: str, path: str, json: Any, params: dict | None, timeout: float
     ) -> Reply:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout)
+        except asyncio.TimeoutError:
+            # Not the upstream's failure (the breaker is not told): a
+            # half-open breaker's probe slot is given back by release().
+            self.breaker.release_probe()
+            metrics.UPSTREAM_ERRORS.labels(self.name, "pool_busy").inc()
+            raise errors.Unavailable(
+                f"The gateway has no free connection to {self.name}; retry shortly.",
+                headers={"Retry-After": "1"},
+                extra={"upstream": self.name},
+            ) from None
+        try:
+            return await self._request(method, path, json, params, timeout)
+        finally:
+            self._slots.release()
+
+    async def _request(
+        self, method: str, path: str, json: Any, params: dict | None, timeout: float
+    ) -> Reply:
         started = time.perf_counter()
-        headers = outgoing_headers()
+        headers = {**outgoing_headers(), **self.headers}
         try:
             async with self.session.request(
                 method,
@@ -317,7 +362,7 @@ class Upstream:
         try:
             async with self.session.get(
                 self.base_url + path,
-                headers=outgoing_headers(),
+                headers={**outgoing_headers(), **self.headers},
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as resp:
                 raw = await resp.read()
@@ -353,9 +398,16 @@ def _problem_body(reply: Reply) -> dict[str, Any]:
 class Upstreams:
     trips: Upstream
     drivers: Upstream
+    # driver_service's long polls: a pool of their own (same breaker), so
+    # however many are open, ordinary calls to driver_service find a connection.
+    driver_polls: Upstream | None = None
 
     def all(self) -> list[Upstream]:
-        return [self.trips, self.drivers]
+        return [u for u in (self.trips, self.drivers, self.driver_polls) if u is not None]
+
+    @property
+    def polls(self) -> Upstream:
+        return self.driver_polls or self.drivers
 
 
 UPSTREAMS = web.AppKey("upstreams", Upstreams)

@@ -10,8 +10,9 @@ import pytest
 
 from common.embedded import EmbeddedRedis, free_port
 from common.redisconn import create_redis
+from common.scripts import load as load_functions
 from common.settings import Settings
-
+from tests.internal import INTERNAL_TOKEN
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
@@ -21,9 +22,9 @@ def redis_server(tmp_path_factory):
         yield url
         return
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), free_port()).start()
+    load_functions(server.url)  # the admin's part (common/scripts.py); FLUSHALL keeps them
     yield server.url
     server.stop()
-
 
 @pytest.fixture
 async def redis(redis_server):
@@ -31,7 +32,6 @@ async def redis(redis_server):
     await client.flushall()
     yield client
     await client.aclose()
-
 
 @pytest.fixture
 def settings(redis_server) -> Settings:
@@ -41,8 +41,8 @@ def settings(redis_server) -> Settings:
         redis_url=redis_server,
         claim_idle_ms=200,
         sweep_interval_s=0.05,
+        internal_token=INTERNAL_TOKEN,
     )
-
 
 @pytest.fixture
 def log_dir(tmp_path) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from common import acl
 from common.embedded import free_port
+from common.scripts import load as load_functions
 from deploy.processes import ROOT, ServiceProcess
 
 __all__ = ["ROOT", "RoundRobin", "ServiceProcess", "System"]
@@ -133,6 +134,9 @@ class System:
             "OPS_USER_NAME": "ops",
             "OPS_PASSWORD": "ops-password-for-tests",
             "LOG_LEVEL": "INFO",
+            # The tests sign up many accounts from this one address; the
+            # per-address bound has tests of its own (tests/security).
+            "SIGNUPS_PER_ADDR": "0",
             **self.env,
         }
 
@@ -156,6 +160,8 @@ class System:
             else self.drivers[0].url
 
     def start(self) -> "System":
+        # The admin's part: the functions (common/scripts.py) and the users.
+        load_functions(self.redis_url)
         if self.acl and not self.redis_urls:
             self.redis_urls = acl.install_users(self.redis_url, acl.new_passwords())
         for i in range(self.replicas):
@@ -170,9 +176,9 @@ class System:
                 self.balancers[name] = RoundRobin([("127.0.0.1", p.port) for p in procs]).start()
         for i in range(self.gateway_replicas):
             log = self.log_dir / ("gateway.log" if i == 0 else f"gateway{i}.log")
-            self.gateways.append(
-                ServiceProcess("gateway", self.service_env("gateway"), log_path=log).start()
-            )
+            # Each gateway's operations listener: /metrics and /readyz in full.
+            env = {**self.service_env("gateway"), "OPS_PORT": str(free_port())}
+            self.gateways.append(ServiceProcess("gateway", env, log_path=log).start())
         if self.gateway_replicas > 1:
             self.balancers["gateway"] = RoundRobin(
                 [("127.0.0.1", p.port) for p in self.gateways]
@@ -188,6 +194,12 @@ class System:
         if "gateway" in self.balancers:
             return self.balancers["gateway"].url
         return self.gateway.url
+
+    @property
+    def ops_url(self) -> str:
+        """The first gateway's operations listener (OPS_PORT): /metrics and
+        /readyz with every check, no login."""
+        return f"http://127.0.0.1:{self.gateway.env['OPS_PORT']}"
 
     def processes(self) -> list[ServiceProcess]:
         return [*self.gateways, *self.trips, *self.drivers]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import redis as redis_sync
 
+from common.scripts import load as load_functions
 from common.embedded import EmbeddedRedis, free_port
 from tests.waiting import eventually
 
@@ -64,6 +65,7 @@ def stop_replica(replica: EmbeddedRedis) -> None:
 @asynccontextmanager
 async def primary_with_replica(folder: Path) -> AsyncIterator[tuple[EmbeddedRedis, EmbeddedRedis]]:
     primary = EmbeddedRedis(folder / "primary", free_port(), extra_args=NO_SYNC_DELAY).start()
+    load_functions(primary.url)  # the replica gets them by replication
     replica = EmbeddedRedis(
         folder / "replica", free_port(),
         extra_args=["--replicaof", "127.0.0.1", str(primary.port)],

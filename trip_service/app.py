@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from common.redisconn import REDIS, redis_ctx
+from common.internal import require_internal_token
 from common.service import serve
 from common.settings import Settings
 from common.web import READY_CHECKS, SETTINGS, create_base_app
@@ -23,6 +24,8 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     app = create_base_app(settings)
+    # Only the gateway may call: refuses to build without INTERNAL_TOKEN.
+    app.middlewares.append(require_internal_token(settings))
     app.cleanup_ctx.append(redis_ctx(settings))
     app.cleanup_ctx.append(store_ctx)
     add_routes(app)
@@ -31,6 +34,8 @@ def create_app(settings: Settings) -> web.Application:
         await app[REDIS].ping()
 
     app[READY_CHECKS]["redis"] = redis_ready
+    # The admin has loaded this version of the functions (common/scripts.py).
+    app[READY_CHECKS]["functions"] = lambda: app[STORE].scripts.check()
     return app
 
 

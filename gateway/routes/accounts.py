@@ -11,11 +11,23 @@ from common.ids import DRIVER, RIDER, new_id
 from common.timeutil import iso, now_ms
 
 from .. import models, views
+from ..passwords import problems as password_problems
 from ..api import ANY_ROLE, Call, Response
 from . import api
 from .shared import json
 
 logger = logging.getLogger(__name__)
+
+
+SIGNUP_LIMITS = (
+    "A taken user name is a 409 at once. At most SIGNUPS_PER_ADDR sign-ups per client "
+    "address within SIGNUP_WINDOW_S (429 with Retry-After); 503 with Retry-After while the "
+    "gateway's password-hashing queue is full (HASH_QUEUE_MAX)."
+)
+
+
+def client_address(call: Call) -> str:
+    return call.services.client_addr.of(call.request)
 
 
 def _region(call: Call, requested: str | None) -> str:
@@ -30,11 +42,14 @@ def _region(call: Call, requested: str | None) -> str:
     roles=None,
     body=models.RiderSignup,
     responses={201: Response("The rider's profile (never the password).", models.RiderProfile)},
-    errors=(409,),
+    errors=(409, 429, 503),
+    description=SIGNUP_LIMITS,
 )
 async def create_rider(call: Call) -> web.Response:
     body: models.RiderSignup = call.body
     identity = call.services.identity
+    await identity.check_name_free(body.user_name)
+    await call.services.limiter.check_signup(client_address(call))
     region = _region(call, body.region)
     rider_id = new_id(RIDER, region)
     profile = {
@@ -70,14 +85,16 @@ async def create_rider(call: Call) -> web.Response:
     responses={
         201: Response("The driver's profile, `status: offline`.", models.DriverProfile)
     },
-    errors=(409, 503, 504),
+    errors=(409, 429, 503, 504),
     description="Creates the account and the driver in driver_service. If driver_service "
     "fails, the account is removed again (no half-created account) and the answer is "
-    "503 or 504; retry the sign-up.",
+    "503 or 504; retry the sign-up. " + SIGNUP_LIMITS,
 )
 async def create_driver(call: Call) -> web.Response:
     body: models.DriverSignup = call.body
     identity = call.services.identity
+    await identity.check_name_free(body.user_name)
+    await call.services.limiter.check_signup(client_address(call))
     region = _region(call, body.region)
     driver_id = new_id(DRIVER, region)
     # Pending until driver_service has the driver: it cannot log in meanwhile,
@@ -130,23 +147,70 @@ async def create_driver(call: Call) -> web.Response:
     roles=None,
     body=models.Login,
     responses={201: Response("A new session.", models.Session)},
-    errors=(401, 429),
+    errors=(401, 429, 503),
     description="Unknown user and wrong password give the same 401. After "
-    "LOGIN_FAILURES_LIMIT failed logins for one user name within 15 minutes (ten times "
-    "that from one client address), every login for it gets 429 with Retry-After until "
-    "the window ends. Successful logins are never limited.",
+    "LOGIN_FAILURES_LIMIT failed logins for one user name within 15 minutes, a client "
+    "address that failed on it gets 429 with Retry-After until enough failures age out; "
+    "an address that has not failed on it still logs in with the right password (its "
+    "first wrong guess locks it too). One address is limited at ten times "
+    "LOGIN_FAILURES_LIMIT failures over all names. Successful logins are never limited.",
 )
 async def create_session(call: Call) -> web.Response:
     body: models.Login = call.body
     services = call.services
-    addr = call.request.remote or "unknown"
+    addr = client_address(call)
     await services.limiter.check_login(body.user_name, addr)
     account = await services.identity.check_credentials(body.user_name, body.password)
-    if account is None:
+    session = None
+    if account is not None:
+        session = await services.identity.create_session(body.user_name, account)
+    if session is None:
         await services.limiter.login_failed(body.user_name, addr)
         raise errors.Unauthorized("Unknown user name or wrong password.")
-    session = await services.identity.create_session(body.user_name, account)
     return json(session.as_dict(), status=201, headers={"Cache-Control": "no-store"})
+
+
+@api.route(
+    "PUT",
+    "/v1/me/password",
+    summary="Change the password",
+    tags="accounts",
+    roles=("rider", "driver"),
+    body=models.PasswordChange,
+    responses={
+        204: Response(
+            "Changed; every session of the account has ended, this one included: log in "
+            "again with the new password.",
+            None,
+            content_type="",
+        )
+    },
+    errors=(401, 422, 429, 503),
+    description="`current_password` wrong is a 401 and counts as a failed login of the "
+    "account from this client address (the same limits as POST /v1/sessions). The new "
+    "password follows the sign-up policy.",
+)
+async def change_password(call: Call) -> web.Response:
+    body: models.PasswordChange = call.body
+    services = call.services
+    caller = call.caller
+    problem = password_problems(body.new_password, caller.user_name)
+    if problem:
+        raise errors.Invalid(
+            "The new password is refused.",
+            errors=[{"field": "new_password", "message": problem}],
+        )
+    addr = client_address(call)
+    await services.limiter.check_login(caller.user_name, addr)
+    if not await services.identity.change_password(
+        caller, body.current_password, body.new_password
+    ):
+        await services.limiter.login_failed(caller.user_name, addr)
+        raise errors.Unauthorized(
+            "The current password is wrong.",
+            errors=[{"field": "current_password", "message": "is wrong"}],
+        )
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})
 
 
 @api.route(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from aiohttp import web
 
 from common import errors
@@ -10,7 +13,7 @@ from .. import models, views
 from ..api import Call, Response
 from . import api
 from ..upstream import UpstreamProblem
-from .shared import check_trip_id, driver_holds_or_404, empty, json, ok
+from .shared import check_trip_id, driver_holds_or_404, empty, json, offered_or_404, ok
 
 DRIVER = ("driver",)
 
@@ -82,19 +85,37 @@ async def put_driver_location(call: Call) -> web.Response:
         200: Response("An offer.", models.Offer),
         204: Response("No offer arrived within `wait` seconds.", None, content_type=""),
     },
-    errors=(503, 504),
+    errors=(429, 503, 504),
+    description="A driver has one open poll: a new poll ends the previous one, which "
+    "answers 204. 429 with Retry-After when the gateway holds its maximum of open polls "
+    "(LONG_POLLS_MAX).",
 )
 async def next_offer(call: Call) -> web.Response:
     query: models.OffersQuery = call.query
-    drivers = call.services.upstreams.drivers
-    reply = await drivers.call(
-        "GET",
-        f"/internal/drivers/{call.caller.subject_id}/offers/next",
-        params={"wait": query.wait},
-        # Taking an offer off the queue is not repeatable: never retried.
-        idempotent=False,
-        timeout_s=query.wait + drivers.timeout_s,
-    )
+    polls = call.services.upstreams.polls
+    with call.services.long_polls.hold(call.caller.subject_id) as superseded:
+        asking = asyncio.ensure_future(
+            polls.call(
+                "GET",
+                f"/internal/drivers/{call.caller.subject_id}/offers/next",
+                params={"wait": query.wait},
+                # Taking an offer off the queue is not repeatable: never retried.
+                idempotent=False,
+                timeout_s=query.wait + polls.timeout_s,
+            )
+        )
+        try:
+            await asyncio.wait((superseded, asking), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not asking.done():
+                # Ended by the driver's next poll (or the client left): the
+                # open offer stays on the driver's document for the next poll.
+                asking.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asking
+        if asking.cancelled():
+            return empty()
+        reply = asking.result()
     if reply.status == 204 or not reply.body:
         return empty()
     return json(views.offer(reply.body))
@@ -108,18 +129,24 @@ async def next_offer(call: Call) -> web.Response:
     roles=DRIVER,
     responses=ok(models.Trip, "The trip, `status: assigned`."),
     errors=(404, 409, 503, 504),
-    description="409 if the offer expired (at or after `expires_at`), was not made to this "
-    "driver, or the trip was cancelled meanwhile. Exactly one driver wins a trip; the "
+    description="409 if the offer to this driver expired (at or after `expires_at`) or the "
+    "trip was cancelled meanwhile; 404 for a trip never offered to this driver. Exactly "
+    "one driver wins a trip; the "
     "winner repeating the accept gets 200 again.",
 )
 async def accept_offer(call: Call) -> web.Response:
     trip_id = check_trip_id(call.path("trip_id"))
-    reply = await call.services.upstreams.drivers.call(
-        "POST",
-        f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/accept",
-        # Repeating an accept answers the same (API: the winner gets 200 again).
-        idempotent=True,
-    )
+    try:
+        reply = await call.services.upstreams.drivers.call(
+            "POST",
+            f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/accept",
+            # Repeating an accept answers the same (API: the winner gets 200 again).
+            idempotent=True,
+        )
+    except UpstreamProblem as problem:
+        if problem.status != 409:
+            raise
+        await offered_or_404(call, trip_id, problem)
     return json(views.trip(reply.body or {}))
 
 
@@ -134,9 +161,14 @@ async def accept_offer(call: Call) -> web.Response:
 )
 async def decline_offer(call: Call) -> web.Response:
     trip_id = check_trip_id(call.path("trip_id"))
-    await call.services.upstreams.drivers.call(
-        "POST", f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/decline"
-    )
+    try:
+        await call.services.upstreams.drivers.call(
+            "POST", f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/decline"
+        )
+    except UpstreamProblem as problem:
+        if problem.status != 409:
+            raise
+        await offered_or_404(call, trip_id, problem)
     return empty()
 
 

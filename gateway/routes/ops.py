@@ -121,21 +121,25 @@ async def ops_overview(call: Call) -> web.Response:
             content_type="text/event-stream",
         )
     },
+    errors=(429,),
+    description="429 with Retry-After when the session already holds SSE_PER_SESSION live "
+    "streams, or the gateway SSE_MAX in total.",
 )
 async def ops_events(call: Call) -> web.StreamResponse:
     hub = call.services.hub
     redis = call.services.redis
     after = parse_stream_id(call.request.headers.get("Last-Event-ID"))
-    sub = hub.subscribe(None)
-    try:
-        async with open_stream(call) as stream:
-            try:
-                await _send_all_events(stream, sub, redis, hub.regions, after)
-            except CLIENT_GONE:
-                logger.debug("ops SSE client went away")
-        return stream
-    finally:
-        hub.unsubscribe(sub)
+    with call.services.sse_slots.hold(call.caller.token_hash):
+        sub = hub.subscribe(None)
+        try:
+            async with open_stream(call) as stream:
+                try:
+                    await _send_all_events(stream, sub, redis, hub.regions, after)
+                except CLIENT_GONE:
+                    logger.debug("ops SSE client went away")
+            return stream
+        finally:
+            hub.unsubscribe(sub)
 
 
 async def _send_all_events(stream, sub, redis, regions: list[str], after) -> None:
@@ -238,11 +242,14 @@ async def get_healthz(call: Call) -> web.Response:
     responses={
         200: Response("Every dependency answers.", models.Ready),
         503: Response(
-            "A dependency is down; `checks` names it (problem+json).",
+            "A dependency is down; `checks` names it to the ops role (problem+json).",
             models.Problem,
             content_type="application/problem+json",
         ),
     },
+    description="Anyone gets the status; a session of the ops role (or any request on the "
+    "operations listener, OPS_PORT, which a deployment keeps off the public network) gets "
+    "`checks` too, naming what is down.",
     installed=False,
 )
 async def get_readyz(call: Call) -> web.Response:
@@ -254,11 +261,13 @@ async def get_readyz(call: Call) -> web.Response:
     "/metrics",
     summary="Prometheus metrics",
     tags="operations",
-    roles=None,
+    roles=("ops",),
     responses={200: Response("Prometheus text format.", None, "text/plain")},
-    description="Requests by route and status, latency histograms, upstream errors and "
-    "latency, circuit-breaker state, SSE clients, events seen, consumer-group lag and "
-    "pending counts, dead letters.",
+    errors=(401, 403),
+    description="The ops role, or any request on the operations listener (OPS_PORT, kept "
+    "off the public network: where a scraper reads it). Requests by route and status, "
+    "latency histograms, upstream errors and latency, circuit-breaker state, SSE clients, "
+    "events seen, consumer-group lag and pending counts, dead letters.",
     installed=False,
 )
 async def get_metrics(call: Call) -> web.Response:

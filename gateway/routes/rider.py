@@ -331,7 +331,9 @@ async def rate_trip(call: Call) -> web.Response:
             content_type="text/event-stream",
         )
     },
-    errors=(404, 503, 504),
+    errors=(404, 429, 503, 504),
+    description="429 with Retry-After when the session already holds SSE_PER_SESSION live "
+    "streams, or the gateway SSE_MAX in total.",
 )
 async def trip_events(call: Call) -> web.StreamResponse:
     trip_id = check_trip_id(call.path("id"))
@@ -341,18 +343,19 @@ async def trip_events(call: Call) -> web.StreamResponse:
     after = parse_stream_id(request.headers.get("Last-Event-ID"))
     # Subscribe before reading the past, so nothing falls between the two;
     # stream ids drop what both deliver.
-    sub = hub.subscribe(trip_id)
-    try:
-        past = await call.services.redis.lrange(keys.trip_events(trip_id), 0, -1)
-        finished = trip.get("status") in ("completed", "cancelled", "expired")
-        async with open_stream(call) as stream:
-            try:
-                await _send_trip_events(stream, sub, past, after, finished)
-            except CLIENT_GONE:
-                logger.debug("SSE client of %s went away", trip_id)
-        return stream
-    finally:
-        hub.unsubscribe(sub)
+    with call.services.sse_slots.hold(call.caller.token_hash):
+        sub = hub.subscribe(trip_id)
+        try:
+            past = await call.services.redis.lrange(keys.trip_events(trip_id), 0, -1)
+            finished = trip.get("status") in ("completed", "cancelled", "expired")
+            async with open_stream(call) as stream:
+                try:
+                    await _send_trip_events(stream, sub, past, after, finished)
+                except CLIENT_GONE:
+                    logger.debug("SSE client of %s went away", trip_id)
+            return stream
+        finally:
+            hub.unsubscribe(sub)
 
 
 async def _send_trip_events(stream, sub, past: list, after, finished: bool) -> None:

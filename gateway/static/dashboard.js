@@ -36,6 +36,8 @@ function el(tag, attrs = {}, ...children) {
     if (k === "class") node.className = v;
     else if (k === "text") node.textContent = v;
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    // Styles through the CSSOM: the CSP refuses style attributes.
+    else if (k === "style") Object.assign(node.style, v);
     else node.setAttribute(k, v);
   }
   for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
@@ -607,7 +609,7 @@ function renderOverview(o) {
       el("td", { text: `${p.product} #${p.rank}`, title: `${p.rank} in the ${p.product} queue` +
         (p.offeredTo ? `; offered to ${p.offeredTo}` : "") }),
       el("td", { class: "num wait" }, fmtDuration(p.waitingS),
-        el("span", { class: "bar", style: `width:${(ratio * 100).toFixed(0)}%` })));
+        el("span", { class: "bar", style: { width: `${(ratio * 100).toFixed(0)}%` } })));
   }) : [el("tr", {}, el("td", { colspan: "4", class: "muted", text: "nobody is waiting" }))]));
 }
 

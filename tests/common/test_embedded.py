@@ -8,6 +8,7 @@ import sys
 import pytest
 import redis as redis_sync
 
+from tests.internal import INTERNAL_TOKEN
 from common.embedded import EmbeddedRedis, free_port
 from common.redisconn import JsonModuleMissing, check_json, create_redis
 from tests.harness import ROOT
@@ -35,7 +36,8 @@ async def test_a_server_without_json_is_refused_with_a_clear_message(plain_serve
 
 @pytest.mark.parametrize("module", ["trip_service", "driver_service", "gateway"])
 def test_each_service_stops_at_start_when_json_is_missing(plain_server, module):
-    env = {"REDIS_URL": plain_server.url, "PORT": str(free_port()), "PATH": "/usr/bin:/bin"}
+    env = {"REDIS_URL": plain_server.url, "PORT": str(free_port()), "PATH": "/usr/bin:/bin",
+           "INTERNAL_TOKEN": INTERNAL_TOKEN}
     proc = subprocess.run(
         [sys.executable, "-m", module], cwd=ROOT, env=env, capture_output=True, timeout=30
     )

@@ -8,6 +8,7 @@ import logging
 from common import keys
 from common.embedded import EmbeddedRedis, free_port
 from common.redisconn import create_redis
+from common.scripts import load as load_functions
 from common.streams import StreamConsumer
 from tests.waiting import eventually
 
@@ -16,6 +17,7 @@ async def test_a_consumer_logs_one_line_when_redis_goes_and_one_when_it_is_back(
     tmp_path, caplog
 ):
     server = EmbeddedRedis(tmp_path / "redis", free_port()).start()
+    load_functions(server.url)  # what the admin does before the services start
     client = create_redis(server.url)
     handled: list[str] = []
 

@@ -43,12 +43,9 @@ from tests.demo.deployfiles import (
 K8S_VERSIONS = ("1.29.0", "1.37.0")
 SERVICE_NAMES = {"trip_service": "trip-service", "driver_service": "driver-service",
                  "gateway": "gateway"}
-# Variables the deployment hands to the services for parts that the services
-# do not read yet: the gateway's token towards the services, trip_service's
-# PostgreSQL. Remove a name here once the code reads it.
-NOT_READ_YET = frozenset({"INTERNAL_TOKEN", "DATABASE_URL"})
-# The one-shot services of docker-compose.yml (not long-running processes).
-ONE_SHOT = ("init",)
+# Variables the deployment hands to a service that its code does not read yet
+# (trip_service's PostgreSQL). Remove a name here once the code reads it.
+NOT_READ_YET = frozenset({"DATABASE_URL"})
 
 
 def runnable(module: str) -> bool:
@@ -130,7 +127,9 @@ def test_compose_holds_no_secret_each_service_reads_its_own_credentials_file():
         assert f"{name}:{mount}:ro" in service["volumes"]
         assert int(service["user"].split(":")[0]) == credentials.SERVICE_UIDS[module] == \
             files[own][1]
-        assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+        # Its Redis user may only call the functions the admin loaded first.
+        assert service["depends_on"]["redis-functions"]["condition"] == \
+            "service_completed_successfully"
         # Every variable of its file is one its code reads.
         names = {line.split("=", 1)[0] for line in files[own][0].splitlines()}
         unread = names - env_names_of_module(module) - NOT_READ_YET
@@ -149,6 +148,11 @@ def test_compose_holds_no_secret_each_service_reads_its_own_credentials_file():
     for dependant in ("redis", "postgres"):
         condition = services[dependant]["depends_on"]["init"]["condition"]
         assert condition == "service_completed_successfully"
+    functions = services["redis-functions"]
+    assert service_command(functions) == ["python", "-m", "common.scripts", "load"]
+    assert service_env(functions)["CREDENTIALS_FILE"] == f"{mount}/admin.env"
+    assert "REDIS_URL='redis://default:" in files["admin.env"][0]
+    assert functions["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
 def test_compose_puts_the_services_on_an_internal_network_only_the_gateway_joins():
@@ -156,7 +160,7 @@ def test_compose_puts_the_services_on_an_internal_network_only_the_gateway_joins
     services, networks = spec["services"], spec["networks"]
     assert networks["internal"]["internal"] is True
     assert not networks["edge"] or not networks["edge"].get("internal")
-    for name in ("redis", "postgres", "trip_service", "driver_service"):
+    for name in ("redis", "postgres", "trip_service", "driver_service", "redis-functions"):
         assert services[name]["networks"] == ["internal"], name
         assert "ports" not in services[name], f"{name} is published"
     assert sorted(services["gateway"]["networks"]) == ["edge", "internal"]
@@ -232,10 +236,12 @@ def test_compose_ports_urls_and_health_checks_agree_with_the_code():
 def test_compose_start_order_waits_for_health():
     services = compose()["services"]
     assert services["trip_service"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for module in ("trip_service", "driver_service"):
-        assert services[module]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["redis-functions"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    for module in SERVICES:
+        condition = services[module]["depends_on"]["redis-functions"]["condition"]
+        assert condition == "service_completed_successfully"
     gateway = services["gateway"]["depends_on"]
-    for dep in ("redis", "trip_service", "driver_service"):
+    for dep in ("trip_service", "driver_service"):
         assert gateway[dep]["condition"] == "service_healthy"
     assert services["city"]["depends_on"]["gateway"]["condition"] == "service_healthy"
 
@@ -391,6 +397,8 @@ def test_network_policies_allow_only_gateway_to_services_and_services_to_redis()
             for name, d in _by_kind("Deployment").items()}
     pods["redis-trial"] = _by_kind("StatefulSet")["redis-trial"]["spec"]["template"]["metadata"][
         "labels"]
+    pods["redis-functions"] = _by_kind("Job")["redis-functions"]["spec"]["template"]["metadata"][
+        "labels"]
 
     def ingress_to(target: str, port: int) -> set[str]:
         allowed = set()
@@ -404,7 +412,8 @@ def test_network_policies_allow_only_gateway_to_services_and_services_to_redis()
 
     assert ingress_to("trip-service", 8081) == {"gateway"}
     assert ingress_to("driver-service", 8082) == {"gateway"}
-    assert ingress_to("redis-trial", 6379) == {"gateway", "trip-service", "driver-service"}
+    assert ingress_to("redis-trial", 6379) == {"gateway", "trip-service", "driver-service",
+                                               "redis-functions"}
     assert ingress_to("gateway", 8080) >= {"city"}  # and the Ingress, from outside
 
     def egress_ports(source: str) -> set[int]:
@@ -419,6 +428,20 @@ def test_network_policies_allow_only_gateway_to_services_and_services_to_redis()
     assert egress_ports("trip-service") == {53, 6379, 5432}
     assert egress_ports("driver-service") == {53, 6379}
     assert egress_ports("city") == {53, 8080}
+    assert egress_ports("redis-functions") == {53, 6379}
+    for name, labels in pods.items():  # every pod is under the default deny
+        assert _selects(policies["default-deny"], labels), name
+
+
+def test_the_functions_job_loads_them_as_the_admin():
+    (job,) = [d for _, d in k8s_documents() if d["kind"] == "Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "common.scripts", "load"]
+    assert runnable("common.scripts")
+    assert _secret_refs(container) == {"REDIS_URL": ("ridehail-redis-admin", "REDIS_URL")}
+    url = generated_secrets()["ridehail-redis-admin"]["stringData"]["REDIS_URL"]
+    assert urlsplit(url).username == "default"
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0  # so the next apply runs it again
 
 
 def test_manifests_have_every_part():

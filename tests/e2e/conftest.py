@@ -116,6 +116,10 @@ class E2ESystem:
     def url(self) -> str:
         return self.system.url
 
+    @property
+    def ops_url(self) -> str:
+        return self.system.ops_url
+
     def admin_clients(self) -> list[redis_sync.Redis]:
         """An admin connection to each server (every node of a cluster)."""
         nodes = self.redis.nodes if isinstance(self.redis, EmbeddedCluster) else [self.redis]

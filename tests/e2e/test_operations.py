@@ -21,17 +21,25 @@ from tests.e2e.conftest import (
 from tests.waiting import eventually
 
 
-async def test_health_readiness_metrics_and_dashboard(new_client):
+async def test_health_readiness_metrics_and_dashboard(new_client, ops, system):
     c = new_client()
     assert (await c.get("/healthz")).status == 200
-    ready = await c.get("/readyz")
-    assert ready.status == 200
-    assert ready.body["checks"] == {"redis": "ok", "trip_service": "ok", "driver_service": "ok",
-                                    "live_events": "ok"}
+    # Anyone: the status alone. The ops role or the operations listener: every check.
+    assert (await c.get("/readyz")).body == {"status": "ready"}
+    everything = {"redis": "ok", "trip_service": "ok", "driver_service": "ok",
+                  "live_events": "ok", "functions": "ok"}
+    assert (await ops.get("/readyz")).body["checks"] == everything
+    listener = new_client()
+    listener.base = system.ops_url
+    ready = await listener.get("/readyz")
+    assert ready.status == 200 and ready.body["checks"] == everything
+    assert (await listener.get("/v1/me")).status == 404  # nothing else there
     page = await c.get("/")
     assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
-    metrics = await c.get("/metrics")
+    assert (await c.get("/metrics")).status == 401
+    metrics = await ops.get("/metrics")
     assert metrics.status == 200
+    assert "http_requests_total" in (await listener.get("/metrics")).text
     for name in (
         "http_requests_total",
         "http_request_duration_seconds_bucket",

@@ -41,6 +41,14 @@ def retryable(r, status: int) -> None:
     assert int(r.headers["Retry-After"]) >= 1
 
 
+def operations(new_client, system):
+    """A client of the gateway's operations listener: /readyz names what is
+    down, /metrics; no login (it works with Redis down too)."""
+    c = new_client()
+    c.base = system.ops_url
+    return c
+
+
 async def ready(client) -> bool:
     return (await client.get("/readyz")).status == 200
 
@@ -64,12 +72,12 @@ async def test_trip_service_down_is_503_named_by_readyz_and_heals(rider, new_cli
         retryable(got, 503)
         for _ in range(8):  # past the breaker's threshold: fast failures
             retryable(await r.get("/v1/trips"), 503)
-        readyz = await new_client().get("/readyz")
+        readyz = await operations(new_client, system).get("/readyz")
         retryable(readyz, 503)
         assert readyz.body["checks"]["trip_service"].startswith("down")
         assert readyz.body["checks"]["driver_service"] == "ok"
         assert readyz.body["checks"]["redis"] == "ok"
-        metrics = await new_client().get("/metrics")
+        metrics = await operations(new_client, system).get("/metrics")
         assert 'circuit_breaker_state{upstream="trip_service"} 2.0' in metrics.text
     finally:
         trips.start()
@@ -101,7 +109,7 @@ async def test_driver_service_down_gives_partial_answers(rider, driver, ops, new
         # A driver-side route needs driver_service: a 503 problem, never a 500.
         retryable(await d.get("/v1/driver/trip"), 503)
         retryable(await d.get("/v1/me"), 503)
-        readyz = await new_client().get("/readyz")
+        readyz = await operations(new_client, system).get("/readyz")
         assert readyz.status == 503 and readyz.body["checks"]["driver_service"].startswith("down")
     finally:
         drivers.start()
@@ -185,7 +193,7 @@ async def test_sessions_and_trips_survive_a_redis_crash(rider, new_client, http,
         try:
             live = await asyncio.wait_for(stream.next(), 15)
         except asyncio.TimeoutError:
-            readyz = await new_client().get("/readyz")
+            readyz = await operations(new_client, system).get("/readyz")
             raise AssertionError(
                 f"no live event within 15 s; /readyz {readyz.status} {readyz.body}; gateway log:\n"
                 + log.read_text(errors="replace")[-4000:]

@@ -43,7 +43,7 @@ def gw_settings(settings):
         driver_service_url=f"http://127.0.0.1:{free_port()}",
         upstream_timeout_s=0.5,
         ops_user_name="ops",
-        ops_password="ops-password-1",
+        ops_password=OPS_PASSWORD,
         rate_limit_per_token=0,
         login_failures_limit=3,
     )
@@ -88,3 +88,13 @@ async def sign_up_and_login(client, user_name: str) -> dict:
 
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
+
+
+OPS_PASSWORD = "ops-gateway-tests-1"
+
+
+async def ops_headers(client) -> dict:
+    """An ops session's headers: /metrics and the details of /readyz are for the ops role."""
+    resp = await client.post("/v1/sessions", json={"user_name": "ops", "password": OPS_PASSWORD})
+    assert resp.status == 201, await resp.text()
+    return bearer((await resp.json())["token"])

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from tests.gateway.conftest import bearer, rider_body, sign_up_and_login
+from tests.gateway.conftest import bearer, ops_headers, rider_body, sign_up_and_login
 from tests.waiting import eventually
 
 
@@ -152,7 +152,8 @@ async def test_a_client_that_leaves_mid_body_is_counted_499_not_an_error(client,
                      and 'route="/v1/riders"' in ln and 'status="499"' in ln), None)
         return float(line.rsplit(" ", 1)[1]) if line else 0.0
 
-    before = closed_count(await (await client.get("/metrics")).text())
+    ops = await ops_headers(client)
+    before = closed_count(await (await client.get("/metrics", headers=ops)).text())
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     writer.write(b"POST /v1/riders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  b"Content-Length: 1000\r\n\r\n{\"user_name\":")
@@ -161,7 +162,7 @@ async def test_a_client_that_leaves_mid_body_is_counted_499_not_an_error(client,
     await writer.wait_closed()
 
     async def counted() -> bool:
-        return closed_count(await (await client.get("/metrics")).text()) == before + 1
+        return closed_count(await (await client.get("/metrics", headers=ops)).text()) == before + 1
 
     await eventually(counted, message="the abandoned request was not counted as 499")
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

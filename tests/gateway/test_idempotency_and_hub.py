@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from common.scripts import load as load_functions
 from common import errors, keys
 from common.embedded import EmbeddedRedis, free_port
 from common.events import entry_fields, envelope
@@ -177,6 +178,7 @@ async def test_readiness_names_a_reader_that_cannot_read_until_it_heals(settings
         reason = await eventually(not_ready, message="a reader with no server was ready")
         assert reason.startswith("sf:")
         server = EmbeddedRedis(tmp_path / "late", port=port).start()
+        load_functions(server.url)
 
         async def ready() -> bool:
             return await not_ready() == ""

@@ -167,7 +167,7 @@ async def test_sessions_survive_a_new_gateway_instance(make_client, gw_settings,
 
 async def test_the_ops_account_comes_from_the_settings(client):
     resp = await client.post(
-        "/v1/sessions", json={"user_name": "ops", "password": "ops-password-1"}
+        "/v1/sessions", json={"user_name": "ops", "password": "ops-gateway-tests-1"}
     )
     assert resp.status == 201
     session = await resp.json()

@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gateway.services import SERVICES
-from tests.gateway.conftest import bearer
+from tests.gateway.conftest import bearer, ops_headers
 from tests.waiting import eventually
 
 
 async def test_a_client_that_goes_away_is_not_an_error(make_client, gw_settings, gw_config):
     client = await make_client(gw_settings, replace(gw_config, sse_ping_s=0.05))
-    login = await client.post("/v1/sessions", json={"user_name": "ops", "password": "ops-password-1"})
+    login = await client.post("/v1/sessions", json={"user_name": "ops", "password": "ops-gateway-tests-1"})
     token = (await login.json())["token"]
     hub = client.app[SERVICES].hub
     resp = await client.get("/v1/ops/events", headers=bearer(token))
@@ -24,5 +24,5 @@ async def test_a_client_that_goes_away_is_not_an_error(make_client, gw_settings,
     resp.close()
     await eventually(lambda: hub.client_count == 0, timeout=5)
 
-    text = await (await client.get("/metrics")).text()
+    text = await (await client.get("/metrics", headers=await ops_headers(client))).text()
     assert 'route="/v1/ops/events",service="gateway",status="500"' not in text

@@ -10,7 +10,7 @@ import pytest
 
 from common import metrics
 from gateway.upstream import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from tests.gateway.conftest import PASSWORD, bearer, sign_up_and_login
+from tests.gateway.conftest import PASSWORD, bearer, ops_headers, sign_up_and_login
 
 TRIP = "trp_sf_01JDQ3V8M7X1Y2Z3A4B5C6D7E8"
 DRIVER_BODY = {
@@ -94,13 +94,16 @@ async def test_the_circuit_opens_and_fails_fast(client):
     resp = await client.get("/v1/trips", headers=h)
     assert resp.status == 503
     assert "circuit open" in (await resp.json())["detail"]
-    text = await (await client.get("/metrics")).text()
+    text = await (await client.get("/metrics", headers=await ops_headers(client))).text()
     assert 'circuit_breaker_state{upstream="trip_service"} 2.0' in text
     assert 'upstream_errors_total{kind="circuit_open",upstream="trip_service"}' in text
 
 
-async def test_readyz_names_each_dependency_that_is_down(client):
-    resp = await client.get("/readyz")
+async def test_readyz_names_each_dependency_that_is_down_to_the_ops_role_only(client):
+    anonymous = await client.get("/readyz")
+    assert anonymous.status == 503 and int(anonymous.headers["Retry-After"]) >= 1
+    assert "checks" not in await anonymous.json()
+    resp = await client.get("/readyz", headers=await ops_headers(client))
     assert resp.status == 503
     assert int(resp.headers["Retry-After"]) >= 1
     checks = (await resp.json())["checks"]
@@ -140,5 +143,5 @@ async def test_an_upstream_that_does_not_answer_is_504(make_client, gw_settings,
     resp = await client.get(f"/v1/trips/{TRIP}", headers=bearer(session["token"]))
     assert resp.status == 504
     assert resp.content_type == "application/problem+json"
-    text = await (await client.get("/metrics")).text()
+    text = await (await client.get("/metrics", headers=await ops_headers(client))).text()
     assert 'upstream_errors_total{kind="timeout",upstream="trip_service"}' in text

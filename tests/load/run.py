@@ -69,7 +69,7 @@ def start_system(data_dir: Path) -> tuple[subprocess.Popen, str]:
         if not line:
             break
         print(line, end="", flush=True)
-        m = re.search(r"dashboard:\s+(http://\S+?)/#token=", line)
+        m = re.search(r"dashboard:\s+(http://\S+?)/\s", line)
         if m:
             # Keep relaying the launcher's output (status lines) while the load runs.
             threading.Thread(target=_relay, args=(proc,), daemon=True).start()

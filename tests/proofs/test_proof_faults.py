@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
+from common.scripts import load as load_functions
 from common.embedded import EmbeddedRedis, free_port
 from deploy.processes import ServiceProcess
 from tests.proofs.faultproxy import FaultProxy
@@ -45,6 +46,10 @@ class FaultRig:
     def url(self) -> str:
         return self.gateway.url
 
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway.env['OPS_PORT']}"
+
     def pids(self) -> list[int]:
         return [p.process.pid for p in (self.trips, self.drivers, self.gateway)]
 
@@ -53,6 +58,7 @@ class FaultRig:
 def rig(tmp_path_factory):
     base = tmp_path_factory.mktemp("faults")
     redis = EmbeddedRedis(base / "redis", free_port()).start()
+    load_functions(redis.url)
     env = {**PROOF_ENV, "OPS_USER_NAME": OPS_USER, "OPS_PASSWORD": OPS_PASSWORD,
            "UPSTREAM_TIMEOUT_S": "1.5", "BREAKER_COOLDOWN_S": "0.5"}
     trips = ServiceProcess("trip_service", {}, log_path=base / "trip.log")
@@ -73,6 +79,8 @@ def rig(tmp_path_factory):
         "REDIS_URL": proxies["gw-redis"].redis_url,
         "TRIP_SERVICE_URL": proxies["gw-trip"].url,
         "DRIVER_SERVICE_URL": proxies["gw-driver"].url,
+        # The operations listener: /readyz with every check, no login.
+        "OPS_PORT": str(free_port()),
     }
     started = []
     try:
@@ -203,7 +211,7 @@ async def test_a_failing_dependency_is_a_bounded_problem_and_heals(
     pids = rig.pids()
     async with aiohttp.ClientSession() as http:
         a = await actors(rig, http, actors_holder)
-        anon = proof_client(http, rig.url)
+        anon = proof_client(http, rig.ops_url)
         rig.proxies[proxy].set(mode, delay_s=60)
         slowest = 0.0
         try:
@@ -257,7 +265,7 @@ async def test_redis_stopped_for_everyone_is_503_and_heals(rig, actors_holder, t
     pids = rig.pids()
     async with aiohttp.ClientSession() as http:
         a = await actors(rig, http, actors_holder)
-        anon = proof_client(http, rig.url)
+        anon = proof_client(http, rig.ops_url)
         rig.redis.kill()
         slowest = 0.0
         try:

@@ -19,6 +19,8 @@ import yaml
 from redis.exceptions import NoPermissionError
 
 from common import acl, keys
+from common.scripts import all_libraries
+from common.scripts import load as load_functions
 from common.embedded import EmbeddedRedis, free_port
 from tests.demo.deployfiles import compose, k8s_documents, service_env
 from tests.e2e.conftest import (
@@ -59,6 +61,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def urls(server) -> dict[str, str]:
+    load_functions(server.url)
     return acl.install_users(server.url, acl.new_passwords())
 
 
@@ -154,15 +157,45 @@ def test_no_service_may_run_a_dangerous_command(admin, as_user, service):
     assert admin.config_get("appendonly")["appendonly"] == "yes"
 
 
-def test_scripts_run_with_the_callers_key_permissions(as_user):
-    gw = as_user("gateway")
-    script = gw.register_script("return redis.call('SET', KEYS[1], '1')")
-    assert script(keys=["gw:probe"]) == "OK"
-    with pytest.raises(NoPermissionError):
-        script(keys=[keys.trip(TRIP)])
-    smuggle = gw.register_script(f"return redis.call('DEL', '{keys.trip(TRIP)}')")
-    with pytest.raises(redis_sync.ResponseError, match="permission|No permissions"):
-        smuggle(keys=["gw:probe"])
+PROBE_LIBRARY = f"""#!lua name=acl_probe
+redis.register_function('probe_set', function(KEYS, ARGV) return redis.call('SET', KEYS[1], '1') end)
+redis.register_function('probe_smuggle', function(KEYS, ARGV)
+  return redis.call('DEL', '{keys.trip(TRIP)}')
+end)
+"""
+
+
+def test_functions_run_with_the_callers_key_permissions(admin, as_user):
+    admin.function_load(PROBE_LIBRARY, replace=True)
+    try:
+        gw = as_user("gateway")
+        assert gw.fcall("probe_set", 1, "gw:probe") == "OK"
+        with pytest.raises(NoPermissionError):
+            gw.fcall("probe_set", 1, keys.trip(TRIP))
+        with pytest.raises(redis_sync.ResponseError, match="permission|No permissions"):
+            gw.fcall("probe_smuggle", 1, "gw:probe")
+    finally:
+        admin.function_delete("acl_probe")
+
+
+@pytest.mark.parametrize("service", acl.SERVICES)
+def test_no_service_may_run_lua_of_its_own(admin, as_user, service):
+    """A stolen service password runs no Lua of its own: no SCRIPT LOAD, EVAL,
+    EVALSHA or FUNCTION; only the functions the admin loaded (FCALL)."""
+    client = as_user(service)
+    loop = "local i = 0 while true do i = i + 1 end"
+    sha = admin.script_load("return 1")
+    for command in (("SCRIPT", "LOAD", loop), ("EVAL", loop, "0"), ("EVAL_RO", loop, "0"),
+                    ("EVALSHA", sha, "0"), ("FUNCTION", "LOAD", "#!lua name=x\n" + loop),
+                    ("FUNCTION", "DELETE", "ridehail_gateway"), ("FUNCTION", "FLUSH"),
+                    ("FUNCTION", "DUMP"), ("SCRIPT", "FLUSH")):
+        assert denied(client.execute_command, *command), (service, command[:2])
+    # What it may do: call the loaded functions.
+    assert client.fcall("gw__version", 0) == next(
+        lib.version for lib in all_libraries() if lib.name == "ridehail_gateway")
+    loaded = {dict(zip(entry[::2], entry[1::2]))["library_name"]
+              for entry in admin.function_list()}
+    assert loaded >= {lib.name for lib in all_libraries()}
 
 
 def test_each_service_connects_as_its_own_user_and_no_other(admin, as_user, urls):

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from common import ids, keys
+from tests.internal import internal_headers
 from driver_service.app import Workers
 from driver_service.app import create_app as create_driver_app
 from trip_service.app import create_app as create_trip_app
@@ -171,8 +172,8 @@ async def make_rig(redis, svc_settings, aiohttp_client):
         s = replace(svc_settings, **overrides)
         trip_app = create_trip_app(replace(s, service="trip_service"))
         driver_app = create_driver_app(replace(s, service="driver_service"), workers)
-        trips = await aiohttp_client(trip_app)
-        drivers = await aiohttp_client(driver_app)
+        trips = await aiohttp_client(trip_app, headers=internal_headers())
+        drivers = await aiohttp_client(driver_app, headers=internal_headers())
         return Rig(trips, drivers, redis, s, driver_app)
 
     return make

@@ -197,7 +197,7 @@ async def test_readiness_checks_redis_and_workers(rig):
         r = await client.get("/readyz")
         assert r.status == 200, await r.text()
     body = await (await rig.drivers.get("/readyz")).json()
-    assert set(body["checks"]) == {"redis", "workers"}
+    assert set(body["checks"]) == {"redis", "workers", "functions"}
     task = rig.driver_app[TASKS]["dispatch"][0]
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)

@@ -10,9 +10,12 @@ import pytest
 from common import ids
 from common.embedded import EmbeddedCluster
 from common.redisconn import create_redis
+from common.scripts import load as load_functions
 from common.regions import Region
 from driver_service.app import create_app as create_driver_app
 from trip_service.app import create_app as create_trip_app
+
+from tests.internal import internal_headers
 
 from .conftest import Rig, wait_until
 
@@ -23,6 +26,7 @@ NYC = Region("nyc", 40.70, -74.02, 40.80, -73.93)
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     c = EmbeddedCluster(tmp_path_factory.mktemp("cluster")).start()
+    load_functions(c.url)
     yield c
     c.stop()
 
@@ -32,8 +36,10 @@ async def test_trips_in_two_regions_on_a_cluster(cluster, svc_settings, aiohttp_
     # timeout keeps a loaded machine from expiring an offer before it is fetched.
     s = replace(svc_settings, redis_url=cluster.url, regions=(SF, NYC), offer_timeout_s=10.0)
     client = create_redis(cluster.url)
-    trips = await aiohttp_client(create_trip_app(replace(s, service="trip_service")))
-    drivers = await aiohttp_client(create_driver_app(replace(s, service="driver_service")))
+    trips = await aiohttp_client(create_trip_app(replace(s, service="trip_service")),
+                                 headers=internal_headers())
+    drivers = await aiohttp_client(create_driver_app(replace(s, service="driver_service")),
+                                   headers=internal_headers())
     rig = Rig(trips, drivers, client, s, None)
     try:
         for region, center in (("sf", (37.7749, -122.4194)), ("nyc", (40.75, -73.98))):

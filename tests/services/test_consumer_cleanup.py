@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from common.scripts import load as load_functions
 from common import keys
 from common.embedded import EmbeddedCluster
 from common.events import entry_fields, envelope
@@ -92,6 +93,7 @@ async def test_a_stopped_driver_service_leaves_both_groups(make_rig, redis):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     c = EmbeddedCluster(tmp_path_factory.mktemp("cluster")).start()
+    load_functions(c.url)
     yield c
     c.stop()
 

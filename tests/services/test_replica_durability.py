@@ -22,6 +22,7 @@ import redis as redis_sync
 from redis import asyncio as aioredis
 from redis.cluster import key_slot
 
+from common.scripts import load as load_functions
 from common import errors, ids, keys
 from common.embedded import EmbeddedCluster, EmbeddedRedis, free_port
 from common.redisconn import create_redis
@@ -101,8 +102,6 @@ async def test_an_acknowledged_write_is_already_on_the_replica(clients):
     on_primary, on_replica = clients
     s = settings_for("unused")
     trips, drivers = TripStore(on_primary, s), DriverStore(on_primary, s)
-    # A server that never saw the scripts: the first of each is loaded on NOSCRIPT.
-    await on_primary.script_flush()
     for _ in range(20):
         t0 = time.monotonic()
         trip = await request(trips)
@@ -181,6 +180,7 @@ async def test_with_the_replica_down_writes_are_503_until_it_is_back(pair, clien
 async def cluster_with_a_replica(tmp_path: Path):
     """Three masters; the one serving region sf has a replica, nyc's has none."""
     cluster = EmbeddedCluster(tmp_path / "cluster").start()
+    load_functions(cluster.url)
     bus = free_port()
     replica = EmbeddedRedis(
         tmp_path / "cluster" / "replica", free_port(),
@@ -272,6 +272,7 @@ async def test_on_a_cluster_a_moved_slot_is_followed(tmp_path: Path):
     moved, that node answers MOVED (nothing ran), the client's map is updated
     and the batch goes to the new primary."""
     cluster = EmbeddedCluster(tmp_path / "cluster").start()
+    load_functions(cluster.url)
     client = create_redis(cluster.url)
     admins = [redis_sync.Redis(host="127.0.0.1", port=n.port, decode_responses=True)
               for n in cluster.nodes]
