@@ -411,7 +411,8 @@ async def test_down_then_up_keeps_the_data_and_the_credentials(stack):
 
 
 def test_the_locust_profile_runs_without_a_failure(stack):
-    stack.timed("build, locust image", "--profile", "load", "build", "locust-master",
+    stack.timed("build, locust image (earlier layers reused if cached)", "--profile", "load",
+                "build", "locust-master",
                 timeout=900)
     stack.figures["image size, locust"] = megabytes(stack, stack.locust_image)
     result = stack.compose(
