@@ -144,7 +144,7 @@ TRIP_SERVICE = AclUser(
     ),
     commands=(
         *BASE_COMMANDS, *CLUSTER_COMMANDS, *PRELUDE_COMMANDS, *TRIP_SCRIPT_COMMANDS,
-        "json.mget", "exists", "lrange", "hget", "hgetall",
+        "json.mget", "exists", "lrange", "hget", "hgetall", "json.arrappend",
         "zrank", "zrange", "zcard", "zrevrange", "zrevrangebyscore",
         "wait", "waitaof",  # WAIT_REPLICAS > 0
     ),
@@ -410,7 +410,7 @@ def k8s_secrets(redis_url: str, passwords: dict[str, str], admin_password: str,
         docs.append(secret("ridehail-secrets", {"OPS_USER_NAME": ops[0], "OPS_PASSWORD": ops[1]},
                            "ops"))
     if internal_token:
-        docs.append(secret("ridehail-internal", {"INTERNAL_TOKEN": internal_token}, "internal"))
+        docs.append(secret("ridehail-internal", {INTERNAL_ENV: internal_token}, "internal"))
     if database_url:
         docs.append(secret("ridehail-postgres", {"DATABASE_URL": database_url}, "postgres"))
     return "---\n".join(docs)
@@ -437,6 +437,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_ACL_FILE = ROOT / "deploy" / "redis" / "users.acl"
 COMPOSE_ENV_FILE = ROOT / ".env"
 ADMIN_ENV = "REDIS_ADMIN_PASSWORD"
+INTERNAL_ENV = "INTERNAL_TOKEN"
 
 
 def write_compose_files(acl_path: Path = COMPOSE_ACL_FILE, env_path: Path = COMPOSE_ENV_FILE,
@@ -448,6 +449,8 @@ def write_compose_files(acl_path: Path = COMPOSE_ACL_FILE, env_path: Path = COMP
     admin_password = admin_password or secrets.token_urlsafe(24)
     values = {USERS[s].env: p for s, p in passwords.items()}
     values[ADMIN_ENV] = admin_password
+    # The service-to-service credential (common/internal.py).
+    values[INTERNAL_ENV] = secrets.token_urlsafe(32)
     acl_path.parent.mkdir(parents=True, exist_ok=True)
     _write_private(acl_path, acl_file_text(passwords, admin_password))
     kept = []

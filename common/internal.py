@@ -5,8 +5,10 @@ A shared secret, `INTERNAL_TOKEN` (random, at least 32 characters), made by
 whatever makes the other credentials (the launcher, the tests' harness,
 compose's init, the Kubernetes Secret). The gateway sends it on every call as
 `Authorization: Bearer <token>`; the services compare it in constant time
-and answer 401 otherwise on every route but /healthz (the liveness probe;
-it says nothing). Why not mTLS: see docs/security.md.
+and answer 401 otherwise on every route but /healthz, /readyz and /metrics
+(the probes and the scrape, which hold no user data and which the network
+policy lets only the kubelet, compose and the scraper reach). Why not mTLS:
+see docs/security.md.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@
 local dk = {driver = KEYS[3], geo = KEYS[4], supply = KEYS[5], offers = KEYS[6]}
 local driver_id = ARGV[4]
 local t = load_doc(KEYS[1])
-if not t then return reply_err('not_found', 'no such trip') end
+-- A trip never offered to this driver is not theirs to hear about: 404.
+if not t or not related(t, driver_id) then return reply_err('not_found', 'no such trip') end
 local d = load_doc(KEYS[3])
 if not d then return reply_err('not_found', 'no such driver') end
 if t.driver_id == driver_id and one_of(ARGV[7], t.status) then

@@ -13,7 +13,7 @@ from .. import models, views
 from ..api import Call, Response
 from . import api
 from ..upstream import UpstreamProblem
-from .shared import check_trip_id, driver_holds_or_404, empty, json, offered_or_404, ok
+from .shared import check_trip_id, driver_holds_or_404, empty, json, ok
 
 DRIVER = ("driver",)
 
@@ -136,17 +136,13 @@ async def next_offer(call: Call) -> web.Response:
 )
 async def accept_offer(call: Call) -> web.Response:
     trip_id = check_trip_id(call.path("trip_id"))
-    try:
-        reply = await call.services.upstreams.drivers.call(
-            "POST",
-            f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/accept",
-            # Repeating an accept answers the same (API: the winner gets 200 again).
-            idempotent=True,
-        )
-    except UpstreamProblem as problem:
-        if problem.status != 409:
-            raise
-        await offered_or_404(call, trip_id, problem)
+    # A trip never offered to this driver is a 404 (driver_service's accept).
+    reply = await call.services.upstreams.drivers.call(
+        "POST",
+        f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/accept",
+        # Repeating an accept answers the same (API: the winner gets 200 again).
+        idempotent=True,
+    )
     return json(views.trip(reply.body or {}))
 
 
@@ -161,14 +157,9 @@ async def accept_offer(call: Call) -> web.Response:
 )
 async def decline_offer(call: Call) -> web.Response:
     trip_id = check_trip_id(call.path("trip_id"))
-    try:
-        await call.services.upstreams.drivers.call(
-            "POST", f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/decline"
-        )
-    except UpstreamProblem as problem:
-        if problem.status != 409:
-            raise
-        await offered_or_404(call, trip_id, problem)
+    await call.services.upstreams.drivers.call(
+        "POST", f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/decline"
+    )
     return empty()
 
 

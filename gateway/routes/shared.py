@@ -72,20 +72,3 @@ def json(data: Any, status: int = 200, headers: dict | None = None) -> web.Respo
 def empty(status: int = 204) -> web.Response:
     return web.Response(status=status)
 
-
-async def offered_or_404(call: Call, trip_id: str, problem: Exception) -> None:
-    """After driver_service refused an accept or a decline with 409: the
-    caller hears about the trip's state only if it was ever offered to them
-    (an open offer, one they declined or let lapse, or the trip they drive).
-    Any other trip id is a 404, whether or not it exists."""
-    try:
-        reply = await call.services.upstreams.trips.get(f"/internal/trips/{trip_id}")
-    except errors.AppError:
-        raise problem from None
-    trip = reply.body if isinstance(reply.body, dict) else {}
-    me = call.caller.subject_id
-    offer = trip.get("offer") if isinstance(trip.get("offer"), dict) else {}
-    refused = trip.get("refused") if isinstance(trip.get("refused"), list) else []
-    if me not in (offer.get("driver_id"), trip.get("driver_id")) and me not in refused:
-        raise no_such_trip() from None
-    raise problem

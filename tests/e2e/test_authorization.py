@@ -94,11 +94,11 @@ async def test_another_drivers_trip_is_404_and_their_offer_409(rider, driver, ht
         assert r.status == 404, (path, r)
     status, _, _ = await read_sse(http, f"{system.url}/v1/trips/{trip_id}/events", other.token)
     assert status == 404
-    # An offer that was not made to this driver.
+    # A trip never offered to this driver: as if it did not exist.
     accept = await other.post(f"/v1/driver/offers/{trip_id}/accept")
-    assert accept.status == 409, accept
+    assert accept.status == 404, accept
     decline = await other.post(f"/v1/driver/offers/{trip_id}/decline")
-    assert decline.status == 409, decline
+    assert decline.status == 404, decline
     # Nothing changed for the real pair.
     got = await owner.get(f"/v1/trips/{trip_id}")
     assert got.body["status"] == "assigned" and got.body["driver"]["id"] == assigned.subject_id

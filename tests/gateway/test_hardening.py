@@ -12,9 +12,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
+from common import errors
 from gateway.app import OpsPasswordRefused, create_app
 from gateway.clientaddr import ClientAddress
 from gateway.identity import NEW_PASSWORD, Hasher, HashQueueFull
+from gateway.upstream import Upstream
 from tests.gateway.conftest import bearer, ops_headers, rider_body, sign_up_and_login
 from tests.waiting import eventually
 
@@ -191,3 +193,35 @@ def test_the_client_address_comes_from_a_trusted_proxy_only(trusted, peer, forwa
 def test_a_bad_trusted_proxy_entry_stops_the_gateway():
     with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
         ClientAddress(["10.0.0.0/8", "a-host-name"])
+
+
+async def test_waiting_for_a_pooled_connection_is_not_an_upstream_failure(
+    aiohttp_server, gw_config
+):
+    """A pool that is all in use answers 503 'no free connection' once the call's
+    time is up, and the breaker does not count it against the upstream."""
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    server = await aiohttp_server(app)
+    upstream = Upstream("slowpoke", str(server.make_url("")), 0.3,
+                        replace(gw_config, breaker_failures=1), connections=1)
+    await upstream.open()
+    try:
+        holding = asyncio.ensure_future(upstream.get("/slow", timeout_s=10, retries=0))
+        await asyncio.sleep(0.05)
+        for _ in range(3):
+            with pytest.raises(errors.Unavailable, match="no free connection"):
+                await upstream.get("/slow", retries=0)
+        assert upstream.breaker.state_name == "closed"
+        release.set()
+        assert (await holding).status == 200
+        assert (await upstream.get("/slow")).status == 200
+    finally:
+        release.set()
+        await upstream.close()

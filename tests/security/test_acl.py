@@ -278,6 +278,7 @@ def test_memorydb_access_strings_have_no_password_and_no_reset():
 def test_the_compose_acl_file_loads_and_admits_each_user(tmp_path):
     values = acl.write_compose_files(tmp_path / "users.acl", tmp_path / ".env")
     assert (tmp_path / ".env").stat().st_mode & 0o077 == 0
+    assert len(values["INTERNAL_TOKEN"]) >= 32
     text = (tmp_path / "users.acl").read_text()
     assert all(v not in text for v in values.values())  # hashes only
     data = tmp_path / "redis"
@@ -450,6 +451,7 @@ def test_kubernetes_gives_each_service_its_own_users_secret(tmp_path):
         assert url.split("//", 1)[1].startswith(acl.USERS[service].name + ":")
     # And the ACL file of the trial Redis.
     assert "users.acl" in secrets["ridehail-redis-acl"]["stringData"]
+    assert len(secrets["ridehail-internal"]["stringData"]["INTERNAL_TOKEN"]) >= 32
     (trial,) = [d for _, d in docs if d["kind"] == "StatefulSet"]
     volumes = trial["spec"]["template"]["spec"]["volumes"]
     assert any(v.get("secret", {}).get("secretName") == "ridehail-redis-acl" for v in volumes)

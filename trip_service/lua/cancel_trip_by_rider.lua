@@ -20,6 +20,8 @@ if doc.status == 'requested' then
     freed = doc.offer.driver_id
     stage = 'offered'
     jset(KEYS[1], doc, 'offer', cjson.null)
+    -- It was offered to them: they hear 409 about it, not 404 (related()).
+    redis.call('JSON.ARRAPPEND', KEYS[1], '$.refused', cjson.encode(freed))
   end
 else
   freed = doc.driver_id
