@@ -189,7 +189,8 @@ FAULTS = {
 }
 # Readiness checks that fail along with a part because they go through it:
 # the gateway's event-stream readers read through its Redis connection.
-DOWN_WITH = {"redis": ("live_events",)}
+# A check that fails with the part it depends on (the functions are read from Redis).
+DOWN_WITH = {"redis": ("live_events", "functions")}
 BODIES = {
     "/v1/estimates": {"pickup": CENTER, "dropoff": around(CENTER, 0.01)},
     "/v1/driver/status": {"status": "online"},
