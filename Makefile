@@ -6,17 +6,29 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install clean load bench
+.PHONY: run test install lock clean load bench
 
-$(STAMP): pyproject.toml
+# Installs exactly the locked versions (requirements/dev.txt, with hashes: pip
+# refuses anything else), then the project itself without dependencies.
+$(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	# A venv starts with the setuptools that its Python bundles (65.5 on Debian 12's
-	# 3.11, with known vulnerabilities): bring it up to date with pip.
-	$(PY) -m pip install --quiet --upgrade pip setuptools
-	$(PY) -m pip install --quiet -e '.[embedded,dev,bench]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The lock files, resolved from pyproject.toml's ranges against PyPI for every
+# platform on Python 3.11+: requirements/runtime.txt (the image),
+# requirements/load.txt (the locust image), requirements/dev.txt (make install).
+# After adding or changing a dependency in pyproject.toml: `make lock`.
+UV_COMPILE := $(PY) -m uv pip compile --quiet --no-config --universal --python-version 3.11 \
+	--generate-hashes --index-url https://pypi.org/simple --custom-compile-command "make lock"
+lock: $(STAMP)
+	$(UV_COMPILE) pyproject.toml -o requirements/runtime.txt
+	$(UV_COMPILE) pyproject.toml --extra load -o requirements/load.txt
+	$(UV_COMPILE) pyproject.toml requirements/build.in --extra embedded --extra dev --extra bench \
+		-o requirements/dev.txt
 
 run: $(STAMP)
 	$(PY) -m deploy.run

@@ -37,7 +37,7 @@ Notes that shape the rules:
   follows slot migrations (ASKING).
 
     python -m common.acl compose      # deploy/redis/users.acl and .env for docker compose
-    python -m common.acl k8s --redis-url URL --out DIR   # the Kubernetes Secrets
+    python -m common.acl k8s --redis-url URL [--database-url URL] --out DIR   # every Secret
     python -m common.acl memorydb     # the users as `aws memorydb create-user` commands
     python -m common.acl rules        # the ACL SETUSER rules of each user
     python -m common.acl tables       # the tables of docs/security.md
@@ -392,10 +392,14 @@ K8S_NAMES = {"trip_service": "trip-service", "driver_service": "driver-service",
 
 
 def k8s_secrets(redis_url: str, passwords: dict[str, str], admin_password: str,
-                namespace: str = "ridehail", internal_token: str | None = None) -> str:
-    """The Secrets of deploy/k8s, filled in: each service's REDIS_URL (its
-    user and password on `redis_url`), and ridehail-redis-acl (an ACL file and
-    the admin's password) for the trial Redis."""
+                namespace: str = "ridehail", *, ops: tuple[str, str] | None = None,
+                internal_token: str | None = None, database_url: str | None = None) -> str:
+    """The Secrets deploy/k8s refers to (none is in that folder): each
+    service's REDIS_URL (its user and password on `redis_url`),
+    ridehail-redis-acl (an ACL file and the admin's password) for the trial
+    Redis, and when given: ridehail-secrets (the ops account),
+    ridehail-internal (the token the gateway presents to the services) and
+    ridehail-postgres (trip_service's DATABASE_URL)."""
 
     def secret(name: str, data: dict[str, str], component: str) -> str:
         lines = [
@@ -414,24 +418,38 @@ def k8s_secrets(redis_url: str, passwords: dict[str, str], admin_password: str,
     urls = service_urls(redis_url, passwords)
     docs = [secret(f"ridehail-redis-{K8S_NAMES[s]}", {"REDIS_URL": urls[s]}, "redis-user")
             for s in USERS]
+    # The admin's URL, for the Job that loads the functions (no service has it).
+    docs.append(secret("ridehail-redis-admin",
+                       {"REDIS_URL": service_url(redis_url, "default", admin_password)},
+                       "redis-admin"))
     docs.append(secret("ridehail-redis-acl", {
         "users.acl": acl_file_text(passwords, admin_password),
         "admin-password": admin_password,
     }, "redis"))
-    # The service-to-service credential (common/internal.py), for all three.
-    docs.append(secret("ridehail-internal", {
-        INTERNAL_ENV: internal_token or secrets.token_urlsafe(32)}, "internal-auth"))
+    if ops:
+        docs.append(secret("ridehail-secrets", {"OPS_USER_NAME": ops[0], "OPS_PASSWORD": ops[1]},
+                           "ops"))
+    if internal_token:
+        docs.append(secret("ridehail-internal", {INTERNAL_ENV: internal_token}, "internal"))
+    if database_url:
+        docs.append(secret("ridehail-postgres", {"DATABASE_URL": database_url}, "postgres"))
     return "---\n".join(docs)
 
 
-def write_k8s_files(out: Path, redis_url: str) -> None:
-    """DIR/secrets.yaml to apply, DIR/passwords.env for `aws memorydb create-user`."""
+def write_k8s_files(out: Path, redis_url: str, database_url: str | None = None) -> None:
+    """DIR/secrets.yaml to apply (every Secret of deploy/k8s, fresh), and
+    DIR/passwords.env: the Redis passwords for `aws memorydb create-user` and
+    the ops account to sign in with."""
     passwords = new_passwords()
     admin_password = secrets.token_urlsafe(24)
+    ops = (f"ops-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
     out.mkdir(parents=True, exist_ok=True)
-    _write_private(out / "secrets.yaml", k8s_secrets(redis_url, passwords, admin_password))
+    _write_private(out / "secrets.yaml", k8s_secrets(
+        redis_url, passwords, admin_password, ops=ops,
+        internal_token=secrets.token_urlsafe(32), database_url=database_url))
     env = [f"{USERS[s].env}={p}" for s, p in passwords.items()]
-    _write_private(out / "passwords.env", "\n".join([*env, f"{ADMIN_ENV}={admin_password}"]) + "\n")
+    env += [f"{ADMIN_ENV}={admin_password}", f"OPS_USER_NAME={ops[0]}", f"OPS_PASSWORD={ops[1]}"]
+    _write_private(out / "passwords.env", "\n".join(env) + "\n")
 
 
 # --- compose ------------------------------------------------------------------
@@ -483,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     k8s = sub.add_parser("k8s", help="write the Kubernetes Secrets with fresh passwords")
     k8s.add_argument("--redis-url", required=True,
                      help="the server without credentials, e.g. rediss+cluster://HOST:6379/0")
+    k8s.add_argument("--database-url", default=None,
+                     help="trip_service's PostgreSQL, with its credentials, e.g. "
+                     "postgresql://USER:PASSWORD@postgres:5432/ridehail")
     k8s.add_argument("--out", type=Path, required=True)
     sub.add_parser("rules", help="print the ACL SETUSER rules of each user")
     sub.add_parser("tables", help="print the tables of docs/security.md")
@@ -492,9 +513,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.acl_file} and the passwords in {args.env_file}; "
               "`docker compose up` reads both")
     elif args.what == "k8s":
-        write_k8s_files(args.out, args.redis_url)
+        write_k8s_files(args.out, args.redis_url, args.database_url)
         print(f"wrote {args.out / 'secrets.yaml'} (kubectl apply -f) and "
-              f"{args.out / 'passwords.env'} (for python -m common.acl memorydb)")
+              f"{args.out / 'passwords.env'} (the ops account, and the passwords for "
+              "python -m common.acl memorydb)")
     elif args.what == "memorydb":
         sys.stdout.write(memorydb_commands(args.acl_name))
     elif args.what == "tables":

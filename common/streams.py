@@ -30,6 +30,7 @@ from redis.exceptions import RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import keys, metrics
+from .logs import Outage
 from .scripts import Library, fcall
 from .timeutil import now_ms
 
@@ -197,11 +198,14 @@ class StreamConsumer:
         """Consume until `stop()`; survive errors with a backoff."""
         await ensure_group(self.redis, self.stream, self.group)
         backoff = ERROR_BACKOFF_S
+        # One line when Redis goes, one when it is back (self.outage: for tests).
+        outage = self.outage = Outage(logger, f"consumer {self.consumer} on {self.stream}")
         try:
             while not self._stopping.is_set():
                 try:
                     await self._step_ahead()
                     backoff = ERROR_BACKOFF_S
+                    outage.ok()
                 except asyncio.CancelledError:
                     raise
                 except ResponseError as exc:
@@ -221,13 +225,13 @@ class StreamConsumer:
                     backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
                 except UNREACHABLE as exc:
                     # A failover or a restart: the client finds the new
-                    # primary; try again within a second of it.
-                    logger.warning("consumer %s on %s: redis unreachable (%r)", self.consumer,
-                                   self.stream, exc)
+                    # primary; try again within a second of it. Logged once
+                    # when it goes and once when it is back.
+                    outage.failed(exc)
                     await self._sleep(min(backoff, UNREACHABLE_BACKOFF_MAX_S))
                     backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
-                except Exception:
-                    logger.exception("consumer %s on %s failed", self.consumer, self.stream)
+                except Exception as exc:
+                    outage.failed(exc)
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, ERROR_BACKOFF_MAX_S)
         except asyncio.CancelledError:

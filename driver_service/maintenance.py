@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 from common import keys, metrics
+from common.logs import Outage
 from common.settings import Settings
 from common.streams import group_stats, remove_consumers, trim_stream
 
@@ -50,6 +51,7 @@ class StreamMaintenance:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         last_trim = loop.time()
+        outage = Outage(logger, "stream maintenance")
         while not self._stopping.is_set():
             try:
                 await self.update_gauges()
@@ -57,10 +59,11 @@ class StreamMaintenance:
                     last_trim = loop.time()
                     await self.trim_once()
                     await self.reap_once()
+                outage.ok()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("stream maintenance failed")
+            except Exception as exc:
+                outage.failed(exc)
             try:
                 await asyncio.wait_for(self._stopping.wait(), self.gauge_interval_s)
             except asyncio.TimeoutError:

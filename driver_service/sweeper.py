@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 from common import keys
+from common.logs import Outage
 from common.settings import Settings
 from common.tracing import new_trace_id, trace_id_var
 
@@ -40,14 +41,16 @@ class Sweeper:
     async def run(self) -> None:
         # The dispatcher serves the backlog on start; the net comes later.
         self._last_rematch = asyncio.get_running_loop().time()
+        outage = Outage(logger, "sweep")
         while not self._stopping.is_set():
             delay = self.settings.sweep_interval_s
             try:
                 await self.sweep_once()
+                outage.ok()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("sweep failed")
+            except Exception as exc:
+                outage.failed(exc)
                 delay = max(delay, ERROR_BACKOFF_S)
             try:
                 await asyncio.wait_for(self._stopping.wait(), delay)

@@ -72,6 +72,20 @@ def module_of(command: list[str]) -> str | None:
     return None
 
 
+ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
+# What the image's entrypoint reads before it runs the command.
+ENTRYPOINT_VARIABLES = frozenset({"CREDENTIALS_FILE"})
+
+
+def service_command(service: dict) -> list[str]:
+    """The command a compose service runs, past the image's entrypoint (an
+    `entrypoint:` of `ridehail-entrypoint python -m X` plus the command)."""
+    entrypoint = service.get("entrypoint") or []
+    if entrypoint and entrypoint[0] == "ridehail-entrypoint":
+        return [*entrypoint[1:], *service.get("command", [])]
+    return service.get("command") or []
+
+
 @cache
 def env_names_read(path: Path) -> frozenset[str]:
     """Names of environment variables a source file reads (by constant name)."""

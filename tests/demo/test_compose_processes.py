@@ -1,15 +1,18 @@
 """The commands and environment of docker-compose.yml, run outside a container.
 
-No Docker engine runs here, so this is the next best proof that the compose
-file works: each service's own command with its own environment (the
-container network's host names mapped to this machine) starts and answers
-/readyz, and the city's command drives traffic through the gateway.
+tests/deploy runs the compose file on a real Docker engine; this is the same
+proof without one, in seconds: the credentials of `python -m
+deploy.credentials init`, each service's own command with its environment
+and its credentials file (the container network's host names mapped to this
+machine) start and answer /readyz, and the city's command drives traffic
+through the gateway.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -18,11 +21,12 @@ import urllib.request
 
 import redis as redis_sync
 
-from common.scripts import load as load_functions
 from common import acl
 from common.embedded import EmbeddedRedis, free_port
+from common.scripts import load as load_functions
+from deploy import credentials
 from deploy.processes import ServiceProcess
-from tests.demo.conftest import http_json, ops_token
+from tests.demo.conftest import http_json
 from tests.demo.deployfiles import SERVICES, compose, module_of, service_env
 from tests.harness import ROOT
 
@@ -43,14 +47,18 @@ def wait_ready(url: str, timeout: float = 30.0) -> dict:
 
 def test_compose_services_start_with_their_commands_and_become_ready(tmp_path):
     services = compose()["services"]
-    # The ACL file and .env of `python -m common.acl compose`, loaded the way
-    # the redis service does (--aclfile): each service connects as its user.
-    (tmp_path / "redis").mkdir()
-    passwords = acl.write_compose_files(tmp_path / "redis" / "users.acl", tmp_path / ".env")
+    # The credentials the init service writes, for this machine's Redis; the
+    # server loads their ACL file the way the redis service does (--aclfile).
     assert "--aclfile" in services["redis"]["command"]
-    redis = EmbeddedRedis(tmp_path / "redis", free_port(),
-                          admin_password=passwords[acl.ADMIN_ENV]).start()
-    # What compose's init service does: the admin loads the functions.
+    port = free_port()
+    state, created = credentials.init(tmp_path / "credentials", f"redis://127.0.0.1:{port}/0",
+                                      "postgresql://127.0.0.1:5432/ridehail")
+    assert created
+    (tmp_path / "redis").mkdir()
+    shutil.copy(tmp_path / "credentials" / "redis" / "users.acl", tmp_path / "redis")
+    redis = EmbeddedRedis(tmp_path / "redis", port,
+                          admin_password=state["redis_admin_password"]).start()
+    # What compose's redis-functions service does: the admin loads the functions.
     load_functions(redis.url)
     ports = {module: free_port() for module in SERVICES}
     # Container names -> this machine: Redis and the services on their local ports.
@@ -58,7 +66,12 @@ def test_compose_services_start_with_their_commands_and_become_ready(tmp_path):
     for module in SERVICES:
         port = service_env(services[module])["PORT"]
         hosts[f"http://{module}:{port}"] = f"http://127.0.0.1:{ports[module]}"
-    host_env = {"OPS_PASSWORD": "compose-test-password", **passwords}
+
+    def credentials_of(module: str) -> dict[str, str]:
+        path = service_env(services[module])["CREDENTIALS_FILE"]
+        text = (tmp_path / "credentials" / path.rsplit("/", 1)[1]).read_text()
+        return {k: v.strip("'") for k, v in (line.split("=", 1) for line in text.splitlines())}
+
     started: list[ServiceProcess] = []
 
     def localize(value: str) -> str:
@@ -70,7 +83,9 @@ def test_compose_services_start_with_their_commands_and_become_ready(tmp_path):
         for module in ("trip_service", "driver_service", "gateway"):
             service = services[module]
             command = service["command"]
-            env = {k: localize(v) for k, v in service_env(service, host_env).items()}
+            env = {k: localize(v) for k, v in service_env(service).items()}
+            env.pop("CREDENTIALS_FILE")  # what the image's entrypoint does with it:
+            env.update(credentials_of(module))
             # PORT is the container's; ServiceProcess sets this machine's.
             proc = ServiceProcess(
                 module_of(command), env, args=command[3:], port=ports[module],
@@ -83,9 +98,12 @@ def test_compose_services_start_with_their_commands_and_become_ready(tmp_path):
             assert acl.USERS[proc.module].name in proc.env["REDIS_URL"]
         gateway = started[-1].url
         assert wait_ready(gateway) == {"status": "ready"}  # the checks are for the ops role
-        # The ops account from OPS_USER_NAME / OPS_PASSWORD.
-        token = ops_token(gateway, host_env["OPS_PASSWORD"])
-        _, ready = http_json("GET", f"{gateway}/readyz", token=token)
+        # The ops account from OPS_USER_NAME / OPS_PASSWORD, which sees the checks.
+        status, body = http_json("POST", f"{gateway}/v1/sessions",
+                                 {"user_name": state["ops_user_name"],
+                                  "password": state["ops_password"]})
+        assert status == 201 and body["role"] == "ops"
+        _, ready = http_json("GET", f"{gateway}/readyz", token=body["token"])
         assert set(ready["checks"]) >= {"redis", "trip_service", "driver_service", "functions"}
 
         city = services["city"]

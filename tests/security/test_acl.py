@@ -413,23 +413,33 @@ async def test_a_whole_run_of_the_system_needs_no_more_than_the_acl_grants(syste
 
 # --- the deployment files ------------------------------------------------------------
 def test_compose_gives_each_service_its_own_user_and_redis_the_acl_file():
+    from deploy import credentials
+
     services = compose()["services"]
-    passwords = {u.env: f"pw-{u.service}" for u in acl.USERS.values()}
+    state = credentials.new_state()
+    files = credentials.files_of(state, "redis://redis:6379/0",
+                                 "postgresql://postgres:5432/ridehail")
+    passwords = state["redis_passwords"]
     for service, user in acl.USERS.items():
-        url = service_env(services[service], passwords)["REDIS_URL"]
-        assert url == f"redis://{user.name}:{passwords[user.env]}@redis:6379/0"
+        text = files[f"{service}.env"][0]
+        url = re.search(r"^REDIS_URL='([^']+)'$", text, re.M).group(1)
+        assert url == f"redis://{user.name}:{passwords[service]}@redis:6379/0"
+        assert service_env(services[service])["CREDENTIALS_FILE"].endswith(f"/{service}.env")
     redis = services["redis"]
     assert "--aclfile" in redis["command"]
     mounted = redis["command"][redis["command"].index("--aclfile") + 1]
-    assert any(v.startswith("./deploy/redis/users.acl:") and v.split(":")[1] == mounted
-               for v in redis["volumes"])
-    ignored = (ROOT / ".gitignore").read_text().splitlines()
-    assert ".env" in ignored and "deploy/redis/users.acl" in ignored
+    assert mounted == f"{credentials.DEFAULT_DIR}/redis/users.acl"
+    assert any(v.split(":")[1] == str(credentials.DEFAULT_DIR) for v in redis["volumes"])
+    assert files["redis/users.acl"][0] == acl.acl_file_text(passwords,
+                                                            state["redis_admin_password"])
 
 
 def test_kubernetes_gives_each_service_its_own_users_secret(tmp_path):
     docs = k8s_documents()
-    secrets = {d["metadata"]["name"]: d for _, d in docs if d["kind"] == "Secret"}
+    # The Secrets come from the generator alone (none in deploy/k8s).
+    acl.write_k8s_files(tmp_path, "redis://redis-trial:6379/0")
+    secrets = {d["metadata"]["name"]: d
+               for d in yaml.safe_load_all((tmp_path / "secrets.yaml").read_text())}
     for service, name in acl.K8S_NAMES.items():
         (deployment,) = [d for _, d in docs if d["kind"] == "Deployment"
                          and d["metadata"]["name"] == name]
@@ -439,14 +449,9 @@ def test_kubernetes_gives_each_service_its_own_users_secret(tmp_path):
         assert ref["name"] == f"ridehail-redis-{name}"
         url = secrets[ref["name"]]["stringData"][ref["key"]]
         assert url.split("//", 1)[1].startswith(acl.USERS[service].name + ":")
-    # The generator fills the same Secrets in, and the trial Redis's ACL file.
-    acl.write_k8s_files(tmp_path, "redis://redis-trial:6379/0")
-    generated = {d["metadata"]["name"]: d
-                 for d in yaml.safe_load_all((tmp_path / "secrets.yaml").read_text())}
-    placeholders = {n for n in secrets if n.startswith("ridehail-redis-")}
-    assert placeholders <= set(generated)
-    assert "users.acl" in generated["ridehail-redis-acl"]["stringData"]
-    assert len(generated["ridehail-internal"]["stringData"]["INTERNAL_TOKEN"]) >= 32
+    # And the ACL file of the trial Redis.
+    assert "users.acl" in secrets["ridehail-redis-acl"]["stringData"]
+    assert len(secrets["ridehail-internal"]["stringData"]["INTERNAL_TOKEN"]) >= 32
     (trial,) = [d for _, d in docs if d["kind"] == "StatefulSet"]
     volumes = trial["spec"]["template"]["spec"]["volumes"]
     assert any(v.get("secret", {}).get("secretName") == "ridehail-redis-acl" for v in volumes)
