@@ -11,10 +11,11 @@ STAMP  := $(VENV)/.installed
 # Installs exactly the locked versions (requirements/dev.txt, with hashes: pip
 # refuses anything else), then the project itself without dependencies.
 $(STAMP): pyproject.toml requirements/dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
-	touch $(STAMP)
+	@echo "make: installing the locked dependencies into $(VENV) (a minute or two, once) ..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	@$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
 
 install: $(STAMP)
 
@@ -31,7 +32,7 @@ lock: $(STAMP)
 		-o requirements/dev.txt
 
 run: $(STAMP)
-	$(PY) -m deploy.run
+	@$(PY) -m deploy.run
 
 test: $(STAMP)
 	@sh tests/install-chromium.sh
@@ -40,7 +41,7 @@ test: $(STAMP)
 # Headless locust against the local system (started here, DEMO_TRAFFIC=0) or LOAD_HOST;
 # CSV and HTML reports in reports/. LOAD_USERS, LOAD_SPAWN_RATE, LOAD_TIME: docs/load-testing.md.
 load: $(STAMP)
-	$(PY) -m tests.load.run
+	@$(PY) -m tests.load.run
 
 # `make bench`: our own cost against bare processes making the same hops and
 # Redis calls (docs/performance.md), then the hot/warm/cold soak (bench/tiers.py:
