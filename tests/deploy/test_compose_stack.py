@@ -2,10 +2,11 @@
 
 A clean copy of the tree with no `.env` is built and started with `docker
 compose up --build` (conftest.py); then, through the published gateway only:
-a whole trip and its history with PostgreSQL present, the dashboard and /metrics; a crash of redis-server (SIGKILL,
-which the restart policy answers) after which every acknowledged record is
-still there; a restart of the gateway and `down`/`up`, which keep the ops
-account, the sessions and the data; and the locust profile with no failure.
+a whole trip and its history with PostgreSQL present, the dashboard and
+/metrics; a crash of redis-server (SIGKILL, which the restart policy answers)
+after which every acknowledged record is still there; a restart of the
+gateway and `down`/`up`, which keep the ops account, the sessions and the
+data; and the locust profile with no failure.
 Figures (build times, image sizes, time to healthy, heal time) are printed
 at the end of the module (`pytest -s`).
 """
