@@ -62,7 +62,8 @@ def test_nine_nodes_of_a_cluster_with_fsync_always_on_their_own_volumes():
         assert "--masterauth" not in args, name
         entrypoint = services[name]["entrypoint"]
         assert entrypoint[:2] == ["sh", "-c"], name
-        assert '--masterauth "$$(cat /run/ridehail/redis/admin-password)"' in entrypoint[2]
+        assert 'auth="$$(cat /run/ridehail/redis/admin-password)"' in entrypoint[2]
+        assert entrypoint[2].count('"$$@" --masterauth "$$auth"') == 2
     for name in NODES[1:]:
         node = services[name]
         assert CREDENTIALS_MOUNT in node["volumes"], name
