@@ -5,6 +5,10 @@ no `redis-cli --cluster`).
     REDIS_ADMIN_PASSWORD=... python -m deploy.cluster_init \\
         --nodes redis-1:6379,redis-2:6379,...,redis-9:6379 --masters 3
 
+The admin's password is REDIS_ADMIN_PASSWORD or else the one in REDIS_URL
+(the admin's URL: the compose override sources the `init` service's
+admin.env, so no password is ever in the compose file).
+
 The first `--masters` nodes get a third of the slots each; the others become
 replicas, in order, of master 0, 0, 1, 1, 2, 2 (for two replicas each). Run
 again on a formed cluster it changes nothing: a node that already holds slots
@@ -19,6 +23,7 @@ import os
 import socket
 import sys
 import time
+from urllib.parse import unquote, urlsplit
 
 import redis as redis_sync
 
@@ -60,6 +65,13 @@ def until(check, what: str, timeout: float = WAIT_S):
     raise SystemExit(f"[cluster-init] {what} within {timeout:.0f} s (last error: {last})")
 
 
+def admin_password(env) -> str | None:
+    if env.get("REDIS_ADMIN_PASSWORD"):
+        return env["REDIS_ADMIN_PASSWORD"]
+    password = urlsplit(env.get("REDIS_URL", "")).password
+    return unquote(password) if password else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.cluster_init",
                                      description=__doc__.splitlines()[0])
@@ -71,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= masters <= len(nodes) or (len(nodes) - masters) % masters:
         parser.error("the nodes must be the masters and the same number of replicas for each")
     replicas = (len(nodes) - masters) // masters
-    password = os.environ.get("REDIS_ADMIN_PASSWORD") or None
+    password = admin_password(os.environ)
 
     # CLUSTER MEET takes an address, not a name.
     ips = [until(lambda h=h: socket.gethostbyname(h), f"{h} did not resolve") for h, _ in nodes]

@@ -43,9 +43,9 @@ from tests.demo.deployfiles import (
 K8S_VERSIONS = ("1.29.0", "1.37.0")
 SERVICE_NAMES = {"trip_service": "trip-service", "driver_service": "driver-service",
                  "gateway": "gateway"}
-# Variables the deployment hands to a service that its code does not read yet
-# (trip_service's PostgreSQL). Remove a name here once the code reads it.
-NOT_READ_YET = frozenset({"DATABASE_URL"})
+# Variables the deployment hands to a service that its code does not read yet.
+# Remove a name here once the code reads it.
+NOT_READ_YET: frozenset[str] = frozenset()
 
 
 def runnable(module: str) -> bool:

@@ -2,10 +2,11 @@
 
 A clean copy of the tree with no `.env` is built and started with `docker
 compose up --build` (conftest.py); then, through the published gateway only:
-a whole trip, the dashboard and /metrics; a crash of redis-server (SIGKILL,
-which the restart policy answers) after which every acknowledged record is
-still there; a restart of the gateway and `down`/`up`, which keep the ops
-account, the sessions and the data; and the locust profile with no failure.
+a whole trip and its history with PostgreSQL present, the dashboard and
+/metrics; a crash of redis-server (SIGKILL, which the restart policy answers)
+after which every acknowledged record is still there; a restart of the
+gateway and `down`/`up`, which keep the ops account, the sessions and the
+data; and the locust profile with no failure.
 Figures (build times, image sizes, time to healthy, heal time) are printed
 at the end of the module (`pytest -s`).
 """
@@ -13,6 +14,7 @@ at the end of the module (`pytest -s`).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -263,14 +265,35 @@ async def test_a_whole_trip_the_dashboard_and_metrics_through_the_published_gate
         assert rated.status == 200, rated
         done = await rider.get(f"/v1/trips/{trip_id}")
         assert done.body["status"] == "completed" and done.body["fare"]["amount"]
+        # The history, with the cold store present: trip_service reads both tiers.
+        history = await rider.get("/v1/trips")
+        assert history.status == 200, history
+        assert [t["id"] for t in history.body["items"]] == [trip_id], history
 
         ops = await ops_client(session, stack)
         page = await ops.get("/")
         assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
         overview = await ops.get("/v1/ops/overview")
         assert overview.status == 200 and overview.body["trips_by_status"]["completed"] >= 1
+        # Redis is capped with noeviction (REDIS_MAXMEMORY's default), and
+        # trip_service reaches the compose PostgreSQL.
+        storage = overview.body["storage"]
+        assert storage["redis_memory"]["max_bytes"] == 256 * 1024 * 1024, storage
+        assert storage["redis_memory"]["policy"] == "noeviction", storage
+        assert storage["cold_store"]["reachable"] is True, storage
         metrics = await ops.get("/metrics")
         assert metrics.status == 200 and "http_requests_total" in metrics.text
+
+
+def test_trip_service_runs_its_archiver_against_the_compose_postgres(stack):
+    # Its /readyz has an `archiver` check only when DATABASE_URL is set, and
+    # the archiver starts only once the pool is open and the schema migrated.
+    probe = ("import urllib.request; print(urllib.request.urlopen("
+             "'http://127.0.0.1:8081/readyz', timeout=5).read().decode())")
+    out = stack.compose("exec", "-T", "trip_service", "python", "-c", probe).stdout
+    checks = json.loads(out)["checks"]
+    assert checks == {**checks, "archiver": "ok", "redis": "ok", "redis_memory": "ok"}, checks
+    assert "applying cold store migration" in stack.logs("trip_service")
 
 
 async def test_redis_crashes_the_stack_heals_and_every_acknowledged_record_is_there(stack):
