@@ -69,9 +69,49 @@ def _check_password(value: str, info: ValidationInfo) -> str:
 # Characters a person cannot see or that reorder what they see: controls
 # (Cc), format characters (Cf: zero-width spaces and joiners, the bidi
 # embeddings, overrides and isolates, the byte-order mark), line and paragraph
-# separators, surrogates and unassigned code points. Stored, they let one
-# name pass for another or turn a text around in someone else's screen.
-_INVISIBLE = frozenset(("Cc", "Cf", "Cs", "Cn", "Zl", "Zp"))
+# separators, surrogates. Stored, they let one name pass for another or turn a
+# text around in someone else's screen.
+_INVISIBLE = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+
+
+def _invisible_class(allowed: str = "") -> str:
+    """The same rule as a regular-expression class for the OpenAPI document,
+    so a client (or a fuzzer) knows what the server refuses: the code points
+    of those categories, as literal ranges (no escapes: valid in Python's and
+    ECMAScript's dialects alike)."""
+    ranges, start = [], None
+    for cp in range(0x110000):
+        ch = chr(cp)
+        # Surrogates cannot stand in a JSON text (nor reach the validator).
+        bad = (ch not in allowed and unicodedata.category(ch) in _INVISIBLE
+               and not 0xD800 <= cp <= 0xDFFF)
+        if bad and start is None:
+            start = cp
+        elif not bad and start is not None:
+            ranges.append((start, cp - 1))
+            start = None
+    return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in ranges)
+
+
+_BAD = _invisible_class()
+
+
+def _name_pattern(most: int) -> str:
+    """Names: white space around is stripped first; then 1 to `most` visible
+    characters must remain (the length is in the pattern, since a schema's
+    maxLength would count the white space the server strips)."""
+    return rf"^\s*[^{_BAD}\s](?:[^{_BAD}]{{0,{most - 2}}}[^{_BAD}\s])?\s*$"
+
+
+def _visible_name(most: int):
+    def check(value: str) -> str:
+        if not 1 <= len(value) <= most:
+            raise ValueError(f"must be 1 to {most} characters long (white space around "
+                             "does not count)")
+        return _visible(value)
+
+    return check
+_VISIBLE_TEXT_PATTERN = rf"^[^{_invisible_class(allowed=chr(10) + chr(9))}]*$"
 
 
 def _visible(value: str, allowed: str = "") -> str:
@@ -91,15 +131,22 @@ def _visible_text(value: str) -> str:
 
 Name = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
-    AfterValidator(_visible),
+    StringConstraints(strip_whitespace=True),
+    AfterValidator(_visible_name(64)),
+    Field(json_schema_extra={"pattern": _name_pattern(64)}),
 ]
 CarText = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=40),
-    AfterValidator(_visible),
+    StringConstraints(strip_whitespace=True),
+    AfterValidator(_visible_name(40)),
+    Field(json_schema_extra={"pattern": _name_pattern(40)}),
 ]
-FreeText = Annotated[str, StringConstraints(max_length=500), AfterValidator(_visible_text)]
+FreeText = Annotated[
+    str,
+    StringConstraints(max_length=500),
+    AfterValidator(_visible_text),
+    Field(json_schema_extra={"pattern": _VISIBLE_TEXT_PATTERN}),
+]
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=254),

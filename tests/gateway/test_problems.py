@@ -46,7 +46,7 @@ async def test_field_messages_are_sentences_not_patterns_or_library_wording(clie
         "may hold only lower-case letters, digits, '_', '.' and '-'"
     ), by_field
     assert by_field["age"] == "must be more than 0", by_field
-    assert by_field["first_name"].startswith("must be at least 1 character"), by_field
+    assert by_field["first_name"].startswith("must be 1 to 64 characters long"), by_field
     for message in by_field.values():
         assert "should" not in message and "^" not in message, by_field
 
