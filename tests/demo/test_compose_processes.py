@@ -45,7 +45,7 @@ def wait_ready(url: str, timeout: float = 30.0) -> dict:
     raise AssertionError(f"{url}/readyz never answered 200 ({last!r})")
 
 
-def test_compose_services_start_with_their_commands_and_become_ready(tmp_path):
+def test_compose_services_start_with_their_commands_and_become_ready(tmp_path, postgres_server):
     services = compose()["services"]
     # The credentials the init service writes, for this machine's Redis; the
     # server loads their ACL file the way the redis service does (--aclfile).
@@ -86,6 +86,9 @@ def test_compose_services_start_with_their_commands_and_become_ready(tmp_path):
             env = {k: localize(v) for k, v in service_env(service).items()}
             env.pop("CREDENTIALS_FILE")  # what the image's entrypoint does with it:
             env.update(credentials_of(module))
+            if "DATABASE_URL" in env:
+                # compose's postgres service, here the tests' embedded PostgreSQL.
+                env["DATABASE_URL"] = postgres_server.url
             # PORT is the container's; ServiceProcess sets this machine's.
             proc = ServiceProcess(
                 module_of(command), env, args=command[3:], port=ports[module],
