@@ -29,9 +29,11 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The cold store cannot answer: 503, the trip is still safe where it was.
 # (Not every ConnectionError: a client that went away is the edge's to log.)
+# A connection PostgreSQL dropped mid-query can also leave the client's
+# protocol in a state it reports as an InternalClientError.
 COLD_UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                     asyncpg.CannotConnectNowError, asyncpg.OperatorInterventionError,
-                    ConnectionRefusedError)
+                    asyncpg.InternalClientError, ConnectionRefusedError)
 # pg_advisory_xact_lock key of the migrations (any constant of ours).
 MIGRATION_LOCK = 0x7269646568  # "rideh"
 PERCENTILES = (0.5, 0.9, 0.99)
