@@ -245,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = EmbeddedRedis(Path(args.dir), args.port, args.appendfsync).start()
     print(f"redis with JSON on {server.url} (data in {server.data_dir})", flush=True)
+    return serve_until_signalled(server)
+
+
+def serve_until_signalled(server) -> int:
+    """Until SIGINT or SIGTERM, or the server's own exit; then stop it."""
     stop = {"now": False}
 
     def on_signal(signum, frame):

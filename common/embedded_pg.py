@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .embedded import free_port
+from .embedded import free_port, serve_until_signalled
 
 # The unprivileged account the server runs as when started by root.
 RUN_AS_WHEN_ROOT = "nobody"
@@ -262,17 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     server = EmbeddedPostgres(Path(args.dir), args.port or free_port()).start()
     print(f"postgres on 127.0.0.1:{server.port} (data in {server.data_dir}); "
           f"credentials in {server.credentials_file}", flush=True)
-    stop = {"now": False}
-
-    def on_signal(signum, frame):
-        stop["now"] = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stop["now"] and server.process.poll() is None:
-        time.sleep(0.2)
-    server.stop()
-    return 0
+    return serve_until_signalled(server)
 
 
 if __name__ == "__main__":

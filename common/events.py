@@ -34,20 +34,11 @@ TRIP_TYPES = (
 )
 DRIVER_TYPES = ("driver.registered", "driver.online", "driver.offline")
 TERMINAL_TYPES = frozenset({"trip.completed", "trip.cancelled", "trip.expired"})
-# The trip's public story: what its rider and its assigned driver may see
-# (API.md). Offers to drivers, their declines and expiries are dispatch's
-# business, and name drivers who never took the trip.
-PUBLIC_TRIP_TYPES = frozenset({
-    "trip.requested",
-    "trip.assigned",
-    "trip.driver_cancelled",
-    "trip.driver_arrived",
-    "trip.started",
-    "trip.completed",
-    "trip.cancelled",
-    "trip.expired",
-    "trip.rated",
-})
+# Dispatch's own business: offers to drivers, their declines and expiries
+# name drivers who never took the trip.
+DISPATCH_TYPES = frozenset({"trip.offered", "trip.offer_declined", "trip.offer_expired"})
+# The trip's public story: what its rider and its assigned driver may see (API.md).
+PUBLIC_TRIP_TYPES = frozenset(TRIP_TYPES) - DISPATCH_TYPES
 
 
 def envelope(
