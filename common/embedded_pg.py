@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import hashlib
 import importlib.util
 import json
 import os
 import pwd
 import secrets
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +61,40 @@ def bin_dir() -> Path:
     path = Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
     if not (path / "postgres").exists():
         raise EmbeddedPostgresError(f"no postgres binary in {path}")
+    if os.geteuid() == 0 and not _others_reach(path):
+        # PostgreSQL runs as `nobody` under root and must reach its binaries:
+        # a project under /root (0700) hides them. A copy others may read,
+        # made once per installation, rather than opening /root.
+        return _shared_copy(path.parent) / "bin"
     return path
+
+
+def _others_reach(path: Path) -> bool:
+    return all(p.stat().st_mode & stat.S_IXOTH for p in [path, *path.parents])
+
+
+def _shared_copy(install: Path) -> Path:
+    """`install` (pgserver's PostgreSQL tree) copied to a folder every user may
+    read and run, keyed by where it comes from and when it was installed."""
+    key = hashlib.sha256(f"{install}:{install.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / f"ridehail-pginstall-{key}"
+    if (target / "bin" / "postgres").exists():
+        return target
+    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
+    try:
+        shutil.copytree(install, staging / "tree", symlinks=True)
+        for root, dirs, _files in os.walk(staging / "tree"):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+        os.chmod(staging / "tree", 0o755)
+        try:
+            os.rename(staging / "tree", target)
+        except OSError:
+            if not (target / "bin" / "postgres").exists():  # not a concurrent copy
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 @dataclass
