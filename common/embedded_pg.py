@@ -75,11 +75,34 @@ def _others_reach(path: Path) -> bool:
 
 def _shared_copy(install: Path) -> Path:
     """`install` (pgserver's PostgreSQL tree) copied to a folder every user may
-    read and run, keyed by where it comes from and when it was installed."""
+    read and run, keyed by where it comes from and when it was installed; its
+    shared libraries beside it as in site-packages (the binaries find them by
+    a relative rpath, `$ORIGIN/../../../pgserver.libs`). Returns the copy of
+    `install`."""
     key = hashlib.sha256(f"{install}:{install.stat().st_mtime_ns}".encode()).hexdigest()[:16]
     target = Path(tempfile.gettempdir()) / f"ridehail-pginstall-{key}"
-    if (target / "bin" / "postgres").exists():
-        return target
+    copied = target / install.parent.name / install.name
+    if (copied / "bin" / "postgres").exists():
+        return copied
+    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
+    try:
+        tree = staging / "tree"
+        shutil.copytree(install, tree / install.parent.name / install.name, symlinks=True)
+        libs = install.parent.parent / f"{install.parent.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, tree / libs.name, symlinks=True)
+        for root, dirs, _files in os.walk(tree):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+        os.chmod(tree, 0o755)
+        try:
+            os.rename(tree, target)
+        except OSError:
+            if not (copied / "bin" / "postgres").exists():  # not a concurrent copy
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return copied
     staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
     try:
         shutil.copytree(install, staging / "tree", symlinks=True)
