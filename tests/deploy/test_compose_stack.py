@@ -254,7 +254,8 @@ async def test_a_whole_trip_the_dashboard_and_metrics_through_the_published_gate
             assert r.status in (200, 204), r
             return r.status == 200 and r.body["trip_id"] == trip_id
 
-        await eventually(offered, timeout=30, interval=0)
+        # Paced: a poll answered at once (204) must not spin into the rate limit.
+        await eventually(offered, timeout=30, interval=0.2)
         accepted = await driver.post(f"/v1/driver/offers/{trip_id}/accept")
         assert accepted.status == 200 and accepted.body["status"] == "assigned", accepted
         for action, status in (("arrive", "arrived"), ("start", "in_progress"),
