@@ -15,28 +15,17 @@ import orjson
 from .ids import new_ulid
 from .timeutil import iso, now_ms
 from .tracing import new_trace_id, trace_id_var
+from .trip.statemachine import TERMINAL, TRIP_EVENTS
 
 VERSION = 1
 
-TRIP_TYPES = (
-    "trip.requested",
-    "trip.offered",
-    "trip.offer_declined",
-    "trip.offer_expired",
-    "trip.assigned",
-    "trip.driver_cancelled",
-    "trip.driver_arrived",
-    "trip.started",
-    "trip.completed",
-    "trip.cancelled",
-    "trip.expired",
-    "trip.rated",
-)
+# The trip's event types come from its state machine, in the order of its story.
+TRIP_TYPES = tuple(e.type for e in TRIP_EVENTS)
 DRIVER_TYPES = ("driver.registered", "driver.online", "driver.offline")
-TERMINAL_TYPES = frozenset({"trip.completed", "trip.cancelled", "trip.expired"})
+TERMINAL_TYPES = frozenset(e.type for e in TRIP_EVENTS if e.status in TERMINAL)
 # Dispatch's own business: offers to drivers, their declines and expiries
 # name drivers who never took the trip.
-DISPATCH_TYPES = frozenset({"trip.offered", "trip.offer_declined", "trip.offer_expired"})
+DISPATCH_TYPES = frozenset(e.type for e in TRIP_EVENTS if not e.public)
 # The trip's public story: what its rider and its assigned driver may see (API.md).
 PUBLIC_TRIP_TYPES = frozenset(TRIP_TYPES) - DISPATCH_TYPES
 

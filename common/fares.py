@@ -38,15 +38,47 @@ class FareModel:
         return money(self.price(distance_m, duration_s, surge), self.currency)
 
 
-FARE_MODELS: dict[str, FareModel] = {
-    m.product: m
-    for m in (
-        FareModel("standard", Decimal("2.50"), Decimal("1.20"), Decimal("0.30"), Decimal("7.00")),
-        FareModel("xl", Decimal("3.50"), Decimal("1.80"), Decimal("0.45"), Decimal("10.00")),
-        FareModel("premium", Decimal("5.00"), Decimal("2.60"), Decimal("0.65"), Decimal("15.00")),
+@dataclass(frozen=True, slots=True)
+class Product:
+    """A product riders choose and drivers serve: the one definition every
+    list of products derives from (the gateway's models, the overviews'
+    per-product counts, GET /v1/vocabulary)."""
+
+    name: str
+    # The seats a rider of the product can count on.
+    seats: int
+    fare: FareModel
+
+    def describe(self) -> dict:
+        m = self.fare
+        return {
+            "name": self.name,
+            "seats": self.seats,
+            "currency": m.currency,
+            "base": str(m.base),
+            "per_km": str(m.per_km),
+            "per_minute": str(m.per_minute),
+            "minimum": str(m.minimum),
+        }
+
+
+def _product(name: str, seats: int, base: str, per_km: str, per_minute: str,
+             minimum: str) -> Product:
+    fare = FareModel(name, Decimal(base), Decimal(per_km), Decimal(per_minute), Decimal(minimum))
+    return Product(name, seats, fare)
+
+
+# The order is the order in which products are listed everywhere.
+CATALOG: dict[str, Product] = {
+    p.name: p
+    for p in (
+        _product("standard", 4, "2.50", "1.20", "0.30", "7.00"),
+        _product("xl", 6, "3.50", "1.80", "0.45", "10.00"),
+        _product("premium", 4, "5.00", "2.60", "0.65", "15.00"),
     )
 }
-PRODUCTS = tuple(FARE_MODELS)
+FARE_MODELS: dict[str, FareModel] = {name: p.fare for name, p in CATALOG.items()}
+PRODUCTS = tuple(CATALOG)
 
 
 def money(amount: Decimal, currency: str = CURRENCY) -> dict:

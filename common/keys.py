@@ -10,7 +10,7 @@ from __future__ import annotations
 from .ids import region_of
 
 PREFIX = "rh"
-PRODUCTS = ("standard", "xl", "premium")
+from .fares import PRODUCTS  # noqa: E402,F401  (defined once, with the fares)
 
 # Consumer groups on a region's event stream.
 GROUP_DISPATCH = "dispatch"

@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Product = Literal["standard", "xl", "premium"]
+from .fares import PRODUCTS
+
+Product = Literal[PRODUCTS]  # type: ignore[valid-type]  (the catalog's names)
 
 # The ops overviews list at most this many active trips and this many driver
 # positions (all regions together); the totals say how many there are.

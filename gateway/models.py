@@ -20,22 +20,22 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationInfo,
+    create_model,
     field_validator,
 )
 
+from common.fares import CATALOG
 from common.geo import haversine_m
-from common.keys import PRODUCTS
-from common.models import OPS_LIST_LIMIT
+from common.models import OPS_LIST_LIMIT, Product
+from common.trip.statemachine import ACTIVE, TRANSITIONS, Status, in_order
 
 from .passwords import MIN_LENGTH as MIN_PASSWORD_LENGTH
 from .passwords import problems as password_problems
 
-Product = Literal["standard", "xl", "premium"]
 Role = Literal["rider", "driver", "ops"]
-TripStatus = Literal[
-    "requested", "assigned", "arrived", "in_progress", "completed", "cancelled", "expired"
-]
-assert PRODUCTS == ("standard", "xl", "premium")
+# The literals come from the trip's state machine (common/trip/statemachine.py).
+TripStatus = Literal[tuple(s.value for s in Status)]  # type: ignore[valid-type]
+ActiveStatus = Literal[tuple(s.value for s in in_order(ACTIVE))]  # type: ignore[valid-type]
 
 # The WHATWG "valid e-mail address": what browsers accept in <input type=email>.
 EMAIL_RE = re.compile(
@@ -597,19 +597,22 @@ class DriverPosition(Out):
     )
 
 
-class OpsDrivers(Out):
-    standard: DriverCounts
-    xl: DriverCounts
-    premium: DriverCounts
-    locations: list[DriverPosition] = Field(
+# One member per product of the catalog (common/fares.py), then the positions.
+OpsDrivers = create_model(
+    "OpsDrivers",
+    __base__=Out,
+    __module__=__name__,
+    **{name: (DriverCounts, ...) for name in CATALOG},
+    locations=(list[DriverPosition], Field(
         description=f"Where the online drivers with a known location are, at most "
         f"{OPS_LIST_LIMIT:,} (all regions together), read from driver_service's index of "
         "online drivers and their documents."
-    )
-    locations_total: int = Field(
+    )),
+    locations_total=(int, Field(
         description="Online drivers; more than `locations` holds when the list is capped "
         "or a driver has not reported a location yet."
-    )
+    )),
+)
 
 
 class PendingTrip(Out):
@@ -626,7 +629,7 @@ class PendingTrip(Out):
 class ActiveTrip(Out):
     trip_id: str
     region: str
-    status: Literal["requested", "assigned", "arrived", "in_progress"]
+    status: ActiveStatus
     product: Product
     pickup: Point
     dropoff: Point
@@ -904,3 +907,47 @@ class OpsHistory(Out):
         "and event streams left out (they wait by design)."
     )
     route_window_s: int
+
+
+# --- the vocabulary (GET /v1/vocabulary) -----------------------------------------
+class VocabularyStatus(Out):
+    name: TripStatus
+    active: bool = Field(description="The trip still runs (its rider holds one active trip).")
+    terminal: bool = Field(description="Nothing changes it any more but a rating.")
+    with_driver: bool = Field(description="A driver holds the trip: `driver_id` is theirs.")
+
+
+class VocabularyEvent(Out):
+    type: str = Field(description="e.g. `trip.assigned`.")
+    status: TripStatus | None = Field(
+        description="The trip's status after the event; null: unchanged."
+    )
+    public: bool = Field(
+        description="False for dispatch's own events (offers, their declines and expiries), "
+        "which riders never see."
+    )
+
+
+class VocabularyTransition(Out):
+    action: str
+    from_: list[TripStatus] = Field(alias="from", description="The statuses it leaves.")
+    to: TripStatus
+    actor: Literal[tuple(sorted({t.actor for t in TRANSITIONS.values()}))]  # type: ignore[valid-type]
+
+
+class VocabularyProduct(Out):
+    name: Product
+    seats: int = Field(description="The seats a rider of the product can count on.")
+    currency: str
+    base: str = Field(description="Decimal string, like every amount of money.")
+    per_km: str
+    per_minute: str
+    minimum: str = Field(description="Applies before surge.")
+
+
+class Vocabulary(Out):
+    trip_statuses: list[VocabularyStatus] = Field(description="In lifecycle order.")
+    trip_events: list[VocabularyEvent] = Field(description="Every trip event type.")
+    transitions: list[VocabularyTransition]
+    products: list[VocabularyProduct] = Field(description="With their fares, in the order "
+                                              "the API lists products.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.events import PUBLIC_TRIP_TYPES
+from common.trip.statemachine import Status, transition
 from common.timeutil import iso
 
 from . import models
@@ -19,6 +20,8 @@ from . import models
 TRIP_FIELDS = tuple(f for f in models.Trip.model_fields if f not in ("driver", "missing"))
 TRIP_DRIVER_FIELDS = tuple(models.TripDriver.model_fields)
 OFFER_FIELDS = tuple(models.Offer.model_fields)
+# A trip that expires names the driver whose offer lapsed with it, if any.
+EXPIRED_EVENT = transition("expire").event
 # Driver state merged into a driver's profile (the rest comes from identity).
 DRIVER_FIELDS = ("car", "product", "status", "available", "active_trip_id", "rating", "location")
 
@@ -29,7 +32,7 @@ def _pick(doc: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
 
 def trip(doc: dict[str, Any]) -> dict[str, Any]:
     out = _pick(doc, TRIP_FIELDS)
-    if out.get("status") != "requested":
+    if out.get("status") != Status.REQUESTED:
         out.pop("queue_position", None)
     return out
 
@@ -67,7 +70,7 @@ def public_event(envelope: dict[str, Any]) -> dict[str, Any] | None:
     driver whose offer lapsed with it: that driver never had the trip."""
     if envelope.get("type") not in PUBLIC_TRIP_TYPES:
         return None
-    if envelope.get("type") == "trip.expired" and envelope.get("driver_id"):
+    if envelope.get("type") == EXPIRED_EVENT and envelope.get("driver_id"):
         envelope = {k: v for k, v in envelope.items() if k != "driver_id"}
         data = envelope.get("data")
         if isinstance(data, dict):

@@ -1,13 +1,16 @@
-"""The trip state machine of the public API, and nothing else.
+"""The trip's vocabulary: its statuses, the steps between them and the event
+each step announces. Everything else that names a status or a trip event
+derives from this module: events.py, the gateway's models, GET /v1/vocabulary
+(which the dashboard and the simulator read) and each Lua script, which gets
+its allowed source statuses and its target from this table, so the
+compare-and-set on the server and this module cannot disagree.
 
     requested -> assigned -> arrived -> in_progress -> completed
     requested | assigned | arrived -> cancelled      (the rider)
     assigned | arrived -> requested                  (the driver cancels)
     requested -> expired                             (nobody accepted in time)
 
-Offers, declines and offer timeouts happen inside `requested`. Each Lua script
-receives its allowed source statuses and its target from this table, so the
-compare-and-set on the server and this module cannot disagree.
+Offers, declines and offer timeouts happen inside `requested`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from enum import StrEnum
 
 
 class Status(StrEnum):
+    # Lifecycle order: the order in which lists of statuses are shown.
     REQUESTED = "requested"
     ASSIGNED = "assigned"
     ARRIVED = "arrived"
@@ -27,9 +31,14 @@ class Status(StrEnum):
 
 
 ACTIVE = frozenset({Status.REQUESTED, Status.ASSIGNED, Status.ARRIVED, Status.IN_PROGRESS})
-TERMINAL = frozenset({Status.COMPLETED, Status.CANCELLED, Status.EXPIRED})
+TERMINAL = frozenset(set(Status) - ACTIVE)
 # A driver holding the trip: the statuses in which `driver_id` is the driver on it.
 WITH_DRIVER = frozenset({Status.ASSIGNED, Status.ARRIVED, Status.IN_PROGRESS})
+
+
+def in_order(statuses) -> tuple[Status, ...]:
+    """The given statuses in lifecycle order."""
+    return tuple(s for s in Status if s in statuses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,33 +47,65 @@ class Transition:
     sources: frozenset[Status]
     target: Status
     actor: str
+    # The event the step appends in the same atomic step.
+    event: str
+    # Dispatch's own step: its event names a driver who may never hold the
+    # trip, so it stays out of the trip's public story.
+    dispatch: bool = False
 
     @property
     def sources_csv(self) -> str:
         return ",".join(sorted(self.sources))
 
+    @property
+    def status_after(self) -> Status | None:
+        """The status its event announces; None when the trip stays where it was."""
+        return None if self.sources == {self.target} else self.target
 
-def _t(action: str, sources: set[Status], target: Status, actor: str) -> Transition:
-    return Transition(action, frozenset(sources), target, actor)
+
+@dataclass(frozen=True, slots=True)
+class TripEvent:
+    type: str
+    # The trip's status after the event; None: unchanged.
+    status: Status | None
+    # False: dispatch's own, never shown to the trip's rider or driver.
+    public: bool
+
+
+def _t(action: str, sources: set[Status], target: Status, actor: str, event: str,
+       dispatch: bool = False) -> Transition:
+    return Transition(action, frozenset(sources), target, actor, event, dispatch)
 
 
 S = Status
+# In the order of a trip's story: the events are listed in this order too.
 TRANSITIONS: dict[str, Transition] = {
     t.action: t
     for t in (
-        _t("offer", {S.REQUESTED}, S.REQUESTED, "dispatcher"),
-        _t("decline", {S.REQUESTED}, S.REQUESTED, "driver"),
-        _t("expire_offer", {S.REQUESTED}, S.REQUESTED, "sweeper"),
-        _t("accept", {S.REQUESTED}, S.ASSIGNED, "driver"),
-        _t("arrive", {S.ASSIGNED}, S.ARRIVED, "driver"),
-        _t("start", {S.ARRIVED}, S.IN_PROGRESS, "driver"),
-        _t("complete", {S.IN_PROGRESS}, S.COMPLETED, "driver"),
-        _t("rider_cancel", {S.REQUESTED, S.ASSIGNED, S.ARRIVED}, S.CANCELLED, "rider"),
-        _t("driver_cancel", {S.ASSIGNED, S.ARRIVED}, S.REQUESTED, "driver"),
-        _t("expire", {S.REQUESTED}, S.EXPIRED, "sweeper"),
-        _t("rate", {S.COMPLETED}, S.COMPLETED, "rider"),
+        _t("offer", {S.REQUESTED}, S.REQUESTED, "dispatcher", "trip.offered", dispatch=True),
+        _t("decline", {S.REQUESTED}, S.REQUESTED, "driver", "trip.offer_declined",
+           dispatch=True),
+        _t("expire_offer", {S.REQUESTED}, S.REQUESTED, "sweeper", "trip.offer_expired",
+           dispatch=True),
+        _t("accept", {S.REQUESTED}, S.ASSIGNED, "driver", "trip.assigned"),
+        _t("driver_cancel", {S.ASSIGNED, S.ARRIVED}, S.REQUESTED, "driver",
+           "trip.driver_cancelled"),
+        _t("arrive", {S.ASSIGNED}, S.ARRIVED, "driver", "trip.driver_arrived"),
+        _t("start", {S.ARRIVED}, S.IN_PROGRESS, "driver", "trip.started"),
+        _t("complete", {S.IN_PROGRESS}, S.COMPLETED, "driver", "trip.completed"),
+        _t("rider_cancel", {S.REQUESTED, S.ASSIGNED, S.ARRIVED}, S.CANCELLED, "rider",
+           "trip.cancelled"),
+        _t("expire", {S.REQUESTED}, S.EXPIRED, "sweeper", "trip.expired"),
+        _t("rate", {S.COMPLETED}, S.COMPLETED, "rider", "trip.rated"),
     )
 }
+
+# A trip begins with its request: no transition leads there.
+REQUESTED_EVENT = "trip.requested"
+TRIP_EVENTS: tuple[TripEvent, ...] = (
+    TripEvent(REQUESTED_EVENT, S.REQUESTED, True),
+    *(TripEvent(t.event, t.status_after, not t.dispatch) for t in TRANSITIONS.values()),
+)
 
 
 class IllegalTransition(ValueError):

@@ -7,4 +7,4 @@ from ..api import Api
 api = Api()
 
 # Importing the modules registers their routes on `api`, in this order.
-from . import accounts, rider, driver, ops, history, explorer  # noqa: E402,F401
+from . import accounts, rider, driver, ops, history, explorer, vocabulary  # noqa: E402,F401

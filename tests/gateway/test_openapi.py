@@ -26,7 +26,7 @@ API_ROUTES = [
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("GET", "/"), ("GET", "/v1/ops/overview"), ("GET", "/v1/ops/events"),
-    ("GET", "/v1/ops/topology"),
+    ("GET", "/v1/ops/topology"), ("GET", "/v1/vocabulary"),
 ]
 
 
