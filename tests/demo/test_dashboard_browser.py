@@ -136,6 +136,17 @@ def test_drivers_and_waiting_pickups_come_from_the_overview(demo_system, page):
             timeout=30_000,
         )
         assert page.locator(f"#queue-table a[data-trip='{trip['id']}']").count() == 1
+        # The counters and the drivers' table speak the server's vocabulary,
+        # in its order: the page carries no list of statuses or products.
+        _, vocabulary = http_json("GET", f"{base}/v1/vocabulary")
+        assert page.evaluate(
+            "[...document.querySelectorAll('#counters [data-status]')].map(c => c.dataset.status)"
+        ) == [s["name"] for s in vocabulary["trip_statuses"]]
+        assert page.evaluate(
+            "[...document.querySelectorAll('#drivers-table tbody tr td:first-child')]"
+            ".map(c => c.textContent)"
+        ) == [p["name"] for p in vocabulary["products"]] + ["all"]
+        assert f"{base}/v1/vocabulary" in page.requests
         # Why it waits: the only premium driver is across the city.
         why = page.locator("#queue-table tr", has=page.locator(f"a[data-trip='{trip['id']}']"))
         wait_for(page,
