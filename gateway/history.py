@@ -25,6 +25,7 @@ from aiohttp import web
 
 from common import metrics
 from common.timeutil import iso, now_ms
+from common.trip.statemachine import REQUESTED_EVENT, TERMINAL, TRIP_EVENTS, Status, transition
 
 from .live import StreamEvent
 
@@ -42,12 +43,12 @@ ROUTE_WINDOW_S = 300
 WAITING_ROUTES = frozenset({
     "/v1/driver/offers/next", "/v1/trips/{id}/events", "/v1/ops/events",
 })
+# What each minute counts, by the status the event leads to: a trip's
+# request, its assignment and each way it ends (common/trip/statemachine.py).
 OUTCOMES = {
-    "trip.requested": "requested",
-    "trip.assigned": "assigned",
-    "trip.completed": "completed",
-    "trip.cancelled": "cancelled",
-    "trip.expired": "expired",
+    REQUESTED_EVENT: Status.REQUESTED.value,
+    transition("accept").event: Status.ASSIGNED.value,
+    **{e.type: e.status.value for e in TRIP_EVENTS if e.status in TERMINAL},
 }
 
 
