@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from common.fares import FARE_MODELS
+from common.fares import CATALOG
 from gateway import models
 
 # The public contract (API.md), written out: what each trip event means.
@@ -67,16 +67,19 @@ async def test_transitions_lead_where_their_events_say(client):
     assert {e["status"] for e in body["trip_events"]} - {None} <= targets | {"requested"}
 
 
-async def test_products_with_their_fares(client):
+async def test_products_are_the_catalog_with_its_fares(client):
     products = (await vocabulary(client))["products"]
-    assert [p["name"] for p in products] == ["standard", "xl", "premium"]
-    assert {p["name"]: p["seats"] for p in products} == {"standard": 4, "xl": 6, "premium": 4}
+    assert [p["name"] for p in products] == list(CATALOG)
     for p in products:
-        model = FARE_MODELS[p["name"]]
+        product = CATALOG[p["name"]]
+        model = product.fare
+        assert p["seats"] == product.seats
         assert (Decimal(p["base"]), Decimal(p["per_km"]), Decimal(p["per_minute"]),
                 Decimal(p["minimum"]), p["currency"]) == (
             model.base, model.per_km, model.per_minute, model.minimum, model.currency)
-    assert products[0]["minimum"] == "7.00"
+        # Money leaves the server as strings with cents.
+        assert all(p[k].count(".") == 1 and len(p[k].split(".")[1]) == 2
+                   for k in ("base", "per_km", "per_minute", "minimum"))
 
 
 async def test_the_document_describes_it_and_the_product_literals_follow_the_catalog(client):
@@ -89,6 +92,5 @@ async def test_the_document_describes_it_and_the_product_literals_follow_the_cat
     assert list(schemas["VocabularyTransition"]["properties"]) == ["action", "from", "to", "actor"]
     # One member per product in the ops overview's driver counts.
     drivers = schemas["OpsDrivers"]
-    assert drivers["required"] == ["standard", "xl", "premium", "locations", "locations_total"]
-    assert schemas["VocabularyProduct"]["properties"]["name"]["enum"] == [
-        "standard", "xl", "premium"]
+    assert drivers["required"] == [*CATALOG, "locations", "locations_total"]
+    assert schemas["VocabularyProduct"]["properties"]["name"]["enum"] == list(CATALOG)
