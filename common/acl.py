@@ -202,7 +202,7 @@ DRIVER_SERVICE = AclUser(
         "xgroup|create", "xreadgroup", "xack", "xautoclaim", "xpending", "xlen",
         "xinfo|groups", "xinfo|stream", "xtrim", "hset", "expire", "multi", "exec",
         "discard",
-        # inside remove_consumers (common/streams.py): a stopped or dead consumer leaves
+        # inside remove_consumers (common/streams/admin.py): a stopped or dead consumer leaves
         "xinfo|consumers", "xgroup|delconsumer",
         "wait", "waitaof",  # WAIT_REPLICAS > 0
     ),
