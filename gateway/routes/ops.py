@@ -61,7 +61,7 @@ health at <a href="/readyz">/readyz</a>, metrics at <a href="/metrics">/metrics<
     "when neither answers.",
 )
 async def ops_overview(call: Call) -> web.Response:
-    upstreams = call.services.upstreams
+    upstreams = call.deps.upstreams
     trips, drivers = await asyncio.gather(
         upstreams.trips.get("/internal/ops/overview"),
         upstreams.drivers.get("/internal/ops/overview"),
@@ -87,13 +87,13 @@ async def ops_overview(call: Call) -> web.Response:
         )
     # The configuration this gateway shares with the services stands in for
     # the part of a service that did not answer.
-    settings = call.services.settings
+    settings = call.deps.settings
     out.setdefault("events_per_s", None)
     out.setdefault("regions", [r.as_dict() for r in settings.regions])
     out.setdefault("offer_timeout_s", settings.offer_timeout_s)
     out.setdefault("trip_expiry_s", settings.trip_expiry_s)
     out.setdefault("dispatch_radius_m", settings.dispatch_radius_m)
-    out["sse_clients"] = call.services.hub.client_count
+    out["sse_clients"] = call.deps.hub.client_count
     if missing:
         out["missing"] = missing
     return json(out)
@@ -116,7 +116,7 @@ async def ops_overview(call: Call) -> web.Response:
 )
 async def ops_analytics(call: Call) -> web.Response:
     query: models.AnalyticsQuery = call.query
-    reply = await call.services.upstreams.trips.get(
+    reply = await call.deps.upstreams.trips.get(
         "/internal/ops/analytics", params={"days": str(query.days)}
     )
     return json(reply.body or {})
@@ -170,10 +170,10 @@ async def ops_topology(call: Call) -> web.Response:
     "streams, or the gateway SSE_MAX in total.",
 )
 async def ops_events(call: Call) -> web.StreamResponse:
-    hub = call.services.hub
-    redis = call.services.redis
+    hub = call.deps.hub
+    redis = call.deps.redis
     after = parse_stream_id(call.request.headers.get("Last-Event-ID"))
-    with call.services.sse_slots.hold(call.caller.token_hash):
+    with call.deps.sse_slots.hold(call.caller.token_hash):
         sub = hub.subscribe(None)
         try:
             async with open_stream(call) as stream:

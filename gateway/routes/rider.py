@@ -53,7 +53,7 @@ TRIP_ROLES = ("rider", "driver")
 async def post_estimates(call: Call) -> web.Response:
     body: models.EstimateRequest = call.body
     region = call.caller.region
-    upstreams = call.services.upstreams
+    upstreams = call.deps.upstreams
     pickup = body.pickup.model_dump()
     fares, etas = await asyncio.gather(
         upstreams.trips.call(
@@ -137,7 +137,7 @@ async def post_trip(call: Call) -> web.Response:
     body: models.TripCreate = call.body
     caller = call.caller
     payload = body.model_dump(mode="json")
-    trips = call.services.upstreams.trips
+    trips = call.deps.upstreams.trips
 
     async def attempt(trip_id: str) -> tuple[int, bytes]:
         reply = await trips.call(
@@ -157,7 +157,7 @@ async def post_trip(call: Call) -> web.Response:
         status, raw = await attempt(new_trip_id())
         replayed = False
     else:
-        outcome = await call.services.idempotency.run(
+        outcome = await call.deps.idempotency.run(
             caller.subject_id, check_key(key), payload, new_trip_id, attempt
         )
         status, raw, replayed = outcome.status, outcome.body, outcome.replayed
@@ -185,7 +185,7 @@ async def post_trip(call: Call) -> web.Response:
 )
 async def get_trip(call: Call) -> web.Response:
     trip_id = check_trip_id(call.path("id"))
-    upstreams = call.services.upstreams
+    upstreams = call.deps.upstreams
     trip_reply, driver_reply = await asyncio.gather(
         upstreams.trips.get(f"/internal/trips/{trip_id}"),
         # Optional: one attempt, so the trip is not held back by its driver.
@@ -223,7 +223,7 @@ TERMINAL_STATUSES = ("completed", "cancelled", "expired")
 
 async def _driver_of_cold_trip(call: Call, driver_id: str) -> dict | None:
     try:
-        reply = await call.services.upstreams.drivers.get(
+        reply = await call.deps.upstreams.drivers.get(
             f"/internal/drivers/{driver_id}", retries=0
         )
     except errors.AppError as exc:
@@ -253,13 +253,13 @@ async def list_trips(call: Call) -> web.Response:
     if query.cursor:
         params["cursor"] = query.cursor
     if caller.role == "rider":
-        reply = await call.services.upstreams.trips.get(
+        reply = await call.deps.upstreams.trips.get(
             f"/internal/riders/{caller.subject_id}/trips", params=params
         )
     else:
         # trip_service answers for drivers too: it pages the hot index and the
         # cold store with one cursor.
-        reply = await call.services.upstreams.trips.get(
+        reply = await call.deps.upstreams.trips.get(
             f"/internal/drivers/{caller.subject_id}/trips", params=params
         )
     body = reply.body or {}
@@ -291,7 +291,7 @@ async def cancel_trip(call: Call) -> web.Response:
     caller = call.caller
     reason = call.body.reason if call.body is not None else None
     extra = {"reason": reason} if reason else {}
-    upstreams = call.services.upstreams
+    upstreams = call.deps.upstreams
     if caller.role == "rider":
         reply = await upstreams.trips.call(
             "POST",
@@ -331,7 +331,7 @@ async def rate_trip(call: Call) -> web.Response:
     payload: dict[str, Any] = {"rider_id": call.caller.subject_id, "stars": body.stars}
     if body.comment is not None:
         payload["comment"] = body.comment
-    reply = await call.services.upstreams.trips.call(
+    reply = await call.deps.upstreams.trips.call(
         "POST", f"/internal/trips/{trip_id}/rating", json=payload
     )
     return json(views.trip(reply.body or {}))
@@ -372,14 +372,14 @@ async def trip_events(call: Call) -> web.StreamResponse:
     trip_id = check_trip_id(call.path("id"))
     trip = await load_trip(call, trip_id)
     request = call.request
-    hub = call.services.hub
+    hub = call.deps.hub
     after = parse_stream_id(request.headers.get("Last-Event-ID"))
     # Subscribe before reading the past, so nothing falls between the two;
     # stream ids drop what both deliver.
-    with call.services.sse_slots.hold(call.caller.token_hash):
+    with call.deps.sse_slots.hold(call.caller.token_hash):
         sub = hub.subscribe(trip_id)
         try:
-            past = await call.services.redis.lrange(keys.trip_events(trip_id), 0, -1)
+            past = await call.deps.redis.lrange(keys.trip_events(trip_id), 0, -1)
             finished = trip.get("status") in ("completed", "cancelled", "expired")
             if not past and finished:
                 past = await _cold_event_items(call, trip_id)
@@ -398,7 +398,7 @@ async def trip_events(call: Call) -> web.StreamResponse:
 async def _cold_event_items(call: Call, trip_id: str) -> list[bytes]:
     """A finished trip no longer in Redis: its events from trip_service's
     cold store, in the form of the hot list."""
-    reply = await call.services.upstreams.trips.get(f"/internal/trips/{trip_id}/events")
+    reply = await call.deps.upstreams.trips.get(f"/internal/trips/{trip_id}/events")
     items = (reply.body or {}).get("items") or []
     return [orjson.dumps(item) for item in items]
 
@@ -457,7 +457,7 @@ async def _send_trip_events(stream, sub, past: list, after, finished: bool, ever
 )
 async def trip_timeline(call: Call) -> web.Response:
     trip_id = check_trip_id(call.path("id"))
-    trips = call.services.upstreams.trips
+    trips = call.deps.upstreams.trips
     # The access check and the timeline at once; the timeline is only
     # returned when the check passed.
     trip, timeline = await asyncio.gather(
@@ -491,7 +491,7 @@ async def trip_timeline(call: Call) -> web.Response:
 )
 async def nearby_drivers(call: Call) -> web.Response:
     query: models.NearbyQuery = call.query
-    settings = call.services.settings
+    settings = call.deps.settings
     caller = call.caller
     if caller.region:
         region = settings.region(caller.region)
@@ -514,5 +514,5 @@ async def nearby_drivers(call: Call) -> web.Response:
     }
     if query.product:
         params["product"] = query.product
-    reply = await call.services.upstreams.drivers.get("/internal/nearby", params=params)
+    reply = await call.deps.upstreams.drivers.get("/internal/nearby", params=params)
     return json(reply.body or {"count": 0, "drivers": []})
