@@ -135,6 +135,10 @@ class Api:
 
         return register
 
+    def include(self, other: "Api") -> None:
+        """Add the operations of another table after these."""
+        self.operations.extend(other.operations)
+
     def install(self, app: web.Application) -> None:
         for op in self.operations:
             if not op.installed:

@@ -27,13 +27,11 @@ from .history import HISTORY, History, history_ctx
 from .limits import LongPolls, SseSlots
 from .live import EventHub, hub_ctx
 from .ratelimit import RateLimiter
-from .routes import api
-from .routes.ops import OPENAPI_DOC, render_openapi
+from .routes import setup_routes
 from .scripts import GatewayScripts
 from .deps import HANDLER_DEPS, HandlerDeps
 from .topology import TopologyWatcher, topology_ctx
 from .upstream import Upstream, Upstreams, upstreams_ctx
-from .openapi import build as build_openapi
 
 logger = logging.getLogger(__name__)
 
@@ -209,8 +207,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.A
         settings.redis_url, [r.name for r in settings.regions],
         poll_s=config.topology_poll_s, timeout_s=config.topology_timeout_s,
     )))
-    api.install(app)
-    app[OPENAPI_DOC] = render_openapi(build_openapi(api, settings))
+    setup_routes(app, settings)
 
     async def redis_ready() -> None:
         await check_redis_ready(app[REDIS])

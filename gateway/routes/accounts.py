@@ -12,11 +12,12 @@ from common.timeutil import iso, now_ms
 
 from .. import models, views
 from ..passwords import problems as password_problems
-from ..api import ANY_ROLE, Call, Response
-from . import api
+from ..api import ANY_ROLE, Api, Call, Response
 from .shared import json
 
 logger = logging.getLogger(__name__)
+
+api = Api()
 
 
 SIGNUP_LIMITS = (

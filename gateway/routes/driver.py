@@ -10,10 +10,11 @@ from aiohttp import web
 from common import errors
 
 from .. import models, views
-from ..api import Call, Response
-from . import api
+from ..api import Api, Call, Response
 from ..upstream import UpstreamProblem
 from .shared import check_trip_id, driver_holds_or_404, empty, json, ok
+
+api = Api()
 
 DRIVER = ("driver",)
 

@@ -16,15 +16,16 @@ from common.models import OPS_LIST_LIMIT
 from common.web import healthz, metrics_handler, readyz
 
 from .. import models
-from ..api import Call, Header, Response
+from ..api import Api, Call, Header, Response
 from ..live import DROPPED, parse_stream_id
 from ..sse import CLIENT_GONE, open_stream
 from ..topology import TOPOLOGY
 from ..upstream import Reply
-from . import api
 from .shared import json, ok
 
 logger = logging.getLogger(__name__)
+
+api = Api()
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 OPENAPI_DOC = web.AppKey("openapi_doc", bytes)

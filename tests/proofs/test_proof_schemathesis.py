@@ -91,9 +91,10 @@ def the_document() -> dict:
     `test_the_fuzzed_document_is_the_served_one` holds the two equal."""
     from common.settings import Settings
     from gateway.openapi import build
-    from gateway.routes import api
+    from gateway.routes import route_table
 
-    return orjson.loads(render_openapi(build(api, Settings.from_env("gateway", env=PROOF_ENV))))
+    return orjson.loads(render_openapi(build(route_table(),
+                                             Settings.from_env("gateway", env=PROOF_ENV))))
 
 
 DOCUMENT = the_document()
