@@ -12,11 +12,25 @@ from common.settings import Settings
 
 from ..api import Api
 from ..openapi import build as build_openapi
-from . import accounts, driver, estimates, explorer, history, nearby, ops, trip_events, trips
-from .ops import OPENAPI_DOC, render_openapi
+from . import (
+    accounts,
+    driver,
+    estimates,
+    explorer,
+    health,
+    history,
+    nearby,
+    ops,
+    site,
+    trip_events,
+    trips,
+)
+from .site import OPENAPI_DOC, render_openapi
 
 # The order of the operations in /openapi.json.
-RESOURCES = (accounts, estimates, trips, trip_events, nearby, driver, ops, history, explorer)
+RESOURCES = (
+    accounts, estimates, trips, trip_events, nearby, driver, ops, site, health, history, explorer,
+)
 
 
 def route_table() -> Api:

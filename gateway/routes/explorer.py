@@ -16,7 +16,7 @@ from aiohttp import web
 from common import errors
 
 from ..api import Api, Call, Response
-from .ops import STATIC_DIR
+from .site import STATIC_DIR
 
 api = Api()
 

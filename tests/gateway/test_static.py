@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.routes.ops import STATIC_DIR
+from gateway.routes.site import STATIC_DIR
 
 
 async def test_the_root_serves_the_dashboard_page(client):

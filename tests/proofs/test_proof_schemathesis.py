@@ -30,7 +30,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 
 from common.geo import haversine_m
 from common.settings import Settings
-from gateway.routes.ops import render_openapi
+from gateway.routes.site import render_openapi
 from tests.client import OPS_PASSWORD, OPS_USER, PASSWORD, driver_body, rider_body
 from tests.proofs.support import PROOF_ENV, record_figures, start_proof_system
 
