@@ -127,14 +127,14 @@ async def overview(redis, settings: Settings, locations_limit: int = OPS_LIST_LI
         r = region.name
         room = locations_limit - len(locations)
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.drivers_online(r))
+            pipe.hgetall(keys.online_driver_counts(r))
             for p in PRODUCTS:
                 pipe.zcard(keys.geo(r, p))
             pipe.zcard(keys.offer_deadlines(r))
             pipe.xlen(keys.dead_letters(r))
-            pipe.zcard(keys.online_drivers(r))
+            pipe.zcard(keys.online_driver_ids(r))
             if room > 0:
-                pipe.zrange(keys.online_drivers(r), 0, room - 1)
+                pipe.zrange(keys.online_driver_ids(r), 0, room - 1)
             replies = await pipe.execute()
         online = replies[0]
         n = len(PRODUCTS)

@@ -23,7 +23,7 @@ from common import errors
 from common.web import read_body, validation_errors, parse_query
 
 from .identity import Principal, token_digest
-from .services import SERVICES, Services
+from .deps import HANDLER_DEPS, HandlerDeps
 
 ANY_ROLE: tuple[str, ...] = ("rider", "driver", "ops")
 
@@ -75,7 +75,7 @@ class Operation:
 @dataclass(slots=True)
 class Call:
     request: web.Request
-    services: Services
+    deps: HandlerDeps
     principal: Principal | None
     body: Any = None
     query: Any = None
@@ -135,6 +135,10 @@ class Api:
 
         return register
 
+    def include(self, other: "Api") -> None:
+        """Add the operations of another table after these."""
+        self.operations.extend(other.operations)
+
     def install(self, app: web.Application) -> None:
         for op in self.operations:
             if not op.installed:
@@ -156,16 +160,16 @@ def bearer_token(request: web.Request) -> str:
     return m.group(1)
 
 
-async def authenticate(request: web.Request, services: Services) -> Principal:
+async def authenticate(request: web.Request, deps: HandlerDeps) -> Principal:
     """The caller (401 if none) within their session's rate limit (429).
 
     One Redis step reads the session and takes tokens from its bucket; the
     gateway keeps the few it did not need for the session's next requests."""
     token = bearer_token(request)
-    limiter = services.limiter
+    limiter = deps.limiter
     ticket = limiter.ask(token_digest(token))
     try:
-        principal = await services.identity.authenticate(
+        principal = await deps.identity.authenticate(
             token, *limiter.bucket(), take=ticket.take
         )
         if principal is None:
@@ -181,21 +185,21 @@ async def authenticate(request: web.Request, services: Services) -> Principal:
 
 def _wrap(op: Operation):
     async def handler(request: web.Request) -> web.StreamResponse:
-        services = request.app[SERVICES]
+        deps = request.app[HANDLER_DEPS]
         principal = None
         if op.roles is not None:
-            principal = await authenticate(request, services)
+            principal = await authenticate(request, deps)
             if principal.role not in op.roles:
                 raise errors.Forbidden(
                     f"This route is for the role {' or '.join(op.roles)}; "
                     f"the token is of a {principal.role}."
                 )
-        call = Call(request, services, principal)
+        call = Call(request, deps, principal)
         if op.query is not None:
             call.query = parse_query(request, op.query)
         if op.body is not None:
             call.body = await parse_json(
-                request, op.body, optional=op.body_optional, context=_context(services, principal)
+                request, op.body, optional=op.body_optional, context=_context(deps, principal)
             )
         return await op.handler(call)
 
@@ -203,13 +207,13 @@ def _wrap(op: Operation):
     return handler
 
 
-def _context(services: Services, principal: Principal | None) -> dict[str, Any]:
-    regions = services.settings.regions
-    home = services.settings.region(principal.region) if principal and principal.region else None
+def _context(deps: HandlerDeps, principal: Principal | None) -> dict[str, Any]:
+    regions = deps.settings.regions
+    home = deps.settings.region(principal.region) if principal and principal.region else None
     return {
         "regions": [r.name for r in regions],
         "home_region": home,
-        "max_trip_distance_m": services.settings.max_trip_distance_m,
+        "max_trip_distance_m": deps.settings.max_trip_distance_m,
     }
 
 

@@ -27,13 +27,11 @@ from .history import HISTORY, History, history_ctx
 from .limits import LongPolls, SseSlots
 from .live import EventHub, hub_ctx
 from .ratelimit import RateLimiter
-from .routes import api
-from .routes.ops import OPENAPI_DOC, render_openapi
+from .routes import setup_routes
 from .scripts import GatewayScripts
-from .services import SERVICES, Services
+from .deps import HANDLER_DEPS, HandlerDeps
 from .topology import TopologyWatcher, topology_ctx
 from .upstream import Upstream, Upstreams, upstreams_ctx
-from .openapi import build as build_openapi
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +41,7 @@ DEAD_LETTER_BACKLOG = Gauge(
 METRICS_REFRESH_TIMEOUT_S = 1.0
 
 
-def services_ctx(settings: Settings, config: GatewayConfig, upstreams: Upstreams):
+def handler_deps_ctx(settings: Settings, config: GatewayConfig, upstreams: Upstreams):
     """Identity, limits, idempotency and the event hub on the process's Redis pool."""
 
     client_addr = ClientAddress(config.trusted_proxies)  # a bad entry stops the start
@@ -54,7 +52,7 @@ def services_ctx(settings: Settings, config: GatewayConfig, upstreams: Upstreams
         hasher = Hasher(config)
         identity = Identity(redis, scripts, hasher, settings)
         lease_s = max(10.0, settings.upstream_timeout_s * (config.upstream_retries + 2))
-        services = Services(
+        deps = HandlerDeps(
             settings=settings,
             config=config,
             redis=redis,
@@ -67,7 +65,7 @@ def services_ctx(settings: Settings, config: GatewayConfig, upstreams: Upstreams
             sse_slots=SseSlots(config),
             client_addr=client_addr,
         )
-        app[SERVICES] = services
+        app[HANDLER_DEPS] = deps
         try:
             if settings.ops_user_name and settings.ops_password:
                 await identity.ensure_ops(settings.ops_user_name, settings.ops_password)
@@ -92,7 +90,7 @@ def gateway_redis_ctx(settings: Settings, config: GatewayConfig):
 
 
 def _hub_ctx(app: web.Application):
-    hub = app[SERVICES].hub
+    hub = app[HANDLER_DEPS].hub
     hub.observers.append(app[HISTORY].observe)
     return hub_ctx(hub)(app)
 
@@ -100,7 +98,7 @@ def _hub_ctx(app: web.Application):
 async def refresh_stream_gauges(app: web.Application) -> None:
     """Consumer-group lag, pending counts and dead letters, read at scrape time."""
     redis = app[REDIS]
-    for region in app[SERVICES].settings.regions:
+    for region in app[HANDLER_DEPS].settings.regions:
         stream = keys.events(region.name)
         for group in await group_stats(redis, stream):
             metrics.CONSUMER_LAG.labels(stream, group["group"]).set(group["lag"] or 0)
@@ -130,11 +128,11 @@ async def operations_only(request: web.Request, handler):
         if request.path not in OPERATIONS_PATHS:
             raise errors.NotFound("The operations listener serves /metrics, /readyz, /healthz.")
         return await handler(request)
-    if request.path not in ("/metrics", "/readyz") or SERVICES not in request.app:
+    if request.path not in ("/metrics", "/readyz") or HANDLER_DEPS not in request.app:
         return await handler(request)
     is_ops = False
     if request.headers.get("Authorization") or request.path == "/metrics":
-        principal = await authenticate(request, request.app[SERVICES])
+        principal = await authenticate(request, request.app[HANDLER_DEPS])
         is_ops = principal.role == "ops"
         if not is_ops and request.path == "/metrics":
             raise errors.Forbidden("Metrics are for the ops role.")
@@ -152,7 +150,7 @@ async def operations_only(request: web.Request, handler):
 @web.middleware
 async def metrics_refresh(request: web.Request, handler):
     # /metrics is the base app's route; the stream gauges are fresh when scraped.
-    if request.path == "/metrics" and SERVICES in request.app:
+    if request.path == "/metrics" and HANDLER_DEPS in request.app:
         try:
             await asyncio.wait_for(refresh_stream_gauges(request.app), METRICS_REFRESH_TIMEOUT_S)
         except Exception as exc:  # scrape what is there even with Redis down
@@ -202,15 +200,14 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.A
     )
     app.cleanup_ctx.append(gateway_redis_ctx(settings, config))
     app.cleanup_ctx.append(upstreams_ctx(upstreams))
-    app.cleanup_ctx.append(services_ctx(settings, config, upstreams))
+    app.cleanup_ctx.append(handler_deps_ctx(settings, config, upstreams))
     app.cleanup_ctx.append(history_ctx(History()))
     app.cleanup_ctx.append(_hub_ctx)
     app.cleanup_ctx.append(topology_ctx(TopologyWatcher(
         settings.redis_url, [r.name for r in settings.regions],
         poll_s=config.topology_poll_s, timeout_s=config.topology_timeout_s,
     )))
-    api.install(app)
-    app[OPENAPI_DOC] = render_openapi(build_openapi(api, settings))
+    setup_routes(app, settings)
 
     async def redis_ready() -> None:
         await check_redis_ready(app[REDIS])
@@ -220,7 +217,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.A
     app[READY_CHECKS]["functions"] = lambda: GatewayScripts(app[REDIS]).check()
     app[READY_CHECKS]["trip_service"] = upstreams.trips.probe
     app[READY_CHECKS]["driver_service"] = upstreams.drivers.probe
-    app[READY_CHECKS]["live_events"] = lambda: app[SERVICES].hub.check()
+    app[READY_CHECKS]["live_events"] = lambda: app[HANDLER_DEPS].hub.check()
     return app
 
 

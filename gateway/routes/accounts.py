@@ -12,11 +12,12 @@ from common.timeutil import iso, now_ms
 
 from .. import models, views
 from ..passwords import problems as password_problems
-from ..api import ANY_ROLE, Call, Response
-from . import api
+from ..api import ANY_ROLE, Api, Call, Response
 from .shared import json
 
 logger = logging.getLogger(__name__)
+
+api = Api()
 
 
 SIGNUP_LIMITS = (
@@ -27,11 +28,11 @@ SIGNUP_LIMITS = (
 
 
 def client_address(call: Call) -> str:
-    return call.services.client_addr.of(call.request)
+    return call.deps.client_addr.of(call.request)
 
 
 def _region(call: Call, requested: str | None) -> str:
-    return requested or call.services.settings.default_region.name
+    return requested or call.deps.settings.default_region.name
 
 
 @api.route(
@@ -47,9 +48,9 @@ def _region(call: Call, requested: str | None) -> str:
 )
 async def create_rider(call: Call) -> web.Response:
     body: models.RiderSignup = call.body
-    identity = call.services.identity
+    identity = call.deps.identity
     await identity.check_name_free(body.user_name)
-    await call.services.limiter.check_signup(client_address(call))
+    await call.deps.limiter.check_signup(client_address(call))
     region = _region(call, body.region)
     rider_id = new_id(RIDER, region)
     profile = {
@@ -92,9 +93,9 @@ async def create_rider(call: Call) -> web.Response:
 )
 async def create_driver(call: Call) -> web.Response:
     body: models.DriverSignup = call.body
-    identity = call.services.identity
+    identity = call.deps.identity
     await identity.check_name_free(body.user_name)
-    await call.services.limiter.check_signup(client_address(call))
+    await call.deps.limiter.check_signup(client_address(call))
     region = _region(call, body.region)
     driver_id = new_id(DRIVER, region)
     # Pending until driver_service has the driver: it cannot log in meanwhile,
@@ -113,7 +114,7 @@ async def create_driver(call: Call) -> web.Response:
         "created_at": iso(now_ms()),
     }
     try:
-        reply = await call.services.upstreams.drivers.call(
+        reply = await call.deps.upstreams.drivers.call(
             "POST",
             "/internal/drivers",
             json={
@@ -157,15 +158,15 @@ async def create_driver(call: Call) -> web.Response:
 )
 async def create_session(call: Call) -> web.Response:
     body: models.Login = call.body
-    services = call.services
+    deps = call.deps
     addr = client_address(call)
-    await services.limiter.check_login(body.user_name, addr)
-    account = await services.identity.check_credentials(body.user_name, body.password)
+    await deps.limiter.check_login(body.user_name, addr)
+    account = await deps.identity.check_credentials(body.user_name, body.password)
     session = None
     if account is not None:
-        session = await services.identity.create_session(body.user_name, account)
+        session = await deps.identity.create_session(body.user_name, account)
     if session is None:
-        await services.limiter.login_failed(body.user_name, addr)
+        await deps.limiter.login_failed(body.user_name, addr)
         raise errors.Unauthorized("Unknown user name or wrong password.")
     return json(session.as_dict(), status=201, headers={"Cache-Control": "no-store"})
 
@@ -192,7 +193,7 @@ async def create_session(call: Call) -> web.Response:
 )
 async def change_password(call: Call) -> web.Response:
     body: models.PasswordChange = call.body
-    services = call.services
+    deps = call.deps
     caller = call.caller
     problem = password_problems(body.new_password, caller.user_name)
     if problem:
@@ -201,11 +202,11 @@ async def change_password(call: Call) -> web.Response:
             errors=[{"field": "new_password", "message": problem}],
         )
     addr = client_address(call)
-    await services.limiter.check_login(caller.user_name, addr)
-    if not await services.identity.change_password(
+    await deps.limiter.check_login(caller.user_name, addr)
+    if not await deps.identity.change_password(
         caller, body.current_password, body.new_password
     ):
-        await services.limiter.login_failed(caller.user_name, addr)
+        await deps.limiter.login_failed(caller.user_name, addr)
         raise errors.Unauthorized(
             "The current password is wrong.",
             errors=[{"field": "current_password", "message": "is wrong"}],
@@ -222,18 +223,18 @@ async def change_password(call: Call) -> web.Response:
     responses={204: Response("The token stopped working.", None, content_type="")},
 )
 async def delete_session(call: Call) -> web.Response:
-    await call.services.identity.revoke(call.caller)
+    await call.deps.identity.revoke(call.caller)
     return web.Response(status=204)
 
 
 async def profile_of(call: Call) -> dict:
     caller = call.caller
-    profile = await call.services.identity.profile(caller.subject_id)
+    profile = await call.deps.identity.profile(caller.subject_id)
     if profile is None:
         raise errors.NotFound("The account's profile no longer exists.")
     if caller.role != "driver":
         return views.rider_profile(profile)
-    reply = await call.services.upstreams.drivers.get(f"/internal/drivers/{caller.subject_id}")
+    reply = await call.deps.upstreams.drivers.get(f"/internal/drivers/{caller.subject_id}")
     return views.driver_profile(profile, reply.body or {})
 
 

@@ -10,10 +10,11 @@ from aiohttp import web
 from common import errors
 
 from .. import models, views
-from ..api import Call, Response
-from . import api
+from ..api import Api, Call, Response
 from ..upstream import UpstreamProblem
 from .shared import check_trip_id, driver_holds_or_404, empty, json, ok
+
+api = Api()
 
 DRIVER = ("driver",)
 
@@ -33,13 +34,13 @@ DRIVER = ("driver",)
 async def post_driver_status(call: Call) -> web.Response:
     body: models.DriverStatusRequest = call.body
     driver_id = call.caller.subject_id
-    reply = await call.services.upstreams.drivers.call(
+    reply = await call.deps.upstreams.drivers.call(
         "POST",
         f"/internal/drivers/{driver_id}/status",
         json={"status": body.status},
         idempotent=True,
     )
-    profile = await call.services.identity.profile(driver_id)
+    profile = await call.deps.identity.profile(driver_id)
     if profile is None:
         raise errors.NotFound("The account's profile no longer exists.")
     return json(views.driver_profile(profile, reply.body or {}))
@@ -59,14 +60,14 @@ async def post_driver_status(call: Call) -> web.Response:
 async def put_driver_location(call: Call) -> web.Response:
     body: models.LocationUpdate = call.body
     caller = call.caller
-    region = call.services.settings.region(caller.region)
+    region = call.deps.settings.region(caller.region)
     if region is None or not region.contains(body.lat, body.lon):
         message = f"must be inside the service area of region {caller.region!r}"
         raise errors.Invalid(
             "The location is outside the driver's region.",
             errors=[{"field": "lat", "message": message}, {"field": "lon", "message": message}],
         )
-    await call.services.upstreams.drivers.call(
+    await call.deps.upstreams.drivers.call(
         "PUT",
         f"/internal/drivers/{caller.subject_id}/location",
         json=body.model_dump(exclude_none=True),
@@ -92,8 +93,8 @@ async def put_driver_location(call: Call) -> web.Response:
 )
 async def next_offer(call: Call) -> web.Response:
     query: models.OffersQuery = call.query
-    polls = call.services.upstreams.polls
-    with call.services.long_polls.hold(call.caller.subject_id) as superseded:
+    polls = call.deps.upstreams.polls
+    with call.deps.long_polls.hold(call.caller.subject_id) as superseded:
         asking = asyncio.ensure_future(
             polls.call(
                 "GET",
@@ -137,7 +138,7 @@ async def next_offer(call: Call) -> web.Response:
 async def accept_offer(call: Call) -> web.Response:
     trip_id = check_trip_id(call.path("trip_id"))
     # A trip never offered to this driver is a 404 (driver_service's accept).
-    reply = await call.services.upstreams.drivers.call(
+    reply = await call.deps.upstreams.drivers.call(
         "POST",
         f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/accept",
         # Repeating an accept answers the same (API: the winner gets 200 again).
@@ -157,7 +158,7 @@ async def accept_offer(call: Call) -> web.Response:
 )
 async def decline_offer(call: Call) -> web.Response:
     trip_id = check_trip_id(call.path("trip_id"))
-    await call.services.upstreams.drivers.call(
+    await call.deps.upstreams.drivers.call(
         "POST", f"/internal/drivers/{call.caller.subject_id}/offers/{trip_id}/decline"
     )
     return empty()
@@ -167,7 +168,7 @@ def _transition(action: str, summary: str, result: str):
     async def handler(call: Call) -> web.Response:
         trip_id = check_trip_id(call.path("id"))
         try:
-            reply = await call.services.upstreams.drivers.call(
+            reply = await call.deps.upstreams.drivers.call(
                 "POST", f"/internal/drivers/{call.caller.subject_id}/trips/{trip_id}/{action}"
             )
         except UpstreamProblem as problem:
@@ -212,7 +213,7 @@ complete_trip = _transition(
     errors=(503, 504),
 )
 async def current_trip(call: Call) -> web.Response:
-    reply = await call.services.upstreams.drivers.get(
+    reply = await call.deps.upstreams.drivers.get(
         f"/internal/drivers/{call.caller.subject_id}/trip"
     )
     if reply.status == 204 or not reply.body:

@@ -15,9 +15,10 @@ from aiohttp import web
 
 from common import errors
 
-from ..api import Call, Response
-from . import api
-from .ops import STATIC_DIR
+from ..api import Api, Call, Response
+from .site import STATIC_DIR
+
+api = Api()
 
 # Only these files of the package are served.
 SWAGGER_FILES = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"})

@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import models
-from ..api import Call
+from ..api import Api, Call
 from ..history import HISTORY
-from . import api
 from .shared import json, ok
+
+api = Api()
 
 
 @api.route(

@@ -1,44 +1,31 @@
-"""Operations: the overview, every event live, the OpenAPI document, the
-dashboard, and the documentation of the base app's health routes."""
+"""Operations: the overview, analytics, the Redis topology and every event
+live, for the ops role."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from common import errors, keys
 from common.models import OPS_LIST_LIMIT
-from common.web import healthz, metrics_handler, readyz
 
 from .. import models
-from ..api import Call, Header, Response
+from ..api import Api, Call, Header, Response
 from ..live import DROPPED, parse_stream_id
 from ..sse import CLIENT_GONE, open_stream
 from ..topology import TOPOLOGY
 from ..upstream import Reply
-from . import api
 from .shared import json, ok
 
 logger = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-OPENAPI_DOC = web.AppKey("openapi_doc", bytes)
+api = Api()
+
 OPS = ("ops",)
 REPLAY_LIMIT = 1000
-
-PLACEHOLDER = b"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Ride-hailing operations</title></head>
-<body><h1>Ride-hailing operations</h1>
-<p>The dashboard is not installed on this gateway.</p>
-<p>The API is described at <a href="/openapi.json">/openapi.json</a>;
-health at <a href="/readyz">/readyz</a>, metrics at <a href="/metrics">/metrics</a>.</p>
-</body></html>
-"""
 
 
 @api.route(
@@ -61,7 +48,7 @@ health at <a href="/readyz">/readyz</a>, metrics at <a href="/metrics">/metrics<
     "when neither answers.",
 )
 async def ops_overview(call: Call) -> web.Response:
-    upstreams = call.services.upstreams
+    upstreams = call.deps.upstreams
     trips, drivers = await asyncio.gather(
         upstreams.trips.get("/internal/ops/overview"),
         upstreams.drivers.get("/internal/ops/overview"),
@@ -87,13 +74,13 @@ async def ops_overview(call: Call) -> web.Response:
         )
     # The configuration this gateway shares with the services stands in for
     # the part of a service that did not answer.
-    settings = call.services.settings
+    settings = call.deps.settings
     out.setdefault("events_per_s", None)
     out.setdefault("regions", [r.as_dict() for r in settings.regions])
     out.setdefault("offer_timeout_s", settings.offer_timeout_s)
     out.setdefault("trip_expiry_s", settings.trip_expiry_s)
     out.setdefault("dispatch_radius_m", settings.dispatch_radius_m)
-    out["sse_clients"] = call.services.hub.client_count
+    out["sse_clients"] = call.deps.hub.client_count
     if missing:
         out["missing"] = missing
     return json(out)
@@ -116,7 +103,7 @@ async def ops_overview(call: Call) -> web.Response:
 )
 async def ops_analytics(call: Call) -> web.Response:
     query: models.AnalyticsQuery = call.query
-    reply = await call.services.upstreams.trips.get(
+    reply = await call.deps.upstreams.trips.get(
         "/internal/ops/analytics", params={"days": str(query.days)}
     )
     return json(reply.body or {})
@@ -170,10 +157,10 @@ async def ops_topology(call: Call) -> web.Response:
     "streams, or the gateway SSE_MAX in total.",
 )
 async def ops_events(call: Call) -> web.StreamResponse:
-    hub = call.services.hub
-    redis = call.services.redis
+    hub = call.deps.hub
+    redis = call.deps.redis
     after = parse_stream_id(call.request.headers.get("Last-Event-ID"))
-    with call.services.sse_slots.hold(call.caller.token_hash):
+    with call.deps.sse_slots.hold(call.caller.token_hash):
         sub = hub.subscribe(None)
         try:
             async with open_stream(call) as stream:
@@ -206,117 +193,3 @@ async def _send_all_events(stream, sub, redis, regions: list[str], after) -> Non
             continue
         await stream.send(live.env, id=live.stream_id, event=live.type)
         sent[live.region] = live.order
-
-
-@api.route(
-    "GET",
-    "/openapi.json",
-    summary="This document",
-    tags="operations",
-    roles=None,
-    responses={200: Response("The OpenAPI 3.1 document.", None, content_type="application/json")},
-)
-async def openapi_json(call: Call) -> web.Response:
-    return web.Response(
-        body=call.request.app[OPENAPI_DOC],
-        content_type="application/json",
-        headers={"Cache-Control": "no-cache"},
-    )
-
-
-@api.route(
-    "GET",
-    "/",
-    summary="The operations dashboard",
-    tags="operations",
-    roles=None,
-    responses={200: Response("A web page; its data needs an ops session.", None, "text/html")},
-    description="Open `/#token=<session token>` to sign the page in with an ops session.",
-)
-async def dashboard(call: Call) -> web.StreamResponse:
-    index = STATIC_DIR / "index.html"
-    if index.is_file():
-        return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
-    return web.Response(body=PLACEHOLDER, content_type="text/html")
-
-
-@api.route(
-    "GET",
-    "/static/{path:.+}",
-    summary="Files of the dashboard",
-    tags="operations",
-    roles=None,
-    responses={200: Response("The file.", None, "application/octet-stream")},
-    errors=(404,),
-)
-async def static_file(call: Call) -> web.StreamResponse:
-    name = call.path("path")
-    root = STATIC_DIR.resolve()
-    try:
-        target = (root / name).resolve()
-    except (OSError, ValueError):
-        raise errors.NotFound("No such file.") from None
-    # Only files inside the folder: no `..`, no symlinks out of it.
-    if root not in target.parents or not target.is_file():
-        raise errors.NotFound("No such file.")
-    return web.FileResponse(target, headers={"Cache-Control": "no-cache"})
-
-
-# The base app (common.web) serves these; they are declared here for the document.
-@api.route(
-    "GET",
-    "/healthz",
-    summary="Liveness",
-    tags="operations",
-    roles=None,
-    responses=ok(models.Health, "The process runs."),
-    in_schema=True,
-    installed=False,
-)
-async def get_healthz(call: Call) -> web.Response:
-    return await healthz(call.request)
-
-
-@api.route(
-    "GET",
-    "/readyz",
-    summary="Readiness: Redis and both services",
-    tags="operations",
-    roles=None,
-    responses={
-        200: Response("Every dependency answers.", models.Ready),
-        503: Response(
-            "A dependency is down; `checks` names it to the ops role (problem+json).",
-            models.Problem,
-            content_type="application/problem+json",
-        ),
-    },
-    description="Anyone gets the status; a session of the ops role (or any request on the "
-    "operations listener, OPS_PORT, which a deployment keeps off the public network) gets "
-    "`checks` too, naming what is down.",
-    installed=False,
-)
-async def get_readyz(call: Call) -> web.Response:
-    return await readyz(call.request)
-
-
-@api.route(
-    "GET",
-    "/metrics",
-    summary="Prometheus metrics",
-    tags="operations",
-    roles=("ops",),
-    responses={200: Response("Prometheus text format.", None, "text/plain")},
-    errors=(401, 403),
-    description="The ops role, or any request on the operations listener (OPS_PORT, kept "
-    "off the public network: where a scraper reads it). Requests by route and status, "
-    "latency histograms, upstream errors and latency, circuit-breaker state, SSE clients, "
-    "events seen, consumer-group lag and pending counts, dead letters.",
-    installed=False,
-)
-async def get_metrics(call: Call) -> web.Response:
-    return await metrics_handler(call.request)
-
-
-def render_openapi(doc: dict) -> bytes:
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2)

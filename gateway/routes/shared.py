@@ -43,7 +43,7 @@ def can_see_trip(principal: Principal, trip: dict[str, Any]) -> bool:
 async def load_trip(call: Call, trip_id: str) -> dict[str, Any]:
     """The trip document, or 404 if it does not exist or is not the caller's."""
     check_trip_id(trip_id)
-    reply = await call.services.upstreams.trips.get(f"/internal/trips/{trip_id}")
+    reply = await call.deps.upstreams.trips.get(f"/internal/trips/{trip_id}")
     trip = reply.body
     if not isinstance(trip, dict) or not can_see_trip(call.caller, trip):
         raise no_such_trip()
@@ -56,7 +56,7 @@ async def driver_holds_or_404(call: Call, trip_id: str, problem: Exception) -> N
     its driver). To a driver who declined it, let its offer lapse or gave it
     back, it belongs to someone else: 404, as if it did not exist."""
     try:
-        reply = await call.services.upstreams.trips.get(f"/internal/trips/{trip_id}")
+        reply = await call.deps.upstreams.trips.get(f"/internal/trips/{trip_id}")
     except errors.AppError:
         raise problem from None
     trip = reply.body if isinstance(reply.body, dict) else {}

@@ -11,12 +11,13 @@ from common.fares import CATALOG
 from common.trip.statemachine import ACTIVE, TERMINAL, TRANSITIONS, TRIP_EVENTS, WITH_DRIVER, Status
 
 from .. import models
-from ..api import Call
-from . import api
+from ..api import Api, Call
 from .shared import ok
 
 # It changes only with a deployment.
 CACHE_CONTROL = "public, max-age=300"
+
+api = Api()
 
 
 def vocabulary() -> dict:

@@ -28,7 +28,7 @@ async def test_a_consumer_logs_one_line_when_redis_goes_and_one_when_it_is_back(
     consumer = StreamConsumer(client, stream, "outage", "c1", handler, block_ms=50,
                               claim_idle_ms=100)
     task = asyncio.create_task(consumer.run())
-    caplog.set_level(logging.INFO, logger="common.streams")
+    caplog.set_level(logging.INFO, logger="common.streams.consumer")
     try:
         await client.xadd(stream, {"e": "x"})
         await eventually(lambda: len(handled) == 1, timeout=10)
@@ -46,7 +46,7 @@ async def test_a_consumer_logs_one_line_when_redis_goes_and_one_when_it_is_back(
         await asyncio.wait_for(task, 10)
         await client.aclose()
         server.stop()
-    lines = [r for r in caplog.records if r.name == "common.streams"]
+    lines = [r for r in caplog.records if r.name == "common.streams.consumer"]
     down = [r for r in lines if "unreachable" in r.getMessage()]
     back = [r for r in lines if "back after" in r.getMessage()]
     assert len(down) == 1 and len(back) == 1, [r.getMessage() for r in lines]

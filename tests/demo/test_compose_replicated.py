@@ -90,7 +90,7 @@ def test_nine_nodes_of_a_cluster_with_fsync_always_on_their_own_volumes():
 
 def test_no_secret_and_no_step_by_hand():
     text = OVERRIDE.read_text()
-    assert "common.acl" not in text and "OPS_PASSWORD" not in text
+    assert "deploy.acl" not in text and "common.acl" not in text and "OPS_PASSWORD" not in text
     assert "PASSWORD" not in text.replace("admin-password", "")
     assert "REDIS_URL:" not in text.replace("CREDENTIALS_REDIS_URL:", "")
 

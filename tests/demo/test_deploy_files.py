@@ -19,7 +19,7 @@ import yaml
 
 from common.settings import DEFAULT_PORTS, Settings
 from common.web import create_base_app
-from common import acl
+from deploy import acl
 from deploy import credentials
 from tests.demo.deployfiles import (
     COMPOSE,
@@ -332,7 +332,7 @@ def _by_kind(kind: str) -> dict[str, dict]:
 
 @functools.cache
 def generated_secrets() -> dict[str, dict]:
-    """What `python -m common.acl k8s` writes, with a PostgreSQL URL."""
+    """What `python -m deploy.acl k8s` writes, with a PostgreSQL URL."""
     with tempfile.TemporaryDirectory() as out:
         acl.write_k8s_files(Path(out), "redis+cluster://memorydb:6379/0",
                             "postgresql://ridehail:pw@postgres:5432/ridehail")
@@ -451,7 +451,7 @@ def test_manifests_have_every_part():
     assert set(_by_kind("HorizontalPodAutoscaler")) == {"gateway", "driver-service"}
     assert "ridehail-config" in _by_kind("ConfigMap")
     # No Secret in the folder `kubectl apply -f` takes: a placeholder there
-    # would overwrite the real ones; they come from `python -m common.acl k8s`.
+    # would overwrite the real ones; they come from `python -m deploy.acl k8s`.
     assert not _by_kind("Secret")
     secrets = generated_secrets()
     assert {"OPS_USER_NAME", "OPS_PASSWORD"} <= set(secrets["ridehail-secrets"]["stringData"])

@@ -115,7 +115,7 @@ def test_the_service_image_holds_no_installer_and_no_test_or_load_package(stack)
 
 
 def test_the_build_context_holds_no_secret_and_the_classic_builder_builds(stack):
-    # What a user of `python -m common.acl compose` or `... k8s` has lying around.
+    # What a user of `python -m deploy.acl compose` or `... k8s` has lying around.
     planted = {".env": "REDIS_ADMIN_PASSWORD=canary", "deploy/redis/users.acl": "canary",
                "secrets/secrets.yaml": "canary", ".venv/canary": "canary",
                ".data/redis/appendonly.aof": "canary"}

@@ -209,7 +209,7 @@ async def test_the_dashboard_files_are_served(new_client):
     c = new_client()
     page = await c.get("/")
     assert page.status == 200
-    from gateway.routes.ops import STATIC_DIR
+    from gateway.routes.site import STATIC_DIR
 
     for path in sorted(p for p in STATIC_DIR.iterdir() if p.is_file())[:5]:
         resp = await c.get(f"/static/{path.name}")

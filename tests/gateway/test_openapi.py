@@ -3,13 +3,17 @@ that validate requests, so it cannot drift from what the app serves."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 
 from aiohttp import web
 
 from gateway import models
 from gateway.openapi import refine_request_schemas
-from gateway.routes import api
+import gateway.routes
+from gateway.api import Api
+from gateway.routes import route_table
 
 API_ROUTES = [
     ("POST", "/v1/riders"), ("POST", "/v1/drivers"), ("POST", "/v1/sessions"),
@@ -59,7 +63,7 @@ async def test_every_served_route_is_documented_and_nothing_else(client):
 async def test_request_schemas_are_the_validating_models(client, gw_settings):
     doc = await fetch(client)
     schemas = doc["components"]["schemas"]
-    for op in api.operations:
+    for op in route_table().operations:
         if op.body is None:
             continue
         path = re.sub(r"\{(\w+)(?::[^}]*)?\}", r"{\1}", op.path)
@@ -135,3 +139,19 @@ def routes_in_api_md() -> set[str]:
     text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
     table = text.split("\n## Every route\n", 1)[1].split("\n## ", 1)[0]
     return set(re.findall(r"^\| `([A-Z]+ /[^`]*)` \|", table, flags=re.M))
+
+
+def test_every_route_module_is_set_up():
+    """Routes are served when `setup_routes` lists their module, not when
+    something imports it: a module of gateway/routes with a route table that
+    RESOURCES leaves out would be neither served nor documented."""
+    tables = []
+    for info in pkgutil.iter_modules(gateway.routes.__path__):
+        module = importlib.import_module(f"gateway.routes.{info.name}")
+        if isinstance(getattr(module, "api", None), Api):
+            tables.append(module)
+            assert module in gateway.routes.RESOURCES, f"gateway/routes/{info.name}.py"
+    assert len(tables) == len(gateway.routes.RESOURCES)
+    # One table per call: building the app twice serves every route once.
+    ops = [(op.method, op.path) for op in route_table().operations]
+    assert len(ops) == len(set(ops)) == sum(len(m.api.operations) for m in tables)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gateway.services import SERVICES
+from gateway.deps import HANDLER_DEPS
 from tests.gateway.conftest import bearer, ops_headers
 from tests.waiting import eventually
 
@@ -14,7 +14,7 @@ async def test_a_client_that_goes_away_is_not_an_error(make_client, gw_settings,
     client = await make_client(gw_settings, replace(gw_config, sse_ping_s=0.05))
     login = await client.post("/v1/sessions", json={"user_name": "ops", "password": "ops-gateway-tests-1"})
     token = (await login.json())["token"]
-    hub = client.app[SERVICES].hub
+    hub = client.app[HANDLER_DEPS].hub
     resp = await client.get("/v1/ops/events", headers=bearer(token))
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/event-stream")

@@ -9,7 +9,7 @@ import re
 
 from common.events import TRIP_TYPES
 from common.fares import PRODUCTS
-from gateway.routes.ops import STATIC_DIR
+from gateway.routes.site import STATIC_DIR
 
 # The modules the page loads, from dashboard.js through its imports.
 MODULES = {

@@ -30,7 +30,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 
 from common.geo import haversine_m
 from common.settings import Settings
-from gateway.routes.ops import render_openapi
+from gateway.routes.site import render_openapi
 from tests.client import OPS_PASSWORD, OPS_USER, PASSWORD, driver_body, rider_body
 from tests.proofs.support import PROOF_ENV, record_figures, start_proof_system
 
@@ -91,9 +91,10 @@ def the_document() -> dict:
     `test_the_fuzzed_document_is_the_served_one` holds the two equal."""
     from common.settings import Settings
     from gateway.openapi import build
-    from gateway.routes import api
+    from gateway.routes import route_table
 
-    return orjson.loads(render_openapi(build(api, Settings.from_env("gateway", env=PROOF_ENV))))
+    return orjson.loads(render_openapi(build(route_table(),
+                                             Settings.from_env("gateway", env=PROOF_ENV))))
 
 
 DOCUMENT = the_document()

@@ -19,6 +19,7 @@ import yaml
 from redis.exceptions import NoPermissionError
 
 from common import acl, keys
+from deploy import acl as acl_export
 from common.scripts import all_libraries
 from common.scripts import load as load_functions
 from common.embedded import EmbeddedRedis, free_port
@@ -261,22 +262,22 @@ def test_scripts_only_send_commands_their_user_may_run():
 
 def test_the_security_page_shows_the_rules_as_they_are():
     page = (ROOT / "docs" / "security.md").read_text()
-    assert acl.markdown_table() in page, "docs/security.md: regenerate the key table"
-    assert acl.commands_table() in page, "docs/security.md: regenerate the command table"
+    assert acl_export.markdown_table() in page, "docs/security.md: regenerate the key table"
+    assert acl_export.commands_table() in page, "docs/security.md: regenerate the command table"
 
 
 def test_memorydb_access_strings_have_no_password_and_no_reset():
     for user in acl.USERS.values():
-        access = acl.access_string(user)
+        access = acl_export.access_string(user)
         assert access.startswith("on ") and " reset " not in f" {access} "
         assert ">" not in access and "#" not in access
         assert re.fullmatch(r"[a-zA-Z][a-zA-Z0-9-]*", user.name)  # MemoryDB user names
-    commands = acl.memorydb_commands()
+    commands = acl_export.memorydb_commands()
     assert commands.count("create-user") == len(acl.USERS)
 
 
 def test_the_compose_acl_file_loads_and_admits_each_user(tmp_path):
-    values = acl.write_compose_files(tmp_path / "users.acl", tmp_path / ".env")
+    values = acl_export.write_compose_files(tmp_path / "users.acl", tmp_path / ".env")
     assert (tmp_path / ".env").stat().st_mode & 0o077 == 0
     assert len(values["INTERNAL_TOKEN"]) >= 32
     text = (tmp_path / "users.acl").read_text()
@@ -285,7 +286,7 @@ def test_the_compose_acl_file_loads_and_admits_each_user(tmp_path):
     data.mkdir()
     (data / "users.acl").write_text(text)
     server = EmbeddedRedis(data, free_port(),
-                           admin_password=values[acl.ADMIN_ENV]).start()
+                           admin_password=values[acl_export.ADMIN_ENV]).start()
     try:
         anonymous = redis_sync.Redis(host="127.0.0.1", port=server.port)
         with pytest.raises(redis_sync.AuthenticationError):
@@ -437,10 +438,10 @@ def test_compose_gives_each_service_its_own_user_and_redis_the_acl_file():
 def test_kubernetes_gives_each_service_its_own_users_secret(tmp_path):
     docs = k8s_documents()
     # The Secrets come from the generator alone (none in deploy/k8s).
-    acl.write_k8s_files(tmp_path, "redis://redis-trial:6379/0")
+    acl_export.write_k8s_files(tmp_path, "redis://redis-trial:6379/0")
     secrets = {d["metadata"]["name"]: d
                for d in yaml.safe_load_all((tmp_path / "secrets.yaml").read_text())}
-    for service, name in acl.K8S_NAMES.items():
+    for service, name in acl_export.K8S_NAMES.items():
         (deployment,) = [d for _, d in docs if d["kind"] == "Deployment"
                          and d["metadata"]["name"] == name]
         (container,) = deployment["spec"]["template"]["spec"]["containers"]

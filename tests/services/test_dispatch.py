@@ -136,7 +136,7 @@ async def test_online_twice_is_idempotent(rig):
     n = await rig.redis.xlen(keys.events("sf"))
     await rig.status(d1, "online")
     assert await rig.redis.xlen(keys.events("sf")) == n
-    assert await rig.redis.hgetall(keys.drivers_online("sf")) == {"standard": "1"}
+    assert await rig.redis.hgetall(keys.online_driver_counts("sf")) == {"standard": "1"}
     assert await rig.redis.hgetall(keys.supply("sf", "standard")) == {"9q8yy": "1"}
 
 

@@ -71,7 +71,7 @@ async def test_an_online_driver_appears_with_its_status_and_location(rig):
     assert await position_of(rig, driver_id) is None
     body = await driver_overview(rig)
     assert body["drivers"]["locations_total"] == 0
-    assert await rig.redis.zcard(keys.online_drivers("sf")) == 0
+    assert await rig.redis.zcard(keys.online_driver_ids("sf")) == 0
 
 
 async def test_an_active_trip_appears_and_leaves_when_it_completes(rig):

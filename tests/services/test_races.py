@@ -48,7 +48,7 @@ async def check_indexes(rig) -> None:
         d = await rig.driver_doc(key.rsplit(":", 1)[1])
         if d["status"] == "online":
             online.add(d["id"])
-    assert set(await r.zrange(keys.online_drivers("sf"), 0, -1)) == online
+    assert set(await r.zrange(keys.online_driver_ids("sf"), 0, -1)) == online
 
 
 async def test_fifty_concurrent_accepts_have_one_winner(rig):

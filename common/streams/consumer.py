@@ -1,38 +1,35 @@
-"""Durable asynchronous messaging on Redis Streams.
+"""`StreamConsumer`: one consumer of a consumer group on one stream.
 
-`StreamConsumer` runs one consumer of a consumer group on one stream:
-batched XREADGROUP, acknowledgement only after the handler succeeded,
+Batched XREADGROUP, acknowledgement only after the handler succeeded,
 XAUTOCLAIM of entries left idle by a dead consumer (its cursor carried
 forward), a dead-letter stream after `max_deliveries` failed deliveries (with
 the reason, acknowledged in the same transaction), a record of every
-delivery and ack per entry (the trip timeline), and a graceful stop that
-finishes the batch in hand and then leaves the group (XGROUP DELCONSUMER,
-only with nothing pending; `remove_consumers`). Handlers must be idempotent:
-an entry can be delivered again after a crash between its effect and its
-ack; the prelude's `first_time()` and `keys.seen()` make that easy inside a
-script.
+delivery and ack per entry (`deliveries`), and a graceful stop that finishes
+the batch in hand and then leaves the group (XGROUP DELCONSUMER, only with
+nothing pending; `admin.remove_consumers`). Handlers must be idempotent: an
+entry can be delivered again after a crash between its effect and its ack;
+the prelude's `first_time()` and `keys.seen()` make that easy inside a script.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from hiredis import pack_command
 from redis.asyncio import Redis as AsyncRedis
-from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import keys, metrics
-from .logs import Outage
-from .scripts import Library, fcall
-from .timeutil import now_ms
+from .. import keys, metrics
+from ..logs import Outage
+from ..timeutil import now_ms
+from . import deliveries
+from .admin import ensure_group, remove_consumers
+from .entries import Entry, Handler, read_lean, xack_packed
 
 logger = logging.getLogger(__name__)
 
@@ -41,109 +38,6 @@ ERROR_BACKOFF_MAX_S = 5.0
 UNREACHABLE_BACKOFF_MAX_S = 1.0
 # Errors of a server that is down, hung or failing over (not of our code).
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError)
-DELIVERY_RECORD_TTL_S = 7 * 86400
-
-
-class Entry:
-    """One stream entry handed to a handler.
-
-    `fields` is built on first use from the flat reply of XREADGROUP
-    (`pairs`), so a handler that looks at a few entries of a busy batch pays
-    for those only."""
-
-    __slots__ = ("stream", "id", "_fields", "_pairs", "attempts")
-
-    def __init__(
-        self,
-        stream: str,
-        id: str,
-        fields: dict[str, str] | None = None,
-        attempts: int = 1,
-        pairs: list[str] | None = None,
-    ) -> None:
-        self.stream = stream
-        self.id = id
-        self._fields = fields
-        self._pairs = pairs
-        self.attempts = attempts
-
-    @property
-    def fields(self) -> dict[str, str]:
-        fields = self._fields
-        if fields is None:
-            it = iter(self._pairs or ())
-            fields = self._fields = dict(zip(it, it))
-        return fields
-
-    @fields.setter
-    def fields(self, value: dict[str, str]) -> None:
-        self._fields = value
-
-    @property
-    def type(self) -> str:
-        return self.fields.get("type", "")
-
-    @property
-    def envelope(self) -> dict[str, Any]:
-        return orjson.loads(self.fields["env"])
-
-    def __repr__(self) -> str:
-        return (
-            f"Entry(stream={self.stream!r}, id={self.id!r}, fields={self.fields!r}, "
-            f"attempts={self.attempts!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Entry):
-            return NotImplemented
-        return (self.stream, self.id, self.fields, self.attempts) == (
-            other.stream, other.id, other.fields, other.attempts
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
-
-
-class _UndecodedEntry(Entry):
-    """An entry read as bytes for a client that decodes replies: the id is
-    decoded at once, the fields on first use (hiredis decoding every field
-    of a batch costs more than the rest of the read)."""
-
-    __slots__ = ()
-
-    @property
-    def fields(self) -> dict[str, str]:
-        fields = self._fields
-        if fields is None:
-            it = iter([p.decode() for p in self._pairs or ()])
-            fields = self._fields = dict(zip(it, it))
-        return fields
-
-    @fields.setter
-    def fields(self, value: dict[str, str]) -> None:
-        self._fields = value
-
-
-Handler = Callable[[Entry], Awaitable[None]]
-
-
-class GroupMissing(RuntimeError):
-    pass
-
-
-async def ensure_group(redis, stream: str, group: str, start_id: str = "0") -> bool:
-    """Create the group (and the stream) unless it exists. True if created."""
-    try:
-        await redis.xgroup_create(stream, group, id=start_id, mkstream=True)
-        return True
-    except ResponseError as exc:
-        if str(exc).startswith("BUSYGROUP"):
-            return False
-        raise
-
-
-def _next_id(stream_id: str) -> str:
-    ms, seq = stream_id.split("-")
-    return f"{ms}-{int(seq) + 1}"
 
 
 @dataclass
@@ -320,21 +214,8 @@ class StreamConsumer:
         """New entries for this consumer (XREADGROUP >), oldest first."""
         stream = self.stream
         if self._lean:
-            wait = (b"BLOCK", self.block_ms) if block else ()
-            reply = await self.redis.execute_command(
-                b"XREADGROUP", b"GROUP", self.group, self.consumer, b"COUNT", self.batch,
-                *wait, b"STREAMS", stream, b">",
-                **({NEVER_DECODE: True} if self._decode else {}),
-            )
-            if not reply:
-                return []
-            # RESP2: [[stream, entries]]; RESP3: {stream: entries}.
-            rows = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
-            # A deleted entry comes back without fields: nothing to handle.
-            if self._decode:
-                return [_UndecodedEntry(stream, sid.decode(), None, 1, pairs)
-                        for sid, pairs in rows if pairs]
-            return [Entry(stream, sid, None, 1, pairs) for sid, pairs in rows if pairs]
+            return await read_lean(self.redis, stream, self.group, self.consumer, self.batch,
+                                   self.block_ms if block else None, self._decode)
         reply = await self.redis.xreadgroup(
             self.group, self.consumer, {stream: ">"}, count=self.batch,
             block=self.block_ms if block else None,
@@ -438,60 +319,21 @@ class StreamConsumer:
                     self._record(pipe, entry, "acked_at", now)
                 await pipe.execute()
         elif self._lean:
-            await self._xack_packed(ids)
+            await xack_packed(self.redis, self.stream, self.group, ids)
         else:
             await self.redis.xack(self.stream, self.group, *ids)
         self.stats.handled += len(ids)
         self._acked.inc(len(ids))
 
-    async def _xack_packed(self, ids: list[str]) -> None:
-        """XACK of a whole batch, packed by hiredis: redis-py packs each
-        argument in Python, which costs more than the rest of the ack."""
-        pool = self.redis.connection_pool
-        conn = await pool.get_connection()
-        try:
-            await conn.send_packed_command(
-                pack_command((b"XACK", self.stream, self.group, *ids)), check_health=False
-            )
-            await conn.read_response()
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
-
     def _record(self, target, entry: Entry, suffix: str, value) -> None:
-        """One hash per entry; fields `group|attempt` (the delivery) and
-        `group|attempt|acked_at` or `|error`, so redeliveries keep their history."""
-        key = keys.deliveries(self.region, entry.id)
         name = f"{self.group}|{entry.attempts}"
-        target.hset(key, f"{name}|{suffix}" if suffix else name, value)
-        target.expire(key, DELIVERY_RECORD_TTL_S)
+        deliveries.record(target, self.region, entry.id,
+                          f"{name}|{suffix}" if suffix else name, value)
 
     async def dead_letter(self, entry: Entry, reason: str) -> None:
         """Move an entry to the dead-letter stream and ack it, atomically."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                self.dead_stream,
-                {
-                    **entry.fields,
-                    "source_stream": self.stream,
-                    "source_id": entry.id,
-                    "group": self.group,
-                    "consumer": self.consumer,
-                    "attempts": str(entry.attempts),
-                    "reason": reason,
-                    "dead_at": str(now_ms()),
-                },
-            )
-            pipe.xack(self.stream, self.group, entry.id)
-            if self.record_deliveries:
-                pipe.hset(
-                    keys.deliveries(self.region, entry.id),
-                    f"{self.group}|dead",
-                    orjson.dumps({"reason": reason, "attempts": entry.attempts}),
-                )
-            await pipe.execute()
+        await deliveries.dead_letter(self.redis, self.dead_stream, self.stream, self.group,
+                                     self.consumer, entry, reason, self.record_deliveries)
         self.stats.dead += 1
         metrics.DEAD_LETTERS.labels(self.group).inc()
         logger.error(
@@ -501,119 +343,3 @@ class StreamConsumer:
             entry.attempts,
             reason,
         )
-
-
-# XGROUP DELCONSUMER drops a consumer's pending entries from the PEL, after
-# which nobody can claim them again: the check that nothing is pending and the
-# delete are one atomic step. KEYS[1] the stream; ARGV[1] the group, ARGV[2]
-# the idle time (ms) a consumer must exceed, ARGV[3] one consumer's name or ''.
-_REMOVE_CONSUMERS = """
-local removed = {}
-for _, fields in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local c = {}
-  for i = 1, #fields, 2 do c[fields[i]] = fields[i + 1] end
-  if c.pending == 0 and c.idle > tonumber(ARGV[2])
-      and (ARGV[3] == '' or c.name == ARGV[3]) then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], c.name)
-    removed[#removed + 1] = c.name
-  end
-end
-return removed
-"""
-
-# The functions of this module (loaded by the admin with the others, common/scripts.py).
-LIBRARY = Library("ridehail_streams", "streams", {"remove_consumers": _REMOVE_CONSUMERS})
-
-
-async def remove_consumers(redis, stream: str, group: str, *, idle_ms: int = -1,
-                           name: str = "") -> list[str]:
-    """Delete the consumers of `group` (only `name`, if given) that have no
-    pending entries and were idle longer than `idle_ms`; their names. A
-    missing stream or group has none."""
-    try:
-        removed = await fcall(redis, LIBRARY.function("remove_consumers"), [stream],
-                              [group, idle_ms, name])
-    except ResponseError as exc:
-        if str(exc).startswith("NOGROUP") or "no such key" in str(exc):
-            return []
-        raise
-    return [n.decode() if isinstance(n, bytes) else n for n in removed]
-
-
-async def read_deliveries(redis, region: str, stream_id: str) -> list[dict]:
-    """The deliveries of one entry, oldest first:
-    [{group, consumer, delivered_at, acked_at, attempts, error?}] (times in ms)."""
-    raw = await redis.hgetall(keys.deliveries(region, stream_id))
-    out = []
-    for name, value in raw.items():
-        parts = name.split("|")
-        if len(parts) != 2 or parts[1] == "dead":
-            continue
-        record = orjson.loads(value)
-        record["group"] = parts[0]
-        acked = raw.get(f"{name}|acked_at")
-        record["acked_at"] = int(acked) if acked else None
-        error = raw.get(f"{name}|error")
-        if error:
-            record["error"] = error
-        out.append(record)
-    out.sort(key=lambda r: (r["group"], r["attempts"]))
-    return out
-
-
-async def group_stats(redis, stream: str) -> list[dict]:
-    """Lag and pending count of every group on a stream (XINFO GROUPS)."""
-    try:
-        groups = await redis.xinfo_groups(stream)
-    except ResponseError:
-        return []
-    return [
-        {
-            "stream": stream,
-            "group": g["name"],
-            "consumers": g["consumers"],
-            "pending": g["pending"],
-            "lag": g.get("lag"),
-            "last_delivered_id": g["last-delivered-id"],
-        }
-        for g in groups
-    ]
-
-
-async def safe_trim_id(redis, stream: str) -> str | None:
-    """The lowest id still needed by any group: pending or not yet read."""
-    try:
-        groups = await redis.xinfo_groups(stream)
-    except ResponseError:
-        return None
-    floor: str | None = None
-
-    def lower(a: str | None, b: str) -> str:
-        if a is None:
-            return b
-        am, aseq = (int(x) for x in a.split("-"))
-        bm, bseq = (int(x) for x in b.split("-"))
-        return a if (am, aseq) <= (bm, bseq) else b
-
-    for g in groups:
-        candidate = _next_id(g["last-delivered-id"])
-        if g["pending"]:
-            summary = await redis.xpending(stream, g["name"])
-            if summary and summary.get("min"):
-                candidate = lower(candidate, summary["min"])
-        floor = lower(floor, candidate)
-    return floor
-
-
-async def trim_stream(redis, stream: str, keep_ms: int) -> int:
-    """XTRIM MINID below both the groups' floor and the retention window,
-    never by a bare MAXLEN that could drop work not yet done."""
-    retention = f"{max(now_ms() - keep_ms, 0)}-0"
-    floor = await safe_trim_id(redis, stream)
-    minid = retention
-    if floor is not None:
-        fm, fs = (int(x) for x in floor.split("-"))
-        rm = int(retention.split("-")[0])
-        if (fm, fs) < (rm, 0):
-            minid = floor
-    return await redis.xtrim(stream, minid=minid, approximate=False)

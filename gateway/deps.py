@@ -1,4 +1,5 @@
-"""What the handlers use, built once per process by the app's cleanup contexts."""
+"""The dependencies of the route handlers (each gets them as `call.deps`),
+built once per process by the app's cleanup contexts."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(slots=True)
-class Services:
+class HandlerDeps:
     settings: Settings
     config: GatewayConfig
     redis: object
@@ -36,4 +37,4 @@ class Services:
     client_addr: "ClientAddress"
 
 
-SERVICES = web.AppKey("services", Services)
+HANDLER_DEPS = web.AppKey("handler_deps", HandlerDeps)

@@ -1,0 +1,132 @@
+"""The stream entries a consumer hands to its handler, and the lean
+wire-level read and acknowledgement of a batch of them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from hiredis import pack_command
+from redis.client import NEVER_DECODE
+
+class Entry:
+    """One stream entry handed to a handler.
+
+    `fields` is built on first use from the flat reply of XREADGROUP
+    (`pairs`), so a handler that looks at a few entries of a busy batch pays
+    for those only."""
+
+    __slots__ = ("stream", "id", "_fields", "_pairs", "attempts")
+
+    def __init__(
+        self,
+        stream: str,
+        id: str,
+        fields: dict[str, str] | None = None,
+        attempts: int = 1,
+        pairs: list[str] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.id = id
+        self._fields = fields
+        self._pairs = pairs
+        self.attempts = attempts
+
+    @property
+    def fields(self) -> dict[str, str]:
+        fields = self._fields
+        if fields is None:
+            it = iter(self._pairs or ())
+            fields = self._fields = dict(zip(it, it))
+        return fields
+
+    @fields.setter
+    def fields(self, value: dict[str, str]) -> None:
+        self._fields = value
+
+    @property
+    def type(self) -> str:
+        return self.fields.get("type", "")
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        return orjson.loads(self.fields["env"])
+
+    def __repr__(self) -> str:
+        return (
+            f"Entry(stream={self.stream!r}, id={self.id!r}, fields={self.fields!r}, "
+            f"attempts={self.attempts!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Entry):
+            return NotImplemented
+        return (self.stream, self.id, self.fields, self.attempts) == (
+            other.stream, other.id, other.fields, other.attempts
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+
+class UndecodedEntry(Entry):
+    """An entry read as bytes for a client that decodes replies: the id is
+    decoded at once, the fields on first use (hiredis decoding every field
+    of a batch costs more than the rest of the read)."""
+
+    __slots__ = ()
+
+    @property
+    def fields(self) -> dict[str, str]:
+        fields = self._fields
+        if fields is None:
+            it = iter([p.decode() for p in self._pairs or ()])
+            fields = self._fields = dict(zip(it, it))
+        return fields
+
+    @fields.setter
+    def fields(self, value: dict[str, str]) -> None:
+        self._fields = value
+
+
+Handler = Callable[[Entry], Awaitable[None]]
+
+
+async def read_lean(redis, stream: str, group: str, consumer: str, count: int,
+                    block_ms: int | None, decode: bool) -> list[Entry]:
+    """XREADGROUP > on a standalone redis-py client, the reply as hiredis
+    parsed it: a command name given as bytes has no response callback, so
+    redis-py's per-entry conversion is skipped. `decode`: the client decodes
+    replies (the entries are then read as bytes and decoded on first use)."""
+    wait = (b"BLOCK", block_ms) if block_ms is not None else ()
+    reply = await redis.execute_command(
+        b"XREADGROUP", b"GROUP", group, consumer, b"COUNT", count,
+        *wait, b"STREAMS", stream, b">",
+        **({NEVER_DECODE: True} if decode else {}),
+    )
+    if not reply:
+        return []
+    # RESP2: [[stream, entries]]; RESP3: {stream: entries}.
+    rows = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+    # A deleted entry comes back without fields: nothing to handle.
+    if decode:
+        return [UndecodedEntry(stream, sid.decode(), None, 1, pairs)
+                for sid, pairs in rows if pairs]
+    return [Entry(stream, sid, None, 1, pairs) for sid, pairs in rows if pairs]
+
+
+async def xack_packed(redis, stream: str, group: str, ids: list[str]) -> None:
+    """XACK of a whole batch, packed by hiredis: redis-py packs each
+    argument in Python, which costs more than the rest of the ack."""
+    pool = redis.connection_pool
+    conn = await pool.get_connection()
+    try:
+        await conn.send_packed_command(
+            pack_command((b"XACK", stream, group, *ids)), check_health=False
+        )
+        await conn.read_response()
+    except BaseException:
+        await conn.disconnect()
+        raise
+    finally:
+        await pool.release(conn)
