@@ -34,6 +34,8 @@ class Vocabulary:
     def from_json(cls, body: Any) -> Vocabulary:
         try:
             statuses = body["trip_statuses"]
+            if not statuses or not body["products"]:
+                raise VocabularyError("a vocabulary without statuses or products")
             return cls(
                 statuses=tuple(s["name"] for s in statuses),
                 active=frozenset(s["name"] for s in statuses if s["active"]),

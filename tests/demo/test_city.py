@@ -321,8 +321,10 @@ async def test_a_gateway_without_a_vocabulary_stops_the_city_with_a_reason(
     assert await asyncio.wait_for(city.run(asyncio.Event()), 30) == 1
     assert "gave no trip vocabulary" in caplog.text and "404" in caplog.text
     assert city.drivers == [] and city.riders == []
-    with pytest.raises(VocabularyError):
-        Vocabulary.from_json({"trip_statuses": []})
+    for broken in ({"trip_statuses": []}, {**VOCABULARY, "products": []},
+                   {**VOCABULARY, "trip_events": [{"type": "trip.requested"}]}, None):
+        with pytest.raises(VocabularyError):
+            Vocabulary.from_json(broken)
 
 
 async def test_calls_are_retried_on_later_and_not_on_a_refusal(aiohttp_server):
