@@ -241,13 +241,14 @@ class Driver(Person):
         try:
             status = trip.get("status", "")
             pickup, dropoff = json_point(trip["pickup"]), json_point(trip["dropoff"])
+            steps = 0
             while (action := vocabulary.driver_step(status)) is not None:
                 if not await self.before(action, trip_id, pickup, dropoff):
                     return
                 if not await self.transition(trip_id, action):
                     return
-                status = vocabulary.transitions[action][1]
-            if status in vocabulary.terminal:
+                status, steps = vocabulary.target(action), steps + 1
+            if steps and status in vocabulary.terminal:
                 self.stats.add("trips_driven")
         finally:
             task = asyncio.current_task()

@@ -66,9 +66,11 @@ class Vocabulary:
         return self.transitions[action][1]
 
     def driver_step(self, status: str) -> str | None:
-        """The driver's next action on a trip in `status`: the driver's
-        transition to the nearest later status of the lifecycle (arrive,
-        start, complete...); None when there is none."""
+        """The driver's next action on a trip they hold in `status`: the
+        driver's transition to the nearest later status of the lifecycle
+        (arrive, start, complete...); None when there is none."""
+        if status not in self.with_driver:
+            return None
         order = {s: i for i, s in enumerate(self.statuses)}
         here = order.get(status, len(order))
         ahead = [(order[target], action) for action, (sources, target, actor)

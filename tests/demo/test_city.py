@@ -270,6 +270,8 @@ async def test_the_city_takes_its_trip_vocabulary_from_the_gateway(aiohttp_serve
         steps.append(action)
         status = v.target(action)
     assert steps == ["arrive", "start", "complete"] and status == "completed"
+    # Nothing for a driver to do on a trip nobody holds (accepting is an offer's).
+    assert v.driver_step("requested") is None and v.driver_step("cancelled") is None
 
 
 async def test_a_new_trip_state_needs_no_change_to_the_city(aiohttp_server):
