@@ -364,7 +364,7 @@ def main() -> int:
         if os.environ.get("DEMO_TRAFFIC", "1") != "0":
             say("starting the simulated city ...")
             city = ServiceProcess(
-                "deploy.city", {}, args=["--gateway", gateway.url], health_path=None,
+                "deploy.sim", {}, args=["--gateway", gateway.url], health_path=None,
                 log_path=log_dir / "city.log",
             )
             started.append(city)

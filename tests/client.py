@@ -18,6 +18,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from common.retry import retrying, transient
+
 PASSWORD = "test-password-123"
 # The ops account tests/harness.py gives every system it starts.
 OPS_USER = "ops"
@@ -103,6 +105,20 @@ class ApiClient:
                 raise
             return Reply(0, error=f"{type(exc).__name__}: {exc}",
                          elapsed=time.monotonic() - started)
+
+    async def call_retried(self, method: str, path: str, json: Any = None, *,
+                           retry_on=transient, attempts: int = 10, **kw) -> list[Reply]:
+        """The call, repeated as a client repeats it while `retry_on(reply)`
+        (by default an answer that says "later"), after the server's
+        Retry-After or a backoff (common.retry): every reply, the last one last."""
+        replies: list[Reply] = []
+
+        async def once() -> Reply:
+            replies.append(await self.call(method, path, json, **kw))
+            return replies[-1]
+
+        await retrying(attempts=attempts, retry_on=retry_on)(once)
+        return replies
 
     def get(self, path: str, **kw):
         return self.call("GET", path, **kw)

@@ -119,10 +119,13 @@ SERVICES = ("trip_service", "driver_service", "gateway")
 
 def env_names_of_module(module: str) -> frozenset[str]:
     """What `python -m <module>` reads: a service, the shared settings
-    (Settings.from_env) and its package's own; any other module, its file."""
+    (Settings.from_env) and its package's own; any other package, its files;
+    any other module, its file."""
     folder = ROOT / module.replace(".", os.sep)
     if module in SERVICES:
         files = [ROOT / "common" / "settings.py", *sorted(folder.rglob("*.py"))]
+    elif folder.is_dir():
+        files = sorted(folder.rglob("*.py"))
     else:
         files = [folder.with_suffix(".py")]
     names: set[str] = set()

@@ -47,7 +47,7 @@ def city(demo_system, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("city") / "city.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "deploy.city", "--gateway", demo_system.url,
+            [sys.executable, "-m", "deploy.sim", "--gateway", demo_system.url,
              "--drivers", "8", "--riders", "8", "--pace", "20"],
             cwd=ROOT, env={**os.environ, "CITY_LOG_EVERY_S": "5"},
             stdout=log, stderr=log, start_new_session=True,

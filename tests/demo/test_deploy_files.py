@@ -93,7 +93,7 @@ def test_compose_runs_each_service_with_the_module_of_its_name():
     services = compose()["services"]
     for module in SERVICES:
         assert module_of(services[module]["command"]) == module
-    assert module_of(services["city"]["command"]) == "deploy.city"
+    assert module_of(services["city"]["command"]) == "deploy.sim"
 
 
 def test_every_compose_environment_variable_is_read_by_the_code():

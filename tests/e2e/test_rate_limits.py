@@ -67,11 +67,7 @@ async def log_in(api: ApiClient, name: str) -> list[int]:
     """Every status of one login, retried as a client would on 503 (a
     session its replicas did not confirm within WAIT's timeout, on a loaded
     machine): never a limit."""
-    statuses = []
-    for _ in range(10):
-        r = await api.post("/v1/sessions", {"user_name": name, "password": PASSWORD})
-        statuses.append(r.status)
-        if r.status != 503:
-            break
-        await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
-    return statuses
+    replies = await api.call_retried("POST", "/v1/sessions",
+                                     {"user_name": name, "password": PASSWORD},
+                                     retry_on=lambda r: r.status == 503)
+    return [r.status for r in replies]

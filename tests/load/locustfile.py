@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from deploy.city import StreetGraph, point_json  # noqa: E402  (after the path fix)
+from deploy.sim.geometry import point_json  # noqa: E402
+from deploy.sim.streets import StreetGraph  # noqa: E402  (after the path fix)
 
 OFFER_WAIT_S = int(os.environ.get("LOAD_OFFER_WAIT_S", "5"))
 MAX_TRIP_WAIT_S = float(os.environ.get("LOAD_MAX_TRIP_WAIT_S", "60"))

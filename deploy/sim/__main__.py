@@ -1,0 +1,5 @@
+import sys
+
+from deploy.sim.city import main
+
+sys.exit(main())
