@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,6 @@ from common.embedded import EmbeddedRedis, free_port
 from common.embedded_pg import EmbeddedPostgres
 from common.redisconn import create_redis
 from common.scripts import load as load_functions
-from common.settings import Settings
-from tests.internal import INTERNAL_TOKEN
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
@@ -70,17 +67,6 @@ async def redis(redis_server):
     await client.flushall()
     yield client
     await client.aclose()
-
-@pytest.fixture
-def settings(redis_server) -> Settings:
-    """Settings for an app under test: short timers, the test server."""
-    return replace(
-        Settings.from_env("test", env={}),
-        redis_url=redis_server,
-        claim_idle_ms=200,
-        sweep_interval_s=0.05,
-        internal_token=INTERNAL_TOKEN,
-    )
 
 @pytest.fixture
 def log_dir(tmp_path) -> Path:

@@ -10,7 +10,8 @@ from common import ids, keys
 from driver_service.app import STORE, Workers
 from driver_service.app import create_app as create_driver_app
 
-from .conftest import near, wait_until
+from tests.helpers.services import near
+from tests.waiting import eventually
 
 ROUNDS = 15
 
@@ -110,7 +111,7 @@ async def test_accept_against_rider_cancel(rig):
             d = await rig.driver_doc(driver_id)
             return d["trip_id"] is None and d["offer"] is None and d["supply_cell"] is not None
 
-        await wait_until(freed, what="driver freed")
+        await eventually(freed, timeout=5, message="timed out waiting for driver freed")
         await rig.status(driver_id, "offline")
     await check_indexes(rig)
     assert await rig.redis.zcard(keys.offer_deadlines("sf")) == 0
@@ -176,7 +177,8 @@ async def test_two_dispatchers_never_double_offer(make_rig, aiohttp_client):
 
     loops = [asyncio.ensure_future(driver_loop(d)) for d in drivers]
     try:
-        await wait_until(all_done, timeout=60, interval=0.1, what="every trip served")
+        await eventually(all_done, timeout=60, interval=0.1,
+                         message="timed out waiting for every trip served")
     finally:
         assigned.update(trip_ids)
         await asyncio.gather(*loops, return_exceptions=True)
@@ -210,12 +212,14 @@ async def test_sweeper_against_accept(make_rig):
             async def expired_once():
                 return (await rig.types_of(trip["id"])).count("trip.offer_expired") == 1
 
-            await wait_until(expired_once, what="the offer to expire")
+            await eventually(expired_once, timeout=5,
+                             message="timed out waiting for the offer to expire")
             assert "trip.assigned" not in await rig.types_of(trip["id"])
         assert (await rig.types_of(trip["id"])).count("trip.offer_expired") <= 1
         # Retire the trip and the driver before the next round.
         await rig.cancel(trip["id"], trip["rider_id"])
-        await wait_until(lambda: _free(rig, driver_id), what="driver free")
+        await eventually(lambda: _free(rig, driver_id), timeout=5,
+                         message="timed out waiting for driver free")
         await rig.status(driver_id, "offline")
     await check_indexes(rig)
 
@@ -242,7 +246,7 @@ async def test_decline_against_expiry(make_rig):
             types = await rig.types_of(trip["id"])
             return "trip.offer_declined" in types or "trip.offer_expired" in types
 
-        await wait_until(closed, what="the offer to close")
+        await eventually(closed, timeout=5, message="timed out waiting for the offer to close")
         types = await rig.types_of(trip["id"])
         declined, expired = types.count("trip.offer_declined"), types.count("trip.offer_expired")
         assert declined + expired == 1
@@ -267,7 +271,7 @@ async def test_two_sweepers_expire_each_offer_once(make_rig):
     async def all_offered():
         return len(await rig.redis.zrange(keys.offer_deadlines("sf"), 0, -1)) == 10
 
-    await wait_until(all_offered, what="ten open offers")
+    await eventually(all_offered, timeout=5, message="timed out waiting for ten open offers")
     due = await rig.redis.zrange(keys.offer_deadlines("sf"), 0, -1)
     assert len(drivers) == len(due) == 10
 
@@ -276,7 +280,7 @@ async def test_two_sweepers_expire_each_offer_once(make_rig):
         top = await rig.redis.zrange(keys.offer_deadlines("sf"), -1, -1, withscores=True)
         return seconds * 1000 + micros // 1000 >= top[0][1]
 
-    await wait_until(past, what="deadlines due")
+    await eventually(past, timeout=5, message="timed out waiting for deadlines due")
     results = await asyncio.gather(*(store.expire_offer(t) for t in due for _ in range(4)))
     assert results.count("expired") == 10
     for t in trips:
