@@ -21,7 +21,7 @@ from deploy.city import (
     inside,
     parse_config,
 )
-from tests.demo.conftest import http_json, ops_token
+from tests.helpers.demo import http_json, ops_token
 from tests.harness import ROOT
 
 SF = {"min_lat": 37.70, "min_lon": -122.52, "max_lat": 37.83, "max_lon": -122.35}
