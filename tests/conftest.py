@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from pathlib import Path
 
@@ -71,3 +72,15 @@ async def redis(redis_server):
 @pytest.fixture
 def log_dir(tmp_path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def rng(request) -> random.Random:
+    """The random draws of a test, seeded: the seed is printed (shown when the
+    test fails) and kept in the report's user properties; TEST_SEED=<seed>
+    repeats the same draws (the machine's timing stays its own)."""
+    seed = int(os.environ.get("TEST_SEED") or random.SystemRandom().randrange(2**32))
+    request.node.user_properties.append(("seed", seed))
+    print(f"random seed {seed} (TEST_SEED={seed} repeats these draws)")
+    return random.Random(seed)
+

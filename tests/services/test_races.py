@@ -52,7 +52,7 @@ async def check_indexes(rig) -> None:
     assert set(await r.zrange(keys.online_drivers("sf"), 0, -1)) == online
 
 
-async def test_fifty_concurrent_accepts_have_one_winner(rig):
+async def test_fifty_concurrent_accepts_have_one_winner(rig, rng):
     others = [await rig.new_driver(near(0.02)) for _ in range(4)]
     for _ in range(ROUNDS):
         driver_id = await rig.new_driver(near())
@@ -60,7 +60,7 @@ async def test_fifty_concurrent_accepts_have_one_winner(rig):
         offer = await rig.offered(driver_id)
         assert offer["trip_id"] == trip["id"]
         callers = [driver_id] * 25 + [others[i % 4] for i in range(25)]
-        random.shuffle(callers)
+        rng.shuffle(callers)
         responses = await asyncio.gather(*(rig.accept(d, trip["id"]) for d in callers))
         for caller, resp in zip(callers, responses):
             # The others were never offered the trip: for them it does not exist.
@@ -79,16 +79,16 @@ async def test_fifty_concurrent_accepts_have_one_winner(rig):
     await check_indexes(rig)
 
 
-async def test_accept_against_rider_cancel(rig):
+async def test_accept_against_rider_cancel(rig, rng):
     for _ in range(ROUNDS):
         driver_id = await rig.new_driver(near())
         trip = await rig.request(near())
         await rig.offered(driver_id)
         # Either may leave first: both orders must end consistent.
-        lead = random.random() < 0.5
+        lead = rng.random() < 0.5
 
         async def delayed(coro, first):
-            await asyncio.sleep(0 if first else random.uniform(0, 0.003))
+            await asyncio.sleep(0 if first else rng.uniform(0, 0.003))
             return await coro
 
         accept, cancel = await asyncio.gather(
@@ -140,7 +140,7 @@ def replay_offers(events: list[dict]) -> tuple[int, int]:
     return offers, peak
 
 
-async def test_two_dispatchers_never_double_offer(make_rig, aiohttp_client):
+async def test_two_dispatchers_never_double_offer(make_rig, aiohttp_client, rng):
     rig = await make_rig(offer_timeout_s=0.5)
     # A second driver_service replica on the same consumer group.
     second = create_driver_app(
@@ -155,14 +155,16 @@ async def test_two_dispatchers_never_double_offer(make_rig, aiohttp_client):
     ))
     trip_ids = {t["id"] for t in trips}
     assigned: set[str] = set()
+    # Each driver's own draws, from the test's seed (not from its random id).
+    seeds = {driver_id: rng.randrange(2**32) for driver_id in drivers}
 
     async def driver_loop(driver_id: str) -> None:
-        rng = random.Random(driver_id)
+        choices = random.Random(seeds[driver_id])
         while len(assigned) < len(trip_ids):
             offer = await rig.next_offer(driver_id, wait=0.5)
             if offer is None:
                 continue
-            if rng.random() < 0.5:
+            if choices.random() < 0.5:
                 await rig.decline(driver_id, offer["trip_id"])
                 continue
             r = await rig.accept(driver_id, offer["trip_id"])
@@ -189,7 +191,7 @@ async def test_two_dispatchers_never_double_offer(make_rig, aiohttp_client):
     await check_indexes(rig)
 
 
-async def test_sweeper_against_accept(make_rig):
+async def test_sweeper_against_accept(make_rig, rng):
     rig = await make_rig(offer_timeout_s=0.4, sweep_interval_s=0.002)
     for _ in range(ROUNDS):
         driver_id = await rig.new_driver(near())
@@ -199,7 +201,7 @@ async def test_sweeper_against_accept(make_rig):
         seconds, micros = await rig.redis.time()
         now = seconds * 1000 + micros // 1000
         # Aim the accept at the deadline, from a little before to just after.
-        await asyncio.sleep(max(expires_ms - now + random.randint(-12, 4), 0) / 1000)
+        await asyncio.sleep(max(expires_ms - now + rng.randint(-12, 4), 0) / 1000)
         r = await rig.accept(driver_id, trip["id"])
         types = await rig.types_of(trip["id"])
         if r.status == 200:
@@ -229,7 +231,7 @@ async def _free(rig, driver_id):
     return d["offer"] is None and d["trip_id"] is None
 
 
-async def test_decline_against_expiry(make_rig):
+async def test_decline_against_expiry(make_rig, rng):
     rig = await make_rig(offer_timeout_s=0.4, sweep_interval_s=0.002)
     for _ in range(ROUNDS):
         driver_id = await rig.new_driver(near())
@@ -238,7 +240,7 @@ async def test_decline_against_expiry(make_rig):
         expires_ms = (await rig.doc(trip["id"]))["offer"]["expires_ms"]
         seconds, micros = await rig.redis.time()
         now = seconds * 1000 + micros // 1000
-        await asyncio.sleep(max(expires_ms - now + random.randint(-12, 4), 0) / 1000)
+        await asyncio.sleep(max(expires_ms - now + rng.randint(-12, 4), 0) / 1000)
         r = await rig.decline(driver_id, trip["id"])
         assert r.status in (204, 409)
 
