@@ -29,6 +29,15 @@ def test_an_empty_environment_gives_the_declared_defaults(settings_type):
             assert getattr(read, f.name) == getattr(declared, f.name), f.name
 
 
+@pytest.mark.parametrize("settings_type", SERVICES.values(), ids=SERVICES.keys())
+def test_each_default_has_its_declared_type(settings_type):
+    """The default's type is the parser (`2.5` for a float setting whose default
+    was written `2` would be refused)."""
+    for f in env_fields(settings_type).values():
+        if f.metadata["parse"] is None:
+            assert type(f.default).__name__ == f.type, (f.name, f.type, f.default)
+
+
 def test_each_variable_is_read_into_its_field():
     read = TripSettings.from_env(env={
         "PORT": "9001", "OFFER_TIMEOUT_S": "7.5", "LOG_LEVEL": "debug",
