@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -32,8 +31,9 @@ from common import ids
 from common.embedded import EmbeddedCluster
 from common.redisconn import create_redis
 from common.scripts import write_and_wait
-from common.settings import Settings
+from driver_service.settings import DriverSettings
 from driver_service.store import DriverStore
+from trip_service.settings import TripSettings
 from trip_service.store import TripStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,11 +54,12 @@ def ms(values: list[float]) -> dict:
 
 async def measure(url: str, wait_replicas: int, n: int) -> dict:
     env = {"REGIONS": orjson.dumps(REGIONS).decode()}
-    settings = replace(Settings.from_env("bench", env=env), redis_url=url,
-                       wait_replicas=wait_replicas)
+    given = {"redis_url": url, "wait_replicas": wait_replicas}
+    trip_settings = TripSettings.from_env(env=env, **given)
+    driver_settings = DriverSettings.from_env(env=env, **given)
     redis = create_redis(url)
     try:
-        trips, drivers = TripStore(redis, settings), DriverStore(redis, settings)
+        trips, drivers = TripStore(redis, trip_settings), DriverStore(redis, driver_settings)
         driver_id = ids.new_id(ids.DRIVER, "sf")
         await drivers.register(driver_id, "Bea", "Bench", CAR, "standard")
         await drivers.go_online(driver_id)

@@ -27,15 +27,16 @@ import asyncio
 import random
 import statistics
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import ids, keys
 from common.scripts import load as load_functions
 from common.embedded import EmbeddedRedis, free_port
 from common.redisconn import create_redis
-from common.settings import Settings
 from common.streams import Entry
+from driver_service.settings import DriverSettings
+from trip_service.settings import TripSettings
 
 REGION = "sf"
 # Inner part of the default region, so searches are not cut by its edges.
@@ -94,11 +95,11 @@ class ScaleBench:
         self.server = EmbeddedRedis(self.work_dir / "scale-redis", port=free_port()).start()
         load_functions(self.server.url)
         redis = create_redis(self.server.url, max_connections=SEED_CONCURRENCY + 8)
-        settings = replace(Settings.from_env("bench", env={}), redis_url=self.server.url,
-                           offer_timeout_s=3600, trip_expiry_s=7200)
+        given = {"redis_url": self.server.url, "offer_timeout_s": 3600, "trip_expiry_s": 7200}
+        settings = DriverSettings.from_env(env={}, **given)
         self.redis = redis
         self.drivers = DriverStore(redis, settings)
-        self.trips = TripStore(redis, settings)
+        self.trips = TripStore(redis, TripSettings.from_env(env={}, **given))
         self.dispatcher = Dispatcher(self.drivers, settings)
         out: list[Sample] = []
         try:

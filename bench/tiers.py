@@ -24,7 +24,6 @@ import shutil
 import statistics
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -34,11 +33,11 @@ from common import ids, keys
 from common.embedded import EmbeddedRedis, free_port
 from common.embedded_pg import EmbeddedPostgres
 from common.redisconn import create_redis
-from common.settings import Settings
 from tests.client import ApiClient, driver_body, rider_body
 from tests.harness import System
 from trip_service.archiver import Archiver
 from trip_service.coldstore import ColdStore, open_pool
+from trip_service.settings import TripSettings
 from trip_service.store import TripStore
 
 HERE = Path(__file__).resolve().parent
@@ -185,8 +184,7 @@ async def archive_rate(redis_url: str, database_url: str, backlog: int) -> dict:
     all due at once), in batches of 100."""
     redis = create_redis(redis_url)
     pool = await open_pool(database_url)
-    settings = replace(Settings.from_env("trip_service", env={}), hot_retention_s=0.0,
-                       archive_batch=100)
+    settings = TripSettings.from_env(env={}, hot_retention_s=0.0, archive_batch=100)
     try:
         store = TripStore(redis, settings, ColdStore(pool))
         sem = asyncio.Semaphore(32)

@@ -7,14 +7,18 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
+from dataclasses import fields
+from typing import TypeVar
 
 from aiohttp import web
 
 from .logs import configure_logging
 from .redisconn import JsonModuleMissing
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=Settings)
 
 
 def _bound(host: str, port: int) -> socket.socket:
@@ -27,8 +31,16 @@ def _bound(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(service: str, create_app: Callable[[Settings], web.Application]) -> None:
-    settings = Settings.from_env(service)
+def serve(settings_type: type[S], create_app: Callable[[S], web.Application]) -> None:
+    """Read the service's settings from the environment and run its app.
+    A variable that cannot be read stops the process, naming it."""
+    try:
+        settings = settings_type.from_env()
+    except SettingsError as exc:
+        name = next(f.default for f in fields(settings_type) if f.name == "service")
+        print(f"{name}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    service = settings.service
     configure_logging(service, settings.log_level)
     try:
         import uvloop

@@ -1,87 +1,116 @@
-"""Typed settings, read from the environment in `main()` and passed in.
+"""Typed settings per service, read from the environment in `main()` and passed in.
 
-One frozen dataclass serves every process; a test builds its own with
-`dataclasses.replace(Settings.from_env(...), ...)` or keyword arguments.
+Each setting is declared once, as a field of a frozen dataclass made with
+`env(NAME, default)`: its variable, its default and how its text is read sit
+on one line, and `from_env` reads every field from that table. A value that
+cannot be read stops the process with a message naming the variable
+(`SettingsError`); an empty variable counts as unset. Secrets are left out of
+`repr`, so a settings object in a log line or a traceback shows none.
+
+`Settings` holds what every process reads; `ConsumerSettings` adds what a
+process with consumer groups reads; each service extends one of them with
+its own (`trip_service/settings.py`, `driver_service/settings.py`,
+`gateway/config.py`). A test builds its own with keyword arguments or
+`dataclasses.replace(...)`.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, TypeVar
 
 from .regions import DEFAULT_REGIONS, Region, parse_regions
 
 DEFAULT_PORTS = {"gateway": 8080, "trip_service": 8081, "driver_service": 8082}
 
-
-def env_int(env: dict, name: str, default: int) -> int:
-    value = env.get(name)
-    return default if value in (None, "") else int(value)
+S = TypeVar("S", bound="Settings")
 
 
-def env_float(env: dict, name: str, default: float) -> float:
-    value = env.get(name)
-    return default if value in (None, "") else float(value)
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
 
 
-def env_str(env: dict, name: str, default: str) -> str:
-    value = env.get(name)
-    return default if value in (None, "") else value
+def env(
+    name: str,
+    default: Any,
+    *,
+    parse: Callable[[str], Any] | None = None,
+    choices: tuple[str, ...] = (),
+    secret: bool = False,
+) -> Any:
+    """A field read from the variable `name`; `default` when it is unset or
+    empty. `parse` turns its text into the value (by default the type of
+    `default`: int, float or str); `choices` are the only values allowed."""
+    return field(
+        default=default,
+        repr=not secret,
+        metadata={"env": name, "parse": parse, "choices": choices},
+    )
+
+
+def _read(f: Field, text: str) -> Any:
+    name = f.metadata["env"]
+    # A secret's value stays out of the message (it may end up in a log).
+    shown = repr(text) if f.repr else "(hidden)"
+    parse = f.metadata["parse"] or type(f.default)
+    try:
+        value = parse(text)
+    except (TypeError, ValueError, KeyError) as exc:
+        reason = f": {exc}" if f.repr else ""
+        raise SettingsError(f"{name}={shown} is not valid{reason}") from None
+    choices = f.metadata["choices"]
+    if choices and value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {shown}")
+    return value
+
+
+def env_fields(cls: type) -> dict[str, Field]:
+    """The variable name of each setting of `cls` read from the environment."""
+    return {f.metadata["env"]: f for f in fields(cls) if "env" in f.metadata}
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def url(text: str) -> str:
+    return text.rstrip("/")
+
+
+def _upper(text: str) -> str:
+    return text.upper()
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """What every process reads."""
+
     service: str = "gateway"
-    host: str = "0.0.0.0"
-    port: int = 8080
+    host: str = env("HOST", "0.0.0.0")
+    port: int = env("PORT", DEFAULT_PORTS["gateway"])
     # The operations listener (the gateway's): /metrics and /readyz in full,
     # no login; a port the deployment keeps off the public network. 0: none.
-    ops_port: int = 0
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    ops_port: int = env("OPS_PORT", 0)
+    redis_url: str = env("REDIS_URL", "redis://127.0.0.1:6379/0", secret=True)
     # Connections per process; callers wait for a free one rather than fail.
-    redis_max_connections: int = 64
-    regions: tuple[Region, ...] = DEFAULT_REGIONS
+    redis_max_connections: int = env("REDIS_MAX_CONNECTIONS", 64)
+    regions: tuple[Region, ...] = env("REGIONS", DEFAULT_REGIONS, parse=parse_regions)
     # `always`: an acknowledged write is on disk (AOF fsync per write).
     # `everysec`: faster, may lose up to one second of acknowledged writes.
-    durability: str = "always"
+    durability: str = env("DURABILITY", "always", choices=("always", "everysec"))
     # Replicas that must confirm a write (WAIT/WAITAOF) before it is acknowledged.
-    wait_replicas: int = 0
-    trip_service_url: str = "http://127.0.0.1:8081"
-    driver_service_url: str = "http://127.0.0.1:8082"
-    upstream_timeout_s: float = 2.0
-    offer_timeout_s: float = 15.0
-    trip_expiry_s: float = 120.0
-    dispatch_radius_m: float = 5000.0
-    # The farthest drop-off from its pickup, in a straight line (API.md: 422 beyond).
-    max_trip_distance_m: float = 100_000.0
-    max_deliveries: int = 5
-    # A pending entry idle this long is taken over from its (dead) consumer.
-    claim_idle_ms: int = 10_000
-    sweep_interval_s: float = 0.25
-    rate_limit_per_token: float = 50.0
-    login_failures_limit: int = 10
-    session_ttl_s: int = 3600
-    session_max_s: int = 7 * 86400
-    ops_user_name: str = ""
-    ops_password: str = ""
+    wait_replicas: int = env("WAIT_REPLICAS", 0)
     # The service-to-service credential (common/internal.py): the gateway
     # sends it, trip_service and driver_service require it.
-    internal_token: str = ""
-    log_level: str = "INFO"
-    # The cold store (trip_service's PostgreSQL); empty: finished trips stay hot.
-    database_url: str = ""
-    # How long a finished trip stays in Redis (and can be rated) before it goes cold.
-    hot_retention_s: float = 86400.0
-    archive_interval_s: float = 1.0
-    archive_batch: int = 100
-    # A claimed batch is its claimer's this long; a claimer that died leaves
-    # it due again after that.
-    archive_lease_s: float = 60.0
-    # History kept on the region streams for live readers (SSE), trimmed by
-    # driver_service below what any group still needs.
-    stream_retention_s: float = 3600.0
-    consumer_name: str = field(default_factory=lambda: default_consumer_name("svc"))
+    internal_token: str = env("INTERNAL_TOKEN", "", secret=True)
+    log_level: str = env("LOG_LEVEL", "INFO", parse=_upper)
+    # The trip rules more than one service applies (the gateway shows them).
+    offer_timeout_s: float = env("OFFER_TIMEOUT_S", 15.0)
+    trip_expiry_s: float = env("TRIP_EXPIRY_S", 120.0)
+    dispatch_radius_m: float = env("DISPATCH_RADIUS_M", 5000.0)
 
     @property
     def default_region(self) -> Region:
@@ -94,49 +123,32 @@ class Settings:
         return None
 
     @classmethod
-    def from_env(cls, service: str, env: dict | None = None) -> "Settings":
-        env = dict(os.environ if env is None else env)
-        durability = env_str(env, "DURABILITY", "always")
-        if durability not in ("always", "everysec"):
-            raise ValueError("DURABILITY must be 'always' or 'everysec'")
-        return cls(
-            service=service,
-            host=env_str(env, "HOST", "0.0.0.0"),
-            port=env_int(env, "PORT", DEFAULT_PORTS.get(service, 8080)),
-            ops_port=env_int(env, "OPS_PORT", 0),
-            redis_url=env_str(env, "REDIS_URL", "redis://127.0.0.1:6379/0"),
-            redis_max_connections=env_int(env, "REDIS_MAX_CONNECTIONS", 64),
-            regions=parse_regions(env.get("REGIONS")),
-            durability=durability,
-            wait_replicas=env_int(env, "WAIT_REPLICAS", 0),
-            trip_service_url=env_str(env, "TRIP_SERVICE_URL", "http://127.0.0.1:8081").rstrip("/"),
-            driver_service_url=env_str(env, "DRIVER_SERVICE_URL", "http://127.0.0.1:8082").rstrip(
-                "/"
-            ),
-            upstream_timeout_s=env_float(env, "UPSTREAM_TIMEOUT_S", 2.0),
-            offer_timeout_s=env_float(env, "OFFER_TIMEOUT_S", 15.0),
-            trip_expiry_s=env_float(env, "TRIP_EXPIRY_S", 120.0),
-            dispatch_radius_m=env_float(env, "DISPATCH_RADIUS_M", 5000.0),
-            max_trip_distance_m=env_float(env, "MAX_TRIP_DISTANCE_M", 100_000.0),
-            max_deliveries=env_int(env, "MAX_DELIVERIES", 5),
-            claim_idle_ms=env_int(env, "CLAIM_IDLE_MS", 10_000),
-            sweep_interval_s=env_float(env, "SWEEP_INTERVAL_S", 0.25),
-            rate_limit_per_token=env_float(env, "RATE_LIMIT_PER_TOKEN", 50.0),
-            login_failures_limit=env_int(env, "LOGIN_FAILURES_LIMIT", 10),
-            session_ttl_s=env_int(env, "SESSION_TTL_S", 3600),
-            session_max_s=env_int(env, "SESSION_MAX_S", 7 * 86400),
-            ops_user_name=env_str(env, "OPS_USER_NAME", ""),
-            ops_password=env_str(env, "OPS_PASSWORD", ""),
-            internal_token=env_str(env, "INTERNAL_TOKEN", ""),
-            log_level=env_str(env, "LOG_LEVEL", "INFO").upper(),
-            database_url=env_str(env, "DATABASE_URL", ""),
-            hot_retention_s=env_float(env, "HOT_RETENTION_S", 86400.0),
-            archive_interval_s=env_float(env, "ARCHIVE_INTERVAL_S", 1.0),
-            archive_batch=env_int(env, "ARCHIVE_BATCH", 100),
-            archive_lease_s=env_float(env, "ARCHIVE_LEASE_S", 60.0),
-            stream_retention_s=env_float(env, "STREAM_RETENTION_S", 3600.0),
-            consumer_name=env_str(env, "CONSUMER_NAME", default_consumer_name(service)),
-        )
+    def from_env(cls: type[S], env: Mapping[str, str] | None = None, **overrides: Any) -> S:
+        """Every setting from `env` (the process environment by default),
+        then `overrides`. Raises `SettingsError` naming a bad variable."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, f in env_fields(cls).items():
+            text = source.get(name)
+            if text not in (None, ""):
+                values[f.name] = _read(f, text)
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings(Settings):
+    """What a process with consumer groups reads besides."""
+
+    max_deliveries: int = env("MAX_DELIVERIES", 5)
+    # A pending entry idle this long is taken over from its (dead) consumer.
+    claim_idle_ms: int = env("CLAIM_IDLE_MS", 10_000)
+    # Empty: one made up per process (`default_consumer_name`).
+    consumer_name: str = env("CONSUMER_NAME", "")
+
+    def __post_init__(self) -> None:
+        if not self.consumer_name:
+            object.__setattr__(self, "consumer_name", default_consumer_name(self.service))
 
 
 def default_consumer_name(service: str) -> str:

@@ -12,7 +12,6 @@ from common.internal import require_internal_token
 from common.redisconn import REDIS, check_redis_ready, create_redis, redis_ctx
 from common.scripts import check_library
 from common.service import serve
-from common.settings import Settings
 from common.streams import LIBRARY as STREAMS_LIBRARY
 from common.streams import StreamConsumer
 from common.web import READY_CHECKS, SETTINGS, create_base_app
@@ -22,6 +21,7 @@ from .handlers import DISPATCHER, POLLER, STORE, add_routes
 from .maintenance import TRIM_INTERVAL_S, StreamMaintenance
 from .offers import BLOCKING_POOL_SIZE, BLOCKING_SOCKET_TIMEOUT_S, OfferPoller
 from .ratings import RatingConsumer
+from .settings import DriverSettings
 from .store import DriverStore
 from .sweeper import Sweeper
 from .tasks import TASKS, check_alive, worker_ctx
@@ -67,7 +67,7 @@ async def blocking_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def _consumers(app: web.Application, group: str, handler) -> list[StreamConsumer]:
-    settings: Settings = app[SETTINGS]
+    settings: DriverSettings = app[SETTINGS]
     return [
         StreamConsumer(
             app[REDIS],
@@ -102,7 +102,7 @@ def _sweeper_workers(app: web.Application) -> list:
 
 
 def _maintenance_workers(app: web.Application) -> list:
-    settings: Settings = app[SETTINGS]
+    settings: DriverSettings = app[SETTINGS]
     retention_ms = int(settings.stream_retention_s * 1000)
     app[MAINTENANCE] = StreamMaintenance(
         app[REDIS], settings, retention_ms=retention_ms,
@@ -112,7 +112,7 @@ def _maintenance_workers(app: web.Application) -> list:
     return [app[MAINTENANCE]]
 
 
-def create_app(settings: Settings, workers: Workers = Workers()) -> web.Application:
+def create_app(settings: DriverSettings, workers: Workers = Workers()) -> web.Application:
     app = create_base_app(settings)
     # Only the gateway may call: refuses to build without INTERNAL_TOKEN.
     app.middlewares.append(require_internal_token(settings))
@@ -146,4 +146,4 @@ def create_app(settings: Settings, workers: Workers = Workers()) -> web.Applicat
 
 
 def main() -> None:
-    serve("driver_service", create_app)
+    serve(DriverSettings, create_app)

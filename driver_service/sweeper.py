@@ -9,10 +9,10 @@ import logging
 
 from common import keys
 from common.logs import Outage
-from common.settings import Settings
 from common.tracing import new_trace_id, trace_id_var
 
 from .dispatcher import Dispatcher
+from .settings import DriverSettings
 from .store import DriverStore
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ REMATCH_INTERVAL_S = 2.0
 
 
 class Sweeper:
-    def __init__(self, store: DriverStore, dispatcher: Dispatcher, settings: Settings,
+    def __init__(self, store: DriverStore, dispatcher: Dispatcher, settings: DriverSettings,
                  rematch_interval_s: float = REMATCH_INTERVAL_S) -> None:
         self.store = store
         self.dispatcher = dispatcher

@@ -13,13 +13,12 @@ from common import errors, keys, metrics
 from common.internal import auth_headers as internal_auth_headers
 from common.redisconn import REDIS, check_redis_ready, redis_ctx
 from common.service import serve
-from common.settings import Settings
 from common.streams import group_stats
 from common.web import READY_CHECKS, SETTINGS, create_base_app, json_response, problem_response
 
 from .api import authenticate
 from .clientaddr import ClientAddress
-from .config import GatewayConfig
+from .config import GatewaySettings
 from .passwords import OPS_MIN_LENGTH, ops_password_problem
 from .idempotency import Idempotency
 from .identity import Hasher, Identity
@@ -41,28 +40,27 @@ DEAD_LETTER_BACKLOG = Gauge(
 METRICS_REFRESH_TIMEOUT_S = 1.0
 
 
-def handler_deps_ctx(settings: Settings, config: GatewayConfig, upstreams: Upstreams):
+def handler_deps_ctx(settings: GatewaySettings, upstreams: Upstreams):
     """Identity, limits, idempotency and the event hub on the process's Redis pool."""
 
-    client_addr = ClientAddress(config.trusted_proxies)  # a bad entry stops the start
+    client_addr = ClientAddress(settings.trusted_proxies)  # a bad entry stops the start
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         redis = app[REDIS]
         scripts = GatewayScripts(redis)
-        hasher = Hasher(config)
+        hasher = Hasher(settings)
         identity = Identity(redis, scripts, hasher, settings)
-        lease_s = max(10.0, settings.upstream_timeout_s * (config.upstream_retries + 2))
+        lease_s = max(10.0, settings.upstream_timeout_s * (settings.upstream_retries + 2))
         deps = HandlerDeps(
             settings=settings,
-            config=config,
             redis=redis,
             identity=identity,
-            limiter=RateLimiter(scripts, settings, config),
-            idempotency=Idempotency(scripts, config, lease_s, settings.wait_replicas),
+            limiter=RateLimiter(scripts, settings),
+            idempotency=Idempotency(scripts, settings, lease_s, settings.wait_replicas),
             upstreams=upstreams,
-            hub=EventHub(redis, settings, config),
-            long_polls=LongPolls(config),
-            sse_slots=SseSlots(config),
+            hub=EventHub(redis, settings),
+            long_polls=LongPolls(settings),
+            sse_slots=SseSlots(settings),
             client_addr=client_addr,
         )
         app[HANDLER_DEPS] = deps
@@ -83,9 +81,9 @@ def handler_deps_ctx(settings: Settings, config: GatewayConfig, upstreams: Upstr
 REDIS_RETRIES = 1
 
 
-def gateway_redis_ctx(settings: Settings, config: GatewayConfig):
+def gateway_redis_ctx(settings: GatewaySettings):
     """The process's Redis pool, with the gateway's bounded command timeout."""
-    timeout = max(config.redis_timeout_s, config.stream_block_ms / 1000 + 1.0)
+    timeout = max(settings.redis_timeout_s, settings.stream_block_ms / 1000 + 1.0)
     return redis_ctx(settings, socket_timeout=timeout, retries=REDIS_RETRIES)
 
 
@@ -162,7 +160,7 @@ class OpsPasswordRefused(SystemExit):
     """The gateway does not start with a weak or placeholder ops password."""
 
 
-def check_ops_account(settings: Settings) -> None:
+def check_ops_account(settings: GatewaySettings) -> None:
     if not settings.ops_password:
         return
     problem = ops_password_problem(settings.ops_password, settings.ops_user_name)
@@ -174,38 +172,37 @@ def check_ops_account(settings: Settings) -> None:
         )
 
 
-def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.Application:
-    config = config or GatewayConfig()
+def create_app(settings: GatewaySettings) -> web.Application:
     check_ops_account(settings)
     app = create_base_app(settings)
     app.middlewares.append(operations_only)
     app.middlewares.append(metrics_refresh)
     auth = internal_auth_headers(settings)
     drivers = Upstream(
-        "driver_service", settings.driver_service_url, settings.upstream_timeout_s, config,
+        "driver_service", settings.driver_service_url, settings.upstream_timeout_s, settings,
         headers=auth,
     )
     upstreams = Upstreams(
         trips=Upstream(
-            "trip_service", settings.trip_service_url, settings.upstream_timeout_s, config,
+            "trip_service", settings.trip_service_url, settings.upstream_timeout_s, settings,
             headers=auth,
         ),
         drivers=drivers,
         driver_polls=Upstream(
-            "driver_service", settings.driver_service_url, settings.upstream_timeout_s, config,
-            connections=config.long_polls_max or config.upstream_connections,
+            "driver_service", settings.driver_service_url, settings.upstream_timeout_s, settings,
+            connections=settings.long_polls_max or settings.upstream_connections,
             breaker=drivers.breaker,
             headers=auth,
         ),
     )
-    app.cleanup_ctx.append(gateway_redis_ctx(settings, config))
+    app.cleanup_ctx.append(gateway_redis_ctx(settings))
     app.cleanup_ctx.append(upstreams_ctx(upstreams))
-    app.cleanup_ctx.append(handler_deps_ctx(settings, config, upstreams))
+    app.cleanup_ctx.append(handler_deps_ctx(settings, upstreams))
     app.cleanup_ctx.append(history_ctx(History()))
     app.cleanup_ctx.append(_hub_ctx)
     app.cleanup_ctx.append(topology_ctx(TopologyWatcher(
         settings.redis_url, [r.name for r in settings.regions],
-        poll_s=config.topology_poll_s, timeout_s=config.topology_timeout_s,
+        poll_s=settings.topology_poll_s, timeout_s=settings.topology_timeout_s,
     )))
     setup_routes(app, settings)
 
@@ -222,5 +219,4 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> web.A
 
 
 def main() -> None:
-    config = GatewayConfig.from_env()
-    serve("gateway", lambda settings: create_app(settings, config))
+    serve(GatewaySettings, create_app)

@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from common.settings import Settings
-
-from .config import GatewayConfig
+from .config import GatewaySettings
 
 if TYPE_CHECKING:
     from .clientaddr import ClientAddress
@@ -24,8 +22,7 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class HandlerDeps:
-    settings: Settings
-    config: GatewayConfig
+    settings: GatewaySettings
     redis: object
     identity: "Identity"
     limiter: "RateLimiter"

@@ -34,7 +34,7 @@ import orjson
 from common import errors, keys
 from common.scripts import require_replicas
 
-from .config import GatewayConfig
+from .config import GatewaySettings
 from .scripts import GatewayScripts
 
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
@@ -69,7 +69,7 @@ def check_key(value: str) -> str:
 
 class Idempotency:
     def __init__(
-        self, scripts: GatewayScripts, config: GatewayConfig, lease_s: float,
+        self, scripts: GatewayScripts, config: GatewaySettings, lease_s: float,
         wait_replicas: int = 0,
     ) -> None:
         self.scripts = scripts

@@ -47,10 +47,9 @@ from prometheus_client import Counter, Gauge
 
 from common import errors, keys
 from common.scripts import require_replicas, write_and_wait
-from common.settings import Settings
 from common.timeutil import iso, now_ms
 
-from .config import GatewayConfig
+from .config import GatewaySettings
 from .scripts import GatewayScripts
 
 logger = logging.getLogger(__name__)
@@ -125,7 +124,7 @@ class Hasher:
     """argon2id off the event loop, in `hash_workers` threads that take jobs
     logins first; at most `hash_queue_max` jobs wait (more: 503)."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewaySettings) -> None:
         self._ph = PasswordHasher(
             time_cost=config.argon2_time_cost,
             memory_cost=config.argon2_memory_kib,
@@ -224,7 +223,7 @@ def taken() -> errors.Conflict:
 
 class Identity:
     def __init__(
-        self, redis, scripts: GatewayScripts, hasher: Hasher, settings: Settings
+        self, redis, scripts: GatewayScripts, hasher: Hasher, settings: GatewaySettings
     ) -> None:
         self.redis = redis
         self.scripts = scripts

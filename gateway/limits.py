@@ -22,7 +22,7 @@ from prometheus_client import Gauge
 
 from common import errors
 
-from .config import GatewayConfig
+from .config import GatewaySettings
 
 LONG_POLLS = Gauge("gateway_long_polls", "Open driver long polls in this process")
 LONG_POLLS_SUPERSEDED = MetricCounter(
@@ -41,7 +41,7 @@ def too_many(bound: str, detail: str, retry_after_s: int = 1) -> errors.TooManyR
 class LongPolls:
     """The open long poll of each driver in this process."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewaySettings) -> None:
         self.limit = config.long_polls_max
         # driver id -> the future that, once set, ends that driver's open poll
         self._open: dict[str, asyncio.Future] = {}
@@ -77,7 +77,7 @@ class LongPolls:
 class SseSlots:
     """Live event streams per session and in total."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewaySettings) -> None:
         self.per_session = config.sse_per_session
         self.total = config.sse_max
         self._by_session: Counter[str] = Counter()

@@ -21,9 +21,8 @@ from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisClusterException, RedisError
 
 from common import keys
-from common.settings import Settings
 
-from .config import GatewayConfig
+from .config import GatewaySettings
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +98,11 @@ class Subscriber:
 
 
 class EventHub:
-    def __init__(self, redis, settings: Settings, config: GatewayConfig) -> None:
+    def __init__(self, redis, settings: GatewaySettings) -> None:
         self.redis = redis
         self.regions = [r.name for r in settings.regions]
-        self.queue_size = config.sse_queue_size
-        self.block_ms = config.stream_block_ms
+        self.queue_size = settings.sse_queue_size
+        self.block_ms = settings.stream_block_ms
         self._by_trip: dict[str, set[Subscriber]] = {}
         self._all: set[Subscriber] = set()
         self._tasks: list[asyncio.Task] = []

@@ -8,10 +8,10 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from common.settings import Settings
 
 from . import models
 from .api import ANY_ROLE, Api, Operation
+from .config import GatewaySettings
 
 REF = "#/components/schemas/{model}"
 PROBLEM = "application/problem+json"
@@ -85,7 +85,7 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return params
 
 
-def build(api: Api, settings: Settings) -> dict[str, Any]:
+def build(api: Api, settings: GatewaySettings) -> dict[str, Any]:
     wanted: list[tuple[type[BaseModel], str]] = [
         (models.Problem, "serialization"),
         (models.SseMessage, "serialization"),
@@ -242,7 +242,7 @@ CURSOR_TEXT = (
 )
 
 
-def _bounds(settings: Settings) -> dict[str, dict[str, float]]:
+def _bounds(settings: GatewaySettings) -> dict[str, dict[str, float]]:
     regions = settings.regions
     return {
         "lat": {"minimum": min(r.min_lat for r in regions),
@@ -252,7 +252,7 @@ def _bounds(settings: Settings) -> dict[str, dict[str, float]]:
     }
 
 
-def _area_text(settings: Settings) -> str:
+def _area_text(settings: GatewaySettings) -> str:
     return (
         "Inside the caller's home region (service area: "
         + ", ".join(
@@ -263,7 +263,7 @@ def _area_text(settings: Settings) -> str:
     )
 
 
-def refine_request_schemas(schemas: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def refine_request_schemas(schemas: dict[str, Any], settings: GatewaySettings) -> dict[str, Any]:
     """The request models' schemas (by name, changed in place) with what the
     gateway checks against its settings: service-area bounds and region names.
     Adds the `ServiceAreaPoint` schema they refer to. Returns `schemas`."""
@@ -299,7 +299,7 @@ def refine_request_schemas(schemas: dict[str, Any], settings: Settings) -> dict[
 
 
 def _describe_service_area(
-    paths: dict[str, Any], schemas: dict[str, Any], settings: Settings
+    paths: dict[str, Any], schemas: dict[str, Any], settings: GatewaySettings
 ) -> None:
     refine_request_schemas(schemas, settings)
     bounds = _bounds(settings)

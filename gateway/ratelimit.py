@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 
 from common import errors, keys
-from common.settings import Settings
 
-from .config import GatewayConfig
+from .config import GatewaySettings
 from .scripts import GatewayScripts
 
 # Per-session bucket: a gateway takes up to this many tokens in one step and
@@ -57,15 +56,15 @@ class Ticket:
 
 
 class RateLimiter:
-    def __init__(self, scripts: GatewayScripts, settings: Settings, config: GatewayConfig) -> None:
+    def __init__(self, scripts: GatewayScripts, settings: GatewaySettings) -> None:
         self.scripts = scripts
         self.rate = settings.rate_limit_per_token
         self.burst = 2 * settings.rate_limit_per_token
         self.login_limit = settings.login_failures_limit
-        self.addr_limit = settings.login_failures_limit * config.login_addr_factor
-        self.window_ms = config.login_window_s * 1000
-        self.signup_limit = config.signups_per_addr
-        self.signup_window_ms = config.signup_window_s * 1000
+        self.addr_limit = settings.login_failures_limit * settings.login_addr_factor
+        self.window_ms = settings.login_window_s * 1000
+        self.signup_limit = settings.signups_per_addr
+        self.signup_window_ms = settings.signup_window_s * 1000
         # session token hash -> (tokens taken from its bucket not used yet, until)
         self._held: dict[str, tuple[int, float]] = {}
         # session token hash -> the ask for a few tokens in flight

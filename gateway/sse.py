@@ -21,6 +21,6 @@ def open_stream(call: Call):
     return sse_response(
         call.request,
         headers=headers,
-        ping_interval=call.deps.config.sse_ping_s,
+        ping_interval=call.deps.settings.sse_ping_s,
         send_timeout=SEND_TIMEOUT_S,
     )

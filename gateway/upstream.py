@@ -26,7 +26,7 @@ from prometheus_client import Histogram
 from common import errors, metrics
 from common.tracing import outgoing_headers
 
-from .config import GatewayConfig
+from .config import GatewaySettings
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class Upstream:
         name: str,
         base_url: str,
         timeout_s: float,
-        config: GatewayConfig,
+        config: GatewaySettings,
         *,
         connections: int | None = None,
         breaker: CircuitBreaker | None = None,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,8 +13,6 @@ from common.embedded import EmbeddedRedis, free_port
 from common.embedded_pg import EmbeddedPostgres
 from common.redisconn import create_redis
 from common.scripts import load as load_functions
-from common.settings import Settings
-from tests.internal import INTERNAL_TOKEN
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
@@ -72,16 +70,17 @@ async def redis(redis_server):
     await client.aclose()
 
 @pytest.fixture
-def settings(redis_server) -> Settings:
-    """Settings for an app under test: short timers, the test server."""
-    return replace(
-        Settings.from_env("test", env={}),
-        redis_url=redis_server,
-        claim_idle_ms=200,
-        sweep_interval_s=0.05,
-        internal_token=INTERNAL_TOKEN,
-    )
-
-@pytest.fixture
 def log_dir(tmp_path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def rng(request) -> random.Random:
+    """The random draws of a test, seeded: the seed is printed (shown when the
+    test fails) and kept in the report's user properties; TEST_SEED=<seed>
+    repeats the same draws (the machine's timing stays its own)."""
+    seed = int(os.environ.get("TEST_SEED") or random.SystemRandom().randrange(2**32))
+    request.node.user_properties.append(("seed", seed))
+    print(f"random seed {seed} (TEST_SEED={seed} repeats these draws)")
+    return random.Random(seed)
+

@@ -25,6 +25,7 @@ from common.embedded import EmbeddedRedis, free_port
 from deploy import chaos
 from deploy.topology import STATE_FILE
 from tests.harness import ROOT
+from tests.waiting import eventually_blocking
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -104,16 +105,6 @@ def ops_token_of(launcher: Launcher) -> str:
     credentials = dict(line.split("=", 1) for line in
                        (launcher.data_dir / "ops-credentials").read_text().splitlines())
     return credentials["DASHBOARD_URL"].split("#token=", 1)[1]
-
-
-def wait_for(predicate, timeout: float, message: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        assert time.monotonic() < deadline, message
-        time.sleep(0.2)
 
 
 def test_run_starts_the_system_and_ctrl_c_stops_every_process(tmp_path):
@@ -271,7 +262,8 @@ def test_replicated_topology_fails_over_and_the_supervisor_restarts_the_node(rep
             for s in body["shards"])
         return body if ok else None
 
-    before = wait_for(settled, 30, "the topology did not show 3 shards of 1+2 nodes")
+    before = eventually_blocking(settled, timeout=30, interval=0.2,
+                                 message="the topology did not show 3 shards of 1+2 nodes")
     assert before["mode"] == "cluster"
     old = sf_shard(before)["primary"]
     failovers_before = len(before["failovers"])
@@ -295,7 +287,8 @@ def test_replicated_topology_fails_over_and_the_supervisor_restarts_the_node(rep
             return body
         return None
 
-    after = wait_for(rejoined, 60, f"{old} did not rejoin as a replica of {new}")
+    after = eventually_blocking(rejoined, timeout=60, interval=0.2,
+                                message=f"{old} did not rejoin as a replica of {new}")
     assert len(after["failovers"]) == failovers_before + 1
     failover = after["failovers"][0]
     assert (failover["failed"], failover["promoted"], failover["regions"]) == (old, new, ["sf"])
@@ -305,8 +298,9 @@ def test_replicated_topology_fails_over_and_the_supervisor_restarts_the_node(rep
     body = {"user_name": f"fo{os.getpid()}", "password": "failover-password-1",
             "first_name": "Fail", "last_name": "Over", "email": f"fo{os.getpid()}@example.com",
             "age": 30}
-    status = wait_for(lambda: http("POST", f"{replicated.url}/v1/riders", body=body)[0]
-                      in (201, 409) or None, 30, "no sign-up after the failover")
+    status = eventually_blocking(
+        lambda: http("POST", f"{replicated.url}/v1/riders", body=body)[0] in (201, 409) or None,
+        timeout=30, interval=0.2, message="no sign-up after the failover")
     assert status
 
 
@@ -322,7 +316,8 @@ def test_the_dashboard_shows_the_shards_and_each_failover(replicated):
     if not topology(replicated)["failovers"]:
         run = run_chaos(replicated, "kill-primary")
         assert run.returncode == 0, run.stdout + run.stderr
-        wait_for(lambda: topology(replicated)["failovers"], 30, "no failover recorded")
+        eventually_blocking(lambda: topology(replicated)["failovers"], timeout=30, interval=0.2,
+                            message="no failover recorded")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

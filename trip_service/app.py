@@ -12,13 +12,13 @@ from common import errors, keys
 from common.internal import require_internal_token
 from common.redisconn import REDIS, check_redis_ready, redis_ctx
 from common.service import serve
-from common.settings import Settings
 from common.streams import StreamConsumer
 from common.web import READY_CHECKS, SETTINGS, create_base_app
 
 from .archiver import Archiver, ArchiveScheduler
 from .coldstore import COLD_UNAVAILABLE, ColdStore, open_pool
 from .handlers import STORE, add_routes
+from .settings import TripSettings
 from .store import TripStore
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ STOP_GRACE_S = 5.0
 
 async def cold_ctx(app: web.Application) -> AsyncIterator[None]:
     """The cold store's pool, its schema migrated, when DATABASE_URL is set."""
-    settings: Settings = app[SETTINGS]
+    settings: TripSettings = app[SETTINGS]
     if not settings.database_url:
         logger.warning("DATABASE_URL is not set: finished trips stay in Redis (no cold store)")
         yield
@@ -55,7 +55,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
     """The `archive` consumer group (one consumer per region) and the
     archiver loop; stopped gracefully, cancelled past a grace period."""
-    settings: Settings = app[SETTINGS]
+    settings: TripSettings = app[SETTINGS]
     if COLD not in app:
         app[ARCHIVE_TASKS] = []
         yield
@@ -104,7 +104,7 @@ async def cold_errors(request: web.Request, handler) -> web.StreamResponse:
         ) from None
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: TripSettings) -> web.Application:
     app = create_base_app(settings)
     # Only the gateway may call: refuses to build without INTERNAL_TOKEN.
     app.middlewares.append(require_internal_token(settings))
@@ -142,4 +142,4 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def main() -> None:
-    serve("trip_service", create_app)
+    serve(TripSettings, create_app)

@@ -34,11 +34,11 @@ from redis.exceptions import OutOfMemoryError
 
 from common import ids, keys
 from common.scripts import Scripts
-from common.settings import Settings
 from common.streams import Entry, read_deliveries, safe_trim_id
 from common.timeutil import now_ms, parse_iso
 
 from .coldstore import ColdStore, HotCopy
+from .settings import TripSettings
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _seq(stream_id: str) -> tuple[int, int]:
 class ArchiveScheduler:
     """The `archive` group's handler: when a trip ends, its day in Redis starts."""
 
-    def __init__(self, redis, settings: Settings) -> None:
+    def __init__(self, redis, settings: TripSettings) -> None:
         self.redis = redis
         self.retention_ms = int(settings.hot_retention_s * 1000)
 
@@ -79,7 +79,7 @@ class Archiver:
     """The loop that moves due trips to the cold store (one per process)."""
 
     def __init__(
-        self, redis, scripts: Scripts, cold: ColdStore, settings: Settings,
+        self, redis, scripts: Scripts, cold: ColdStore, settings: TripSettings,
         *, before_drop: Callable[[list[HotCopy]], Awaitable[None]] | None = None,
     ) -> None:
         self.redis = redis
@@ -213,7 +213,7 @@ class Archiver:
         return result == "dropped"
 
 
-async def archive_status(redis, settings: Settings) -> dict:
+async def archive_status(redis, settings: TripSettings) -> dict:
     """For ops: trips due to go cold and how late the oldest is."""
     now = now_ms()
     due = 0

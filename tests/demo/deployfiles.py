@@ -117,18 +117,31 @@ def env_names_read(path: Path) -> frozenset[str]:
 SERVICES = ("trip_service", "driver_service", "gateway")
 
 
+def settings_type(service: str) -> type:
+    """The settings a service reads from the environment (`from_env`)."""
+    from driver_service.settings import DriverSettings
+    from gateway.config import GatewaySettings
+    from trip_service.settings import TripSettings
+
+    return {"gateway": GatewaySettings, "trip_service": TripSettings,
+            "driver_service": DriverSettings}[service]
+
+
 def env_names_of_module(module: str) -> frozenset[str]:
-    """What `python -m <module>` reads: a service, the shared settings
-    (Settings.from_env) and its package's own; any other package, its files;
-    any other module, its file."""
+    """What `python -m <module>` reads: a service, its settings and whatever
+    else its package reads; any other package, its files; any other module,
+    its file."""
+    from common.settings import env_fields
+
     folder = ROOT / module.replace(".", os.sep)
+    names: set[str] = set()
     if module in SERVICES:
-        files = [ROOT / "common" / "settings.py", *sorted(folder.rglob("*.py"))]
+        files = sorted(folder.rglob("*.py"))
+        names |= set(env_fields(settings_type(module)))
     elif folder.is_dir():
         files = sorted(folder.rglob("*.py"))
     else:
         files = [folder.with_suffix(".py")]
-    names: set[str] = set()
     for f in files:
         names |= env_names_read(f)
     return frozenset(names)

@@ -28,7 +28,7 @@ from deploy.sim.rider import RIDER_PRODUCTS
 from deploy.sim.streets import StreetGraph
 from deploy.sim.vehicle import Vehicle
 from deploy.sim.vocabulary import Vocabulary, VocabularyError
-from tests.demo.conftest import http_json, ops_token
+from tests.helpers.demo import http_json, ops_token
 from tests.harness import ROOT
 
 SF = {"min_lat": 37.70, "min_lon": -122.52, "max_lat": 37.83, "max_lon": -122.35}

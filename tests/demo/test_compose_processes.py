@@ -26,7 +26,7 @@ from common.embedded import EmbeddedRedis, free_port
 from common.scripts import load as load_functions
 from deploy import credentials
 from deploy.processes import ServiceProcess
-from tests.demo.conftest import http_json
+from tests.helpers.demo import http_json
 from tests.demo.deployfiles import SERVICES, compose, module_of, service_env
 from tests.harness import ROOT
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.demo.conftest import OPS, http_json, ops_token
+from tests.helpers.demo import OPS, http_json, ops_token
 from tests.harness import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -496,10 +496,11 @@ def test_manifest_commands_ports_and_probes_agree_with_the_code():
         assert sport["port"] == DEFAULT_PORTS[module]
         assert sport["targetPort"] in (port["name"], port["containerPort"])
         assert service["spec"]["selector"] == deployments[name]["spec"]["selector"]["matchLabels"]
-    config = _by_kind("ConfigMap")["ridehail-config"]["data"]
+    gateway_env = {e["name"]: e.get("value") for e in
+                   deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     for var, name in (("TRIP_SERVICE_URL", "trip-service"),
                       ("DRIVER_SERVICE_URL", "driver-service")):
-        url = urlsplit(config[var])
+        url = urlsplit(gateway_env[var])
         assert url.hostname == name and url.port == services[name]["spec"]["ports"][0]["port"]
     city = deployments["city"]["spec"]["template"]["spec"]["containers"][0]["command"]
     gateway = urlsplit(city[city.index("--gateway") + 1])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.client import read_sse
-from tests.e2e.conftest import assigned_trip, near, next_offer, request_trip, spot
+from tests.helpers.e2e import assigned_trip, near, next_offer, request_trip, spot
 
 TRIP_PLACEHOLDER = "trp_sf_01JDQ3V8M7X1Y2Z3A4B5C6D7E8"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e.conftest import near, next_offer, request_trip, spot
+from tests.helpers.e2e import near, next_offer, request_trip, spot
 from tests.waiting import eventually
 
 

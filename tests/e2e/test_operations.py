@@ -12,7 +12,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from tests.client import SseReader, read_sse
-from tests.e2e.conftest import (
+from tests.helpers.e2e import (
     assigned_trip,
     near,
     next_offer,

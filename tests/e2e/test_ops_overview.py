@@ -9,7 +9,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from common.models import OPS_LIST_LIMIT
-from tests.e2e.conftest import E2E_ENV, near, next_offer, request_trip, spot
+from tests.helpers.e2e import E2E_ENV, near, next_offer, request_trip, spot
 from tests.waiting import eventually
 
 

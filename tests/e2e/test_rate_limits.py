@@ -9,7 +9,7 @@ import pytest
 
 from deploy.processes import ServiceProcess
 from tests.client import PASSWORD, ApiClient, rider_body
-from tests.e2e.conftest import unique
+from tests.helpers.e2e import unique
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import signal
 import pytest
 
 from tests.client import SseReader
-from tests.e2e.conftest import (
+from tests.helpers.e2e import (
     assigned_trip,
     near,
     request_trip,

@@ -12,7 +12,7 @@ import pytest
 from redis.cluster import RedisCluster
 
 from common import keys
-from tests.e2e.conftest import CLUSTER_REGIONS, near, next_offer, request_trip
+from tests.helpers.e2e import CLUSTER_REGIONS, near, next_offer, request_trip
 from tests.waiting import eventually
 
 

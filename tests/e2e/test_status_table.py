@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from tests.client import driver_body, rider_body
-from tests.e2e.conftest import assigned_trip, near, request_trip, spot, unique
+from tests.helpers.e2e import assigned_trip, near, request_trip, spot, unique
 
 
 def is_problem(r, status: int) -> dict:

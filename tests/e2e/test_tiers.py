@@ -14,7 +14,7 @@ from common.embedded import EmbeddedCluster
 from tests.client import ApiClient, read_sse, rider_body
 from tests.waiting import eventually
 
-from tests.e2e.conftest import (
+from tests.helpers.e2e import (
     assigned_trip,
     near,
 

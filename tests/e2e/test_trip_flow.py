@@ -7,7 +7,7 @@ import asyncio
 import os
 
 from tests.client import read_sse
-from tests.e2e.conftest import near, next_offer, request_trip, spot
+from tests.helpers.e2e import near, next_offer, request_trip, spot
 from tests.waiting import eventually
 
 TERMINAL = {"trip.completed", "trip.cancelled", "trip.expired"}

@@ -8,21 +8,28 @@ services are down.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from common.embedded import free_port
 from gateway.app import create_app
-from gateway.config import GatewayConfig
-
-PASSWORD = "correct horse battery"
+from gateway.config import GatewaySettings
+from tests.helpers.gateway import OPS_PASSWORD
+from tests.helpers.settings import service_settings
 
 
 @pytest.fixture
-def gw_config() -> GatewayConfig:
-    # Cheaper argon2 than production: many sign-ups per test run.
-    return GatewayConfig(
+def gw_settings(redis_server) -> GatewaySettings:
+    return service_settings(
+        GatewaySettings,
+        redis_server,
+        trip_service_url=f"http://127.0.0.1:{free_port()}",
+        driver_service_url=f"http://127.0.0.1:{free_port()}",
+        upstream_timeout_s=0.5,
+        ops_user_name="ops",
+        ops_password=OPS_PASSWORD,
+        rate_limit_per_token=0,
+        login_failures_limit=3,
+        # Cheaper argon2 than production: many sign-ups per test run.
         argon2_time_cost=1,
         argon2_memory_kib=8 * 1024,
         breaker_failures=3,
@@ -35,66 +42,15 @@ def gw_config() -> GatewayConfig:
 
 
 @pytest.fixture
-def gw_settings(settings):
-    return replace(
-        settings,
-        service="gateway",
-        trip_service_url=f"http://127.0.0.1:{free_port()}",
-        driver_service_url=f"http://127.0.0.1:{free_port()}",
-        upstream_timeout_s=0.5,
-        ops_user_name="ops",
-        ops_password=OPS_PASSWORD,
-        rate_limit_per_token=0,
-        login_failures_limit=3,
-    )
-
-
-@pytest.fixture
 def make_client(aiohttp_client, redis):
     """Build a client for an app with the given settings (the Redis is flushed first)."""
 
-    async def make(settings, config):
-        return await aiohttp_client(create_app(settings, config))
+    async def make(settings: GatewaySettings):
+        return await aiohttp_client(create_app(settings))
 
     return make
 
 
 @pytest.fixture
-async def client(make_client, gw_settings, gw_config):
-    return await make_client(gw_settings, gw_config)
-
-
-def rider_body(user_name: str, **overrides) -> dict:
-    body = {
-        "user_name": user_name,
-        "password": PASSWORD,
-        "first_name": "Ada",
-        "last_name": "Lovelace",
-        "email": f"{user_name}@example.com",
-        "age": 36,
-        "bio": "Analyst",
-    }
-    body.update(overrides)
-    return body
-
-
-async def sign_up_and_login(client, user_name: str) -> dict:
-    resp = await client.post("/v1/riders", json=rider_body(user_name))
-    assert resp.status == 201, await resp.text()
-    resp = await client.post("/v1/sessions", json={"user_name": user_name, "password": PASSWORD})
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
-
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
-
-
-OPS_PASSWORD = "ops-gateway-tests-1"
-
-
-async def ops_headers(client) -> dict:
-    """An ops session's headers: /metrics and the details of /readyz are for the ops role."""
-    resp = await client.post("/v1/sessions", json={"user_name": "ops", "password": OPS_PASSWORD})
-    assert resp.status == 201, await resp.text()
-    return bearer((await resp.json())["token"])
+async def client(make_client, gw_settings):
+    return await make_client(gw_settings)

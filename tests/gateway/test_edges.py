@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from tests.gateway.conftest import bearer, ops_headers, rider_body, sign_up_and_login
+from tests.helpers.gateway import bearer, ops_headers, rider_body, sign_up_and_login
 from tests.waiting import eventually
 
 

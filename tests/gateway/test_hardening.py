@@ -17,7 +17,7 @@ from gateway.app import OpsPasswordRefused, create_app
 from gateway.clientaddr import ClientAddress
 from gateway.identity import NEW_PASSWORD, Hasher, HashQueueFull
 from gateway.upstream import Upstream
-from tests.gateway.conftest import bearer, ops_headers, rider_body, sign_up_and_login
+from tests.helpers.gateway import bearer, ops_headers, rider_body, sign_up_and_login
 from tests.waiting import eventually
 
 HEADERS = {
@@ -106,17 +106,17 @@ async def test_a_common_or_short_password_is_refused(client, password):
 
 @pytest.mark.parametrize("password", ["", "REPLACE-WITH-A-LONG-RANDOM-PASSWORD",
                                       "change-me-ops-password", "short-ops-pw", "password1"])
-def test_the_gateway_refuses_to_start_with_a_weak_ops_password(gw_settings, gw_config, password):
+def test_the_gateway_refuses_to_start_with_a_weak_ops_password(gw_settings, password):
     settings = replace(gw_settings, ops_password=password)
     if not password:
-        create_app(settings, gw_config)  # no ops account at all is allowed
+        create_app(settings)  # no ops account at all is allowed
         return
     with pytest.raises(OpsPasswordRefused, match="OPS_PASSWORD"):
-        create_app(settings, gw_config)
+        create_app(settings)
 
 
-async def test_the_hashing_queue_is_bounded_and_logins_go_first(gw_config):
-    hasher = Hasher(replace(gw_config, hash_workers=1, hash_queue_max=4))
+async def test_the_hashing_queue_is_bounded_and_logins_go_first(gw_settings):
+    hasher = Hasher(replace(gw_settings, hash_workers=1, hash_queue_max=4))
     try:
         encoded = await hasher.hash("a password for the test")
         order: list[str] = []
@@ -157,9 +157,9 @@ async def test_the_hashing_queue_is_bounded_and_logins_go_first(gw_config):
         hasher.close()
 
 
-async def test_a_full_hashing_queue_is_a_503_with_retry_after(make_client, gw_settings, gw_config):
-    client = await make_client(gw_settings, replace(gw_config, hash_queue_max=1, hash_workers=1,
-                                                    signups_per_addr=0))
+async def test_a_full_hashing_queue_is_a_503_with_retry_after(make_client, gw_settings):
+    client = await make_client(replace(gw_settings, hash_queue_max=1, hash_workers=1,
+                                       signups_per_addr=0))
     replies = await asyncio.gather(*(
         client.post("/v1/riders", json=rider_body(f"crowd{i}")) for i in range(12)))
     statuses = sorted(r.status for r in replies)
@@ -196,7 +196,7 @@ def test_a_bad_trusted_proxy_entry_stops_the_gateway():
 
 
 async def test_waiting_for_a_pooled_connection_is_not_an_upstream_failure(
-    aiohttp_server, gw_config
+    aiohttp_server, gw_settings
 ):
     """A pool that is all in use answers 503 'no free connection' once the call's
     time is up, and the breaker does not count it against the upstream."""
@@ -210,7 +210,7 @@ async def test_waiting_for_a_pooled_connection_is_not_an_upstream_failure(
     app.router.add_get("/slow", slow)
     server = await aiohttp_server(app)
     upstream = Upstream("slowpoke", str(server.make_url("")), 0.3,
-                        replace(gw_config, breaker_failures=1), connections=1)
+                        replace(gw_settings, breaker_failures=1), connections=1)
     await upstream.open()
     try:
         holding = asyncio.ensure_future(upstream.get("/slow", timeout_s=10, retries=0))

@@ -10,7 +10,7 @@ from common.events import entry_fields, envelope
 from common.ids import TRIP, new_id
 from gateway.history import HISTORY, History
 from gateway.live import StreamEvent
-from tests.gateway.conftest import OPS_PASSWORD, bearer, sign_up_and_login
+from tests.helpers.gateway import OPS_PASSWORD, bearer, sign_up_and_login
 from tests.waiting import eventually
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -12,7 +13,7 @@ from common.embedded import EmbeddedRedis, free_port
 from common.events import entry_fields, envelope
 from common.ids import TRIP, new_id
 from common.redisconn import create_redis
-from gateway.config import GatewayConfig
+from gateway.config import GatewaySettings
 from gateway.idempotency import Idempotency
 from gateway.live import DROPPED, EventHub
 from gateway.scripts import GatewayScripts
@@ -23,7 +24,7 @@ RIDER = "rdr_sf_01JDQ3V8M7X1Y2Z3A4B5C6D7E8"
 
 @pytest.fixture
 def idem(redis):
-    return Idempotency(GatewayScripts(redis), GatewayConfig(idempotency_wait_s=3), lease_s=0.5)
+    return Idempotency(GatewayScripts(redis), GatewaySettings(idempotency_wait_s=3), lease_s=0.5)
 
 
 def new_trip_id() -> str:
@@ -104,8 +105,8 @@ async def test_keys_are_per_rider(idem):
 
 
 @pytest.fixture
-async def hub(redis, settings):
-    hub = EventHub(redis, settings, GatewayConfig(sse_queue_size=4, stream_block_ms=100))
+async def hub(redis, gw_settings):
+    hub = EventHub(redis, replace(gw_settings, sse_queue_size=4, stream_block_ms=100))
     await hub.start()
     await eventually(lambda: "sf" in hub.positions)
     yield hub
@@ -158,12 +159,12 @@ async def test_a_slow_client_is_dropped_and_never_stalls_the_others(hub, redis):
     hub.unsubscribe(fast)
 
 
-async def test_readiness_names_a_reader_that_cannot_read_until_it_heals(settings, tmp_path):
+async def test_readiness_names_a_reader_that_cannot_read_until_it_heals(gw_settings, tmp_path):
     """A gateway whose stream reader cannot read is not ready (its SSE
     clients would get no live events); it is ready again once reads work."""
     port = free_port()
     client = create_redis(f"redis://127.0.0.1:{port}/0", retries=0)
-    hub = EventHub(client, settings, GatewayConfig(stream_block_ms=100))
+    hub = EventHub(client, replace(gw_settings, stream_block_ms=100))
     await hub.start()
     server = None
     try:

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import replace
 
 from common import keys
-from tests.gateway.conftest import PASSWORD, bearer, rider_body, sign_up_and_login
+from tests.helpers.gateway import PASSWORD, bearer, rider_body, sign_up_and_login
 from tests.waiting import eventually
 
 
@@ -128,10 +128,10 @@ async def test_only_a_digest_of_the_token_is_stored(client, redis):
 
 
 async def test_the_session_slides_and_stops_at_its_absolute_limit(
-    make_client, gw_settings, gw_config, redis
+    make_client, gw_settings, redis
 ):
     settings = replace(gw_settings, session_ttl_s=30, session_max_s=2)
-    client = await make_client(settings, gw_config)
+    client = await make_client(settings)
     session = await sign_up_and_login(client, "slider")
     digest = hashlib.sha256(session["token"].encode()).hexdigest()
     # Capped by the absolute limit, not the sliding TTL.
@@ -145,9 +145,9 @@ async def test_the_session_slides_and_stops_at_its_absolute_limit(
     await eventually(expired, timeout=5, interval=0.1)
 
 
-async def test_each_request_slides_the_expiry(make_client, gw_settings, gw_config, redis):
+async def test_each_request_slides_the_expiry(make_client, gw_settings, redis):
     settings = replace(gw_settings, session_ttl_s=5)
-    client = await make_client(settings, gw_config)
+    client = await make_client(settings)
     session = await sign_up_and_login(client, "slide2")
     key = keys.session(hashlib.sha256(session["token"].encode()).hexdigest())
     await redis.pexpire(key, 1000)
@@ -155,12 +155,12 @@ async def test_each_request_slides_the_expiry(make_client, gw_settings, gw_confi
     assert await redis.pttl(key) > 4000
 
 
-async def test_sessions_survive_a_new_gateway_instance(make_client, gw_settings, gw_config):
-    first = await make_client(gw_settings, gw_config)
+async def test_sessions_survive_a_new_gateway_instance(make_client, gw_settings):
+    first = await make_client(gw_settings)
     session = await sign_up_and_login(first, "durable")
     await first.close()
     # A second app instance shares nothing in memory with the first.
-    second = await make_client(gw_settings, gw_config)
+    second = await make_client(gw_settings)
     resp = await second.get("/v1/me", headers=bearer(session["token"]))
     assert resp.status == 200
 

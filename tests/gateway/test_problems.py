@@ -3,7 +3,7 @@ about:blank; details and field messages are sentences a person can act on."""
 
 from __future__ import annotations
 
-from tests.gateway.conftest import bearer, rider_body, sign_up_and_login
+from tests.helpers.gateway import bearer, rider_body, sign_up_and_login
 
 
 async def problem(resp, status: int) -> dict:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from tests.gateway.conftest import PASSWORD, bearer, rider_body, sign_up_and_login
+from tests.helpers.gateway import PASSWORD, bearer, rider_body, sign_up_and_login
 
 
 async def test_the_token_bucket_allows_a_burst_of_twice_the_rate(
-    make_client, gw_settings, gw_config
+    make_client, gw_settings
 ):
-    client = await make_client(replace(gw_settings, rate_limit_per_token=3), gw_config)
+    client = await make_client(replace(gw_settings, rate_limit_per_token=3))
     session = await sign_up_and_login(client, "bursty")
     h = bearer(session["token"])
     statuses = [(await client.get("/v1/me", headers=h)).status for _ in range(12)]
@@ -59,9 +59,9 @@ async def test_successful_logins_and_sign_ups_are_never_limited(client):
 
 
 async def test_failed_logins_from_one_address_are_limited_at_ten_times(
-    make_client, gw_settings, gw_config
+    make_client, gw_settings
 ):
-    client = await make_client(replace(gw_settings, login_failures_limit=1), gw_config)
+    client = await make_client(replace(gw_settings, login_failures_limit=1))
     await client.post("/v1/riders", json=rider_body("legit"))
     # Ten different names fail once each: each name is now locked, and so is the address.
     for i in range(10):
@@ -72,9 +72,8 @@ async def test_failed_logins_from_one_address_are_limited_at_ten_times(
     assert "address" in (await resp.json())["detail"]
 
 
-async def test_the_window_ends(make_client, gw_settings, gw_config, redis):
-    config = replace(gw_config, login_window_s=1)
-    client = await make_client(replace(gw_settings, login_failures_limit=1), config)
+async def test_the_window_ends(make_client, gw_settings, redis):
+    client = await make_client(replace(gw_settings, login_failures_limit=1, login_window_s=1))
     await client.post("/v1/riders", json=rider_body("patient"))
     assert (await client.post("/v1/sessions", json={"user_name": "patient", "password": "nope-nope"})).status == 401
     locked = await client.post("/v1/sessions", json={"user_name": "patient", "password": PASSWORD})

@@ -23,12 +23,14 @@ from common.redisconn import create_redis
 from common.scripts import WAIT_TIMEOUT_MS
 from driver_service.app import Workers
 from driver_service.app import create_app as create_driver_app
+from driver_service.settings import DriverSettings
 from gateway.app import create_app
-from gateway.config import GatewayConfig
+from gateway.config import GatewaySettings
 from gateway.idempotency import Idempotency
 from gateway.identity import token_digest
 from gateway.scripts import GatewayScripts
-from tests.gateway.conftest import PASSWORD, bearer, rider_body
+from tests.helpers.gateway import PASSWORD, bearer, rider_body
+from tests.helpers.settings import service_settings
 from tests.replicas import Frozen, primary_with_replica
 from tests.waiting import eventually
 
@@ -54,9 +56,9 @@ async def on_replica(pair):
 
 
 @pytest.fixture
-async def gateway(aiohttp_client, pair, gw_settings, gw_config):
+async def gateway(aiohttp_client, pair, gw_settings):
     settings = replace(gw_settings, redis_url=pair[0].url, wait_replicas=1)
-    return await aiohttp_client(create_app(settings, gw_config))
+    return await aiohttp_client(create_app(settings))
 
 
 async def sign_up(client, user_name: str):
@@ -153,7 +155,7 @@ async def _gone(client, key: str) -> bool:
 async def test_an_idempotent_answer_is_stored_on_the_replica_first(pair, on_replica):
     _, replica = pair
     on_primary = create_redis(pair[0].url)
-    idem = Idempotency(GatewayScripts(on_primary), GatewayConfig(idempotency_wait_s=3),
+    idem = Idempotency(GatewayScripts(on_primary), GatewaySettings(idempotency_wait_s=3),
                        lease_s=0.5, wait_replicas=1)
     attempts = []
 
@@ -212,20 +214,19 @@ async def test_an_idempotent_answer_is_stored_on_the_replica_first(pair, on_repl
 
 
 async def test_a_driver_sign_up_is_on_the_replica_or_undone(
-    aiohttp_client, aiohttp_server, pair, on_replica, gw_settings, gw_config
+    aiohttp_client, aiohttp_server, pair, on_replica, gw_settings
 ):
     """driver_service without the wait (WAIT_REPLICAS=0), so that with the
     replica frozen it is the gateway's own confirmation (the profile, the
     account's activation) that fails the sign-up."""
     _, replica = pair
-    driver_settings = replace(gw_settings, service="driver_service", redis_url=pair[0].url,
-                              wait_replicas=0)
+    driver_settings = service_settings(DriverSettings, pair[0].url, wait_replicas=0)
     drivers = await aiohttp_server(create_driver_app(driver_settings, Workers(
         dispatch=False, driver_stats=False, sweeper=False, maintenance=False)))
     settings = replace(gw_settings, redis_url=pair[0].url, wait_replicas=1,
                        driver_service_url=str(drivers.make_url("")).rstrip("/"),
                        upstream_timeout_s=5.0)
-    gateway = await aiohttp_client(create_app(settings, gw_config))
+    gateway = await aiohttp_client(create_app(settings))
 
     def body(user_name: str) -> dict:
         return {**rider_body(user_name), "car": CAR, "product": "standard"}

@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gateway.deps import HANDLER_DEPS
-from tests.gateway.conftest import bearer, ops_headers
+from tests.helpers.gateway import bearer, ops_headers
 from tests.waiting import eventually
 
 
-async def test_a_client_that_goes_away_is_not_an_error(make_client, gw_settings, gw_config):
-    client = await make_client(gw_settings, replace(gw_config, sse_ping_s=0.05))
+async def test_a_client_that_goes_away_is_not_an_error(make_client, gw_settings):
+    client = await make_client(replace(gw_settings, sse_ping_s=0.05))
     login = await client.post("/v1/sessions", json={"user_name": "ops", "password": "ops-gateway-tests-1"})
     token = (await login.json())["token"]
     hub = client.app[HANDLER_DEPS].hub

@@ -10,7 +10,7 @@ from common.embedded import EmbeddedCluster, free_port
 from gateway.topology import TopologyWatcher
 from tests.waiting import eventually
 
-from tests.gateway.conftest import OPS_PASSWORD, bearer
+from tests.helpers.gateway import OPS_PASSWORD, bearer
 
 
 async def test_one_server_is_said_plainly(client):

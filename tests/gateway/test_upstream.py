@@ -10,7 +10,7 @@ import pytest
 
 from common import metrics
 from gateway.upstream import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from tests.gateway.conftest import PASSWORD, bearer, ops_headers, sign_up_and_login
+from tests.helpers.gateway import PASSWORD, bearer, ops_headers, sign_up_and_login
 
 TRIP = "trp_sf_01JDQ3V8M7X1Y2Z3A4B5C6D7E8"
 DRIVER_BODY = {
@@ -132,13 +132,14 @@ def hung_port():
     sock.close()
 
 
-async def test_an_upstream_that_does_not_answer_is_504(make_client, gw_settings, gw_config, hung_port):
+async def test_an_upstream_that_does_not_answer_is_504(make_client, gw_settings, hung_port):
     settings = replace(
         gw_settings,
         trip_service_url=f"http://127.0.0.1:{hung_port}",
         upstream_timeout_s=0.2,
+        upstream_retries=0,
     )
-    client = await make_client(settings, replace(gw_config, upstream_retries=0))
+    client = await make_client(settings)
     session = await sign_up_and_login(client, "waiting")
     resp = await client.get(f"/v1/trips/{TRIP}", headers=bearer(session["token"]))
     assert resp.status == 504

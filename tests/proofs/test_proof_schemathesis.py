@@ -29,14 +29,14 @@ from hypothesis import HealthCheck, seed, settings
 from schemathesis.checks import CHECKS, load_all_checks
 
 from common.geo import haversine_m
-from common.settings import Settings
+from gateway.config import GatewaySettings
 from gateway.routes.site import render_openapi
 from tests.client import OPS_PASSWORD, OPS_USER, PASSWORD, driver_body, rider_body
 from tests.proofs.support import PROOF_ENV, record_figures, start_proof_system
 
 pytestmark = pytest.mark.slow
 
-REACH_M = Settings().max_trip_distance_m
+REACH_M = GatewaySettings().max_trip_distance_m
 SEED = 20261127
 MAX_EXAMPLES = 15
 STATEFUL_SCENARIOS = 10
@@ -89,12 +89,10 @@ def the_document() -> dict:
     settings), so the tests are collected before any process runs.
     (Schemathesis' lazy `from_fixture` loader does not run on pytest 9.)
     `test_the_fuzzed_document_is_the_served_one` holds the two equal."""
-    from common.settings import Settings
     from gateway.openapi import build
     from gateway.routes import route_table
 
-    return orjson.loads(render_openapi(build(route_table(),
-                                             Settings.from_env("gateway", env=PROOF_ENV))))
+    return orjson.loads(render_openapi(build(route_table(), GatewaySettings.from_env(env=PROOF_ENV))))
 
 
 DOCUMENT = the_document()

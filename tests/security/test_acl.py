@@ -24,17 +24,9 @@ from common.scripts import all_libraries
 from common.scripts import load as load_functions
 from common.embedded import EmbeddedRedis, free_port
 from tests.demo.deployfiles import compose, k8s_documents, service_env
-from tests.e2e.conftest import (
-    PASSWORD,
-    Client,
-    driver_body,
-    near,
-    next_offer,
-    read_sse,
-    request_trip,
-    rider_body,
-    unique,
-)
+from tests.client import PASSWORD, driver_body, read_sse, rider_body
+from tests.client import ApiClient as Client
+from tests.helpers.e2e import near, next_offer, request_trip, unique
 from tests.harness import ROOT, System
 from tests.waiting import eventually
 

@@ -11,7 +11,8 @@ from common.streams import Entry
 from driver_service.app import MAINTENANCE, STORE, TASKS, Workers
 from driver_service.ratings import RatingConsumer
 
-from .conftest import DROPOFF, near, wait_until
+from tests.helpers.services import DROPOFF, near
+from tests.waiting import eventually
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
@@ -164,7 +165,8 @@ async def test_timeline_has_deliveries(rig):
         groups = [{d["group"] for d in e["deliveries"] if d["acked_at"]} for e in body["events"]]
         return body if all({"dispatch", "driver-stats"} <= g for g in groups) else None
 
-    body = await wait_until(acked, what="deliveries acknowledged")
+    body = await eventually(acked, timeout=5,
+                            message="timed out waiting for deliveries acknowledged")
     assert [e["type"] for e in body["events"]] == ["trip.requested", "trip.offered",
                                                    "trip.assigned"]
     first = body["events"][0]
@@ -243,7 +245,7 @@ async def test_rating_is_counted_once_per_event(rig):
     async def rated():
         return (await rig.driver(driver_id))["rating"] == 2.0
 
-    await wait_until(rated, what="rating applied")
+    await eventually(rated, timeout=5, message="timed out waiting for rating applied")
     rows = await rig.redis.xrange(keys.events("sf"))
     entry = next(Entry(keys.events("sf"), sid, f) for sid, f in rows if f["type"] == "trip.rated")
     consumer = RatingConsumer(rig.driver_app[STORE])

@@ -17,7 +17,8 @@ from trip_service.app import create_app as create_trip_app
 
 from tests.internal import internal_headers
 
-from .conftest import Rig, wait_until
+from tests.helpers.services import Rig
+from tests.waiting import eventually
 
 SF = Region("sf", 37.70, -122.52, 37.83, -122.35)
 NYC = Region("nyc", 40.70, -74.02, 40.80, -73.93)
@@ -31,16 +32,18 @@ def cluster(tmp_path_factory):
     c.stop()
 
 
-async def test_trips_in_two_regions_on_a_cluster(cluster, svc_settings, aiohttp_client):
+async def test_trips_in_two_regions_on_a_cluster(
+    cluster, trip_settings, driver_settings, aiohttp_client
+):
     # d1 is the nearer driver, so nothing here waits on an offer timing out; a long
     # timeout keeps a loaded machine from expiring an offer before it is fetched.
-    s = replace(svc_settings, redis_url=cluster.url, regions=(SF, NYC), offer_timeout_s=10.0)
+    given = {"redis_url": cluster.url, "regions": (SF, NYC), "offer_timeout_s": 10.0}
+    driver_s = replace(driver_settings, **given)
     client = create_redis(cluster.url)
-    trips = await aiohttp_client(create_trip_app(replace(s, service="trip_service")),
+    trips = await aiohttp_client(create_trip_app(replace(trip_settings, **given)),
                                  headers=internal_headers())
-    drivers = await aiohttp_client(create_driver_app(replace(s, service="driver_service")),
-                                   headers=internal_headers())
-    rig = Rig(trips, drivers, client, s, None)
+    drivers = await aiohttp_client(create_driver_app(driver_s), headers=internal_headers())
+    rig = Rig(trips, drivers, client, driver_s, None)
     try:
         for region, center in (("sf", (37.7749, -122.4194)), ("nyc", (40.75, -73.98))):
             at = {"lat": center[0], "lon": center[1]}
@@ -68,7 +71,8 @@ async def test_trips_in_two_regions_on_a_cluster(cluster, svc_settings, aiohttp_
             async def rated():
                 return (await rig.driver(d1))["rating"] == 5.0
 
-            await wait_until(rated, what="rating on the cluster")
+            await eventually(rated, timeout=5,
+                             message="timed out waiting for rating on the cluster")
             timeline = await (await trips.get(f"/internal/trips/{second['id']}/timeline")).json()
             assert [e["type"] for e in timeline["events"]][-1] == "trip.rated"
         overview = await (await drivers.get("/internal/ops/overview")).json()

@@ -34,12 +34,12 @@ async def idle_longer_than(redis, name: str, ms: int) -> bool:
 
 
 async def test_a_crashed_consumer_is_reaped_only_after_its_entries_were_claimed(
-        redis, settings):
+        redis, driver_settings):
     await publish(redis, 3)
     await ensure_group(redis, STREAM, GROUP)
     # It read and died before acknowledging.
     await redis.xreadgroup(GROUP, "crashed", {STREAM: ">"}, count=3)
-    reaper = StreamMaintenance(redis, settings, consumer_idle_ms=50)
+    reaper = StreamMaintenance(redis, driver_settings, consumer_idle_ms=50)
     await eventually(lambda: idle_longer_than(redis, "crashed", 50))
     assert await reaper.reap_once() == 0
     assert (await consumers(redis))["crashed"]["pending"] == 3
@@ -55,21 +55,21 @@ async def test_a_crashed_consumer_is_reaped_only_after_its_entries_were_claimed(
     assert reaper.reaped == 1
 
 
-async def test_a_consumer_idle_less_than_the_threshold_is_kept(redis, settings):
+async def test_a_consumer_idle_less_than_the_threshold_is_kept(redis, driver_settings):
     await ensure_group(redis, STREAM, GROUP)
     await redis.xreadgroup(GROUP, "quiet", {STREAM: ">"}, count=1)  # nothing to read
     await eventually(lambda: idle_longer_than(redis, "quiet", 50))
     # Idle, nothing pending, but not for the default threshold (minutes).
-    assert await StreamMaintenance(redis, settings).reap_once() == 0
+    assert await StreamMaintenance(redis, driver_settings).reap_once() == 0
     assert set(await consumers(redis)) == {"quiet"}
-    assert await StreamMaintenance(redis, settings, consumer_idle_ms=50).reap_once() == 1
+    assert await StreamMaintenance(redis, driver_settings, consumer_idle_ms=50).reap_once() == 1
     assert await consumers(redis) == {}
 
 
-async def test_missing_streams_and_groups_have_nothing_to_reap(redis, settings):
-    assert await StreamMaintenance(redis, settings, consumer_idle_ms=0).reap_once() == 0
+async def test_missing_streams_and_groups_have_nothing_to_reap(redis, driver_settings):
+    assert await StreamMaintenance(redis, driver_settings, consumer_idle_ms=0).reap_once() == 0
     await publish(redis, 1)  # a stream without groups
-    assert await StreamMaintenance(redis, settings, consumer_idle_ms=0).reap_once() == 0
+    assert await StreamMaintenance(redis, driver_settings, consumer_idle_ms=0).reap_once() == 0
 
 
 async def test_a_stopped_driver_service_leaves_both_groups(make_rig, redis):

@@ -13,7 +13,8 @@ from driver_service.app import Workers
 from driver_service.app import create_app as create_driver_app
 from tests.harness import ServiceProcess
 
-from .conftest import near, wait_until
+from tests.helpers.services import near
+from tests.waiting import eventually
 from .test_races import replay_offers
 
 NO_DISPATCH = Workers(dispatch=False, sweeper=False)
@@ -45,14 +46,16 @@ async def test_abandoned_consumer_entries_are_reclaimed(make_rig, aiohttp_client
     async def all_offered():
         return await _offered_trips(rig) == want
 
-    await wait_until(all_offered, timeout=10, what="every trip offered after reclaim")
+    await eventually(all_offered, timeout=10,
+                     message="timed out waiting for every trip offered after reclaim")
     offers, _ = replay_offers(await rig.events())
     assert offers == len(want)
 
     async def settled():
         return (await rig.redis.xpending(stream, keys.GROUP_DISPATCH))["pending"] == 0
 
-    await wait_until(settled, what="reclaimed entries acknowledged")
+    await eventually(settled, timeout=5,
+                     message="timed out waiting for reclaimed entries acknowledged")
     history = await read_deliveries(rig.redis, "sf", taken[-1])
     dispatch = [d for d in history if d["group"] == keys.GROUP_DISPATCH]
     assert [(d["consumer"], d["attempts"]) for d in dispatch] == [("live-dispatch", 2)]
@@ -92,12 +95,14 @@ async def test_killed_dispatcher_process_loses_no_trip(make_rig, redis_server, t
         async def all_offered():
             return await _offered_trips(rig) == want
 
-        await wait_until(all_offered, timeout=20, interval=0.05, what="every trip offered")
+        await eventually(all_offered, timeout=20, interval=0.05,
+                         message="timed out waiting for every trip offered")
 
         async def settled():
             return (await rig.redis.xpending(stream, keys.GROUP_DISPATCH))["pending"] == 0
 
-        await wait_until(settled, timeout=10, what="entries of the dead one acknowledged")
+        await eventually(settled, timeout=10,
+                         message="timed out waiting for entries of the dead one acknowledged")
     finally:
         first.kill()
         if second is not None:

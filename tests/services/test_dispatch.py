@@ -7,7 +7,8 @@ import asyncio
 from common import keys
 from driver_service.app import SWEEPER, Workers
 
-from .conftest import near, wait_until
+from tests.helpers.services import near
+from tests.waiting import eventually
 
 
 async def _positions(rig, trip_ids):
@@ -58,7 +59,7 @@ async def test_declined_trip_is_never_offered_again_and_expires(make_rig):
     async def expired():
         return (await rig.doc(trip["id"]))["status"] == "expired"
 
-    await wait_until(expired, timeout=5, what="expiry")
+    await eventually(expired, timeout=5, message="timed out waiting for expiry")
     types = await rig.types_of(trip["id"])
     assert types == ["trip.requested", "trip.offered", "trip.offer_declined", "trip.expired"]
 
@@ -93,7 +94,7 @@ async def test_accept_at_expiry_is_409_without_a_sweeper(make_rig):
         seconds, micros = await rig.redis.time()
         return seconds * 1000 + micros // 1000 >= expires_ms
 
-    await wait_until(past_deadline, what="the offer deadline")
+    await eventually(past_deadline, timeout=5, message="timed out waiting for the offer deadline")
     before = await rig.doc(trip["id"])
     r = await rig.accept(d1, trip["id"])
     assert r.status == 409

@@ -8,7 +8,8 @@ from common import keys
 from common.models import OPS_LIST_LIMIT
 from driver_service.app import Workers
 
-from .conftest import DROPOFF, near, wait_until
+from tests.helpers.services import DROPOFF, near
+from tests.waiting import eventually
 
 
 async def driver_overview(rig, **params) -> dict:
@@ -113,7 +114,7 @@ async def test_cancelled_and_expired_trips_leave_the_list(make_rig):
     async def expired():
         return (await rig.trip(expiring["id"]))["status"] == "expired"
 
-    await wait_until(expired, what="the trip to expire")
+    await eventually(expired, timeout=5, message="timed out waiting for the trip to expire")
     assert expiring["id"] not in await active(rig)
     assert (await trip_overview(rig))["active_trips_total"] == 0
 
@@ -167,5 +168,6 @@ async def test_regions_timers_and_events_per_second(make_rig):
         value = (await driver_overview(rig))["events_per_s"]
         return value if value else None
 
-    assert await wait_until(rate, timeout=10, interval=0.2, what="events per second") > 0
+    assert await eventually(rate, timeout=10, interval=0.2,
+                            message="timed out waiting for events per second") > 0
     assert await rig.redis.zcard(keys.events_rate("sf")) >= 2

@@ -10,7 +10,8 @@ from common import ids, keys
 from driver_service.app import STORE, Workers
 from driver_service.app import create_app as create_driver_app
 
-from .conftest import near, wait_until
+from tests.helpers.services import near
+from tests.waiting import eventually
 
 ROUNDS = 15
 
@@ -51,7 +52,7 @@ async def check_indexes(rig) -> None:
     assert set(await r.zrange(keys.online_driver_ids("sf"), 0, -1)) == online
 
 
-async def test_fifty_concurrent_accepts_have_one_winner(rig):
+async def test_fifty_concurrent_accepts_have_one_winner(rig, rng):
     others = [await rig.new_driver(near(0.02)) for _ in range(4)]
     for _ in range(ROUNDS):
         driver_id = await rig.new_driver(near())
@@ -59,7 +60,7 @@ async def test_fifty_concurrent_accepts_have_one_winner(rig):
         offer = await rig.offered(driver_id)
         assert offer["trip_id"] == trip["id"]
         callers = [driver_id] * 25 + [others[i % 4] for i in range(25)]
-        random.shuffle(callers)
+        rng.shuffle(callers)
         responses = await asyncio.gather(*(rig.accept(d, trip["id"]) for d in callers))
         for caller, resp in zip(callers, responses):
             # The others were never offered the trip: for them it does not exist.
@@ -78,16 +79,16 @@ async def test_fifty_concurrent_accepts_have_one_winner(rig):
     await check_indexes(rig)
 
 
-async def test_accept_against_rider_cancel(rig):
+async def test_accept_against_rider_cancel(rig, rng):
     for _ in range(ROUNDS):
         driver_id = await rig.new_driver(near())
         trip = await rig.request(near())
         await rig.offered(driver_id)
         # Either may leave first: both orders must end consistent.
-        lead = random.random() < 0.5
+        lead = rng.random() < 0.5
 
         async def delayed(coro, first):
-            await asyncio.sleep(0 if first else random.uniform(0, 0.003))
+            await asyncio.sleep(0 if first else rng.uniform(0, 0.003))
             return await coro
 
         accept, cancel = await asyncio.gather(
@@ -110,7 +111,7 @@ async def test_accept_against_rider_cancel(rig):
             d = await rig.driver_doc(driver_id)
             return d["trip_id"] is None and d["offer"] is None and d["supply_cell"] is not None
 
-        await wait_until(freed, what="driver freed")
+        await eventually(freed, timeout=5, message="timed out waiting for driver freed")
         await rig.status(driver_id, "offline")
     await check_indexes(rig)
     assert await rig.redis.zcard(keys.offer_deadlines("sf")) == 0
@@ -139,7 +140,7 @@ def replay_offers(events: list[dict]) -> tuple[int, int]:
     return offers, peak
 
 
-async def test_two_dispatchers_never_double_offer(make_rig, aiohttp_client):
+async def test_two_dispatchers_never_double_offer(make_rig, aiohttp_client, rng):
     rig = await make_rig(offer_timeout_s=0.5)
     # A second driver_service replica on the same consumer group.
     second = create_driver_app(
@@ -154,14 +155,16 @@ async def test_two_dispatchers_never_double_offer(make_rig, aiohttp_client):
     ))
     trip_ids = {t["id"] for t in trips}
     assigned: set[str] = set()
+    # Each driver's own draws, from the test's seed (not from its random id).
+    seeds = {driver_id: rng.randrange(2**32) for driver_id in drivers}
 
     async def driver_loop(driver_id: str) -> None:
-        rng = random.Random(driver_id)
+        choices = random.Random(seeds[driver_id])
         while len(assigned) < len(trip_ids):
             offer = await rig.next_offer(driver_id, wait=0.5)
             if offer is None:
                 continue
-            if rng.random() < 0.5:
+            if choices.random() < 0.5:
                 await rig.decline(driver_id, offer["trip_id"])
                 continue
             r = await rig.accept(driver_id, offer["trip_id"])
@@ -176,7 +179,8 @@ async def test_two_dispatchers_never_double_offer(make_rig, aiohttp_client):
 
     loops = [asyncio.ensure_future(driver_loop(d)) for d in drivers]
     try:
-        await wait_until(all_done, timeout=60, interval=0.1, what="every trip served")
+        await eventually(all_done, timeout=60, interval=0.1,
+                         message="timed out waiting for every trip served")
     finally:
         assigned.update(trip_ids)
         await asyncio.gather(*loops, return_exceptions=True)
@@ -187,7 +191,7 @@ async def test_two_dispatchers_never_double_offer(make_rig, aiohttp_client):
     await check_indexes(rig)
 
 
-async def test_sweeper_against_accept(make_rig):
+async def test_sweeper_against_accept(make_rig, rng):
     rig = await make_rig(offer_timeout_s=0.4, sweep_interval_s=0.002)
     for _ in range(ROUNDS):
         driver_id = await rig.new_driver(near())
@@ -197,7 +201,7 @@ async def test_sweeper_against_accept(make_rig):
         seconds, micros = await rig.redis.time()
         now = seconds * 1000 + micros // 1000
         # Aim the accept at the deadline, from a little before to just after.
-        await asyncio.sleep(max(expires_ms - now + random.randint(-12, 4), 0) / 1000)
+        await asyncio.sleep(max(expires_ms - now + rng.randint(-12, 4), 0) / 1000)
         r = await rig.accept(driver_id, trip["id"])
         types = await rig.types_of(trip["id"])
         if r.status == 200:
@@ -210,12 +214,14 @@ async def test_sweeper_against_accept(make_rig):
             async def expired_once():
                 return (await rig.types_of(trip["id"])).count("trip.offer_expired") == 1
 
-            await wait_until(expired_once, what="the offer to expire")
+            await eventually(expired_once, timeout=5,
+                             message="timed out waiting for the offer to expire")
             assert "trip.assigned" not in await rig.types_of(trip["id"])
         assert (await rig.types_of(trip["id"])).count("trip.offer_expired") <= 1
         # Retire the trip and the driver before the next round.
         await rig.cancel(trip["id"], trip["rider_id"])
-        await wait_until(lambda: _free(rig, driver_id), what="driver free")
+        await eventually(lambda: _free(rig, driver_id), timeout=5,
+                         message="timed out waiting for driver free")
         await rig.status(driver_id, "offline")
     await check_indexes(rig)
 
@@ -225,7 +231,7 @@ async def _free(rig, driver_id):
     return d["offer"] is None and d["trip_id"] is None
 
 
-async def test_decline_against_expiry(make_rig):
+async def test_decline_against_expiry(make_rig, rng):
     rig = await make_rig(offer_timeout_s=0.4, sweep_interval_s=0.002)
     for _ in range(ROUNDS):
         driver_id = await rig.new_driver(near())
@@ -234,7 +240,7 @@ async def test_decline_against_expiry(make_rig):
         expires_ms = (await rig.doc(trip["id"]))["offer"]["expires_ms"]
         seconds, micros = await rig.redis.time()
         now = seconds * 1000 + micros // 1000
-        await asyncio.sleep(max(expires_ms - now + random.randint(-12, 4), 0) / 1000)
+        await asyncio.sleep(max(expires_ms - now + rng.randint(-12, 4), 0) / 1000)
         r = await rig.decline(driver_id, trip["id"])
         assert r.status in (204, 409)
 
@@ -242,7 +248,7 @@ async def test_decline_against_expiry(make_rig):
             types = await rig.types_of(trip["id"])
             return "trip.offer_declined" in types or "trip.offer_expired" in types
 
-        await wait_until(closed, what="the offer to close")
+        await eventually(closed, timeout=5, message="timed out waiting for the offer to close")
         types = await rig.types_of(trip["id"])
         declined, expired = types.count("trip.offer_declined"), types.count("trip.offer_expired")
         assert declined + expired == 1
@@ -267,7 +273,7 @@ async def test_two_sweepers_expire_each_offer_once(make_rig):
     async def all_offered():
         return len(await rig.redis.zrange(keys.offer_deadlines("sf"), 0, -1)) == 10
 
-    await wait_until(all_offered, what="ten open offers")
+    await eventually(all_offered, timeout=5, message="timed out waiting for ten open offers")
     due = await rig.redis.zrange(keys.offer_deadlines("sf"), 0, -1)
     assert len(drivers) == len(due) == 10
 
@@ -276,7 +282,7 @@ async def test_two_sweepers_expire_each_offer_once(make_rig):
         top = await rig.redis.zrange(keys.offer_deadlines("sf"), -1, -1, withscores=True)
         return seconds * 1000 + micros // 1000 >= top[0][1]
 
-    await wait_until(past, what="deadlines due")
+    await eventually(past, timeout=5, message="timed out waiting for deadlines due")
     results = await asyncio.gather(*(store.expire_offer(t) for t in due for _ in range(4)))
     assert results.count("expired") == 10
     for t in trips:

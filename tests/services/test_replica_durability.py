@@ -13,7 +13,6 @@ replica's once-a-second report).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -28,10 +27,11 @@ from common.embedded import EmbeddedCluster, EmbeddedRedis, free_port
 from common.redisconn import create_redis
 from common.regions import Region
 from common.scripts import WAIT_TIMEOUT_MS, write_and_wait
-from common.settings import Settings
+from driver_service.settings import DriverSettings
 from driver_service.store import DriverStore
 from tests.replicas import Frozen, primary_with_replica, stop_replica, wait_online
 from tests.waiting import eventually
+from trip_service.settings import TripSettings
 from trip_service.store import TripStore
 
 CENTER = {"lat": 37.7749, "lon": -122.4194}
@@ -61,9 +61,11 @@ async def clients(pair):
     await on_replica.aclose()
 
 
-def settings_for(url: str, **overrides) -> Settings:
-    return replace(Settings.from_env("test", env={}), redis_url=url, wait_replicas=1,
-                   **overrides)
+def stores(redis, url: str, **overrides) -> tuple[TripStore, DriverStore]:
+    """Both stores on `redis`, each with its service's settings (WAIT_REPLICAS=1)."""
+    given = {"redis_url": url, "wait_replicas": 1, **overrides}
+    return (TripStore(redis, TripSettings.from_env(env={}, **given)),
+            DriverStore(redis, DriverSettings.from_env(env={}, **given)))
 
 
 async def request(trips: TripStore, at: dict = CENTER, region: str = "sf") -> dict:
@@ -100,8 +102,7 @@ async def test_waitaof_counts_only_the_writes_of_its_own_connection(pair, client
 
 async def test_an_acknowledged_write_is_already_on_the_replica(clients):
     on_primary, on_replica = clients
-    s = settings_for("unused")
-    trips, drivers = TripStore(on_primary, s), DriverStore(on_primary, s)
+    trips, drivers = stores(on_primary, "unused")
     for _ in range(20):
         t0 = time.monotonic()
         trip = await request(trips)
@@ -122,7 +123,7 @@ async def test_an_acknowledged_write_is_already_on_the_replica(clients):
 async def test_a_write_no_replica_confirms_is_503_within_the_timeout(pair, clients):
     _, replica = pair
     on_primary, on_replica = clients
-    trips = TripStore(on_primary, settings_for("unused"))
+    trips, _ = stores(on_primary, "unused")
     rider = ids.new_id(ids.RIDER, "sf")
     trip_id = ids.new_id(ids.TRIP, "sf")
     with Frozen(replica):
@@ -151,8 +152,7 @@ async def test_a_write_no_replica_confirms_is_503_within_the_timeout(pair, clien
 async def test_with_the_replica_down_writes_are_503_until_it_is_back(pair, clients):
     primary, replica = pair
     on_primary, on_replica = clients
-    s = settings_for("unused")
-    trips, drivers = TripStore(on_primary, s), DriverStore(on_primary, s)
+    trips, drivers = stores(on_primary, "unused")
     replica.stop()
     t0 = time.monotonic()
     with pytest.raises(errors.Unavailable):
@@ -163,7 +163,7 @@ async def test_with_the_replica_down_writes_are_503_until_it_is_back(pair, clien
         with pytest.raises(errors.Unavailable):
             await drivers.register(driver_id, "Dee", "Driver", CAR, "standard")
     # WAIT_REPLICAS=0 does not ask: the same primary acknowledges at once.
-    unsafe = TripStore(on_primary, replace(s, wait_replicas=0))
+    unsafe, _ = stores(on_primary, "unused", wait_replicas=0)
     await request(unsafe)
     replica.start()
     await wait_online(primary, replica)
@@ -245,8 +245,7 @@ async def test_on_a_cluster_the_write_waits_on_its_own_shard(cluster_with_a_repl
                                 single_connection_client=True)
     try:
         await on_replica.execute_command("READONLY")
-        s = settings_for(cluster.url, regions=(SF, NYC))
-        trips, drivers = TripStore(client, s), DriverStore(client, s)
+        trips, drivers = stores(client, cluster.url, regions=(SF, NYC))
         for _ in range(10):
             trip = await request(trips)
             stored = await doc_on(on_replica, keys.trip(trip["id"]))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .conftest import near, wait_until
+from tests.helpers.services import near
+from tests.waiting import eventually
 
 
 async def test_trip_lifecycle_end_to_end(rig):
@@ -29,7 +30,8 @@ async def test_trip_lifecycle_end_to_end(rig):
     async def rated():
         return (await rig.driver(driver_id))["rating"] == 4.0
 
-    await wait_until(rated, what="the rating to reach the driver")
+    await eventually(rated, timeout=5,
+                     message="timed out waiting for the rating to reach the driver")
     driver = await rig.driver(driver_id)
     assert driver["available"] is True
     assert await rig.types_of(trip["id"]) == [

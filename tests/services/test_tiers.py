@@ -15,7 +15,8 @@ from trip_service.app import ARCHIVER, COLD
 from trip_service.archiver import Archiver
 from trip_service.coldstore import ColdStore, HotCopy, _event_rows, _trip_row
 
-from .conftest import near, wait_until
+from tests.helpers.services import near
+from tests.waiting import eventually
 
 # Nothing goes cold by itself: each test makes trips due by hand and runs a pass.
 MANUAL = {"hot_retention_s": 3600.0, "archive_interval_s": 3600.0}
@@ -45,7 +46,8 @@ async def make_due(rig, *trip_ids: str) -> None:
         scores = await rig.redis.zmscore(due, list(trip_ids))
         return all(s is not None for s in scores)
 
-    await wait_until(scheduled, what="the archive group to schedule the trips")
+    await eventually(scheduled, timeout=5,
+                     message="timed out waiting for the archive group to schedule the trips")
     await rig.settled()  # a trip waits for every group to acknowledge its events
     await rig.redis.zadd(due, {t: 0 for t in trip_ids}, xx=True)
 
@@ -120,7 +122,8 @@ async def test_rating_is_refused_once_the_hot_retention_has_passed(make_rig, dat
         seconds, micros = await rig.redis.time()
         return seconds * 1000 + micros // 1000 - completed > 600
 
-    await wait_until(window_over, what="the hot retention to pass")
+    await eventually(window_over, timeout=5,
+                     message="timed out waiting for the hot retention to pass")
     # Still hot (no pass ran), but its day is over: 409, and the trip unchanged.
     r = await rig.trips.post(f"/internal/trips/{trip_id}/rating",
                              json={"rider_id": rider_id, "stars": 4})
@@ -242,7 +245,8 @@ async def test_postgres_killed_mid_commit_loses_nothing_and_converges(
             return False  # the pool's old connections died with the server
         return not any([await hot_keys(rig, t) for t in trip_ids])
 
-    await wait_until(converged, timeout=15, interval=0.2, what="the archive to converge")
+    await eventually(converged, timeout=15, interval=0.2,
+                     message="timed out waiting for the archive to converge")
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch("SELECT id FROM trips WHERE id = ANY($1)", trip_ids)
@@ -298,7 +302,8 @@ async def test_cold_reads_are_503_while_postgres_is_down(make_rig, database_url,
         r = await rig.trips.get(f"/internal/trips/{trip_id}")
         return r.status == 200
 
-    await wait_until(back, timeout=15, interval=0.2, what="cold reads to come back")
+    await eventually(back, timeout=15, interval=0.2,
+                     message="timed out waiting for cold reads to come back")
 
 
 async def test_a_newer_schema_is_refused(database_url):

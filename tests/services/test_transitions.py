@@ -7,7 +7,8 @@ import pytest
 
 from common import keys
 
-from .conftest import Rig, near, wait_until
+from tests.helpers.services import Rig, near
+from tests.waiting import eventually
 
 
 async def to_status(rig: Rig, status: str) -> tuple[str, str, str]:
@@ -18,7 +19,8 @@ async def to_status(rig: Rig, status: str) -> tuple[str, str, str]:
     trip_id, rider_id = trip["id"], trip["rider_id"]
     await rig.offered(driver_id)
     if status == "expired":
-        await wait_until(lambda: _status_is(rig, trip_id, "expired"), what="expiry")
+        await eventually(lambda: _status_is(rig, trip_id, "expired"), timeout=5,
+                         message="timed out waiting for expiry")
         return trip_id, rider_id, driver_id
     if status == "requested":
         return trip_id, rider_id, driver_id
@@ -29,7 +31,8 @@ async def to_status(rig: Rig, status: str) -> tuple[str, str, str]:
         assert (await rig.act(driver_id, trip_id, action)).status == 200
     if status == "cancelled":
         assert (await rig.cancel(trip_id, rider_id)).status == 200
-        await wait_until(lambda: _driver_free(rig, driver_id), what="driver released")
+        await eventually(lambda: _driver_free(rig, driver_id), timeout=5,
+                         message="timed out waiting for driver released")
     return trip_id, rider_id, driver_id
 
 
@@ -174,12 +177,13 @@ async def test_rider_cancel_frees_the_driver(rig, stage):
     assert trip["status"] == "cancelled" and trip["cancelled_by"] == "rider"
     assert await rig.redis.get(keys.rider_active(rider_id)) is None
     assert await rig.redis.zscore(keys.pending("sf", "standard"), trip_id) is None
-    await wait_until(lambda: _driver_free(rig, driver_id), what="driver released")
+    await eventually(lambda: _driver_free(rig, driver_id), timeout=5,
+                     message="timed out waiting for driver released")
 
     async def in_geo():
         return await rig.redis.zscore(keys.geo("sf", "standard"), driver_id) is not None
 
-    await wait_until(in_geo, what="driver available again")
+    await eventually(in_geo, timeout=5, message="timed out waiting for driver available again")
     assert await rig.redis.zscore(keys.offer_deadlines("sf"), trip_id) is None
     assert (await rig.driver(driver_id))["available"] is True
     types = await rig.types_of(trip_id)
@@ -217,7 +221,8 @@ async def test_driver_cancel_requeues_in_place_and_never_reoffers(rig, stage):
 async def test_expiry_of_a_waiting_trip(make_rig):
     rig = await make_rig(trip_expiry_s=0.3)
     trip = await rig.request(near())
-    await wait_until(lambda: _status_is(rig, trip["id"], "expired"), what="expiry")
+    await eventually(lambda: _status_is(rig, trip["id"], "expired"), timeout=5,
+                     message="timed out waiting for expiry")
     got = await rig.trip(trip["id"])
     assert got["expired_at"].endswith("Z") and "queue_position" not in got
     r = rig.redis
