@@ -7,7 +7,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 
@@ -16,35 +15,29 @@ from common.fares import FARE_MODELS, PRODUCTS, eta_s
 from common.geo import haversine_m, surge_cell
 from common.pagination import page_desc
 from common.regions import Region, region_errors
-from common.scripts import (
-    TRIP_LIBRARY,
-    ScriptError,
-    Scripts,
-    confirm_replay,
-    require_replicas,
-    unpack,
-)
+from common.script_contracts import ScriptError
+from common.scripts import Scripts
 from common.settings import Settings
 from common.trip import document as trip_document
 from common.trip.statemachine import WITH_DRIVER, Status, transition
 
 from . import document
-from .matching import Candidate, area_km2, first_radius, radius_steps
+from . import scripts as S
+from .matching import (
+    NEAR_TRIPS_LIMIT,
+    NEAR_TRIPS_SCANNED,
+    NEAR_TRIPS_WANTED,
+    OLDER_TRIPS_CHECKED,
+    Candidate,
+    area_km2,
+    first_radius,
+    radius_steps,
+)
 
 PRODUCER = "driver_service"
-LUA_DIR = Path(__file__).parent / "lua"
-DRIVER_LIBRARY = LUA_DIR / "lib" / "driver.lua"
 # A script that read a document which changed before it ran says `retry`.
 MAX_RETRIES = 5
 CACHE_SIZE = 100_000
-# Waiting trips considered around a driver who became available: the oldest
-# within reach, found among this many of the oldest in the ranking...
-NEAR_TRIPS_WANTED = 32
-NEAR_TRIPS_SCANNED = 1024
-# ...or, when a long queue's oldest wait elsewhere, the nearest.
-NEAR_TRIPS_LIMIT = 500
-# Older trips an offer checks for one within reach of the driver (rank order).
-OLDER_TRIPS_CHECKED = 32
 AVAILABLE_COUNT_TTL_S = 1.0
 HOLDING = ",".join(sorted({*WITH_DRIVER, Status.COMPLETED}))
 WITH_DRIVER_CSV = ",".join(sorted(WITH_DRIVER))
@@ -76,7 +69,7 @@ class DriverStore:
     def __init__(self, redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
-        self.scripts = Scripts(redis, LUA_DIR, PRODUCER, [TRIP_LIBRARY, DRIVER_LIBRARY])
+        self.scripts = Scripts(redis, S.LIBRARY, PRODUCER, settings.wait_replicas)
         self._products: _LRU = _LRU(CACHE_SIZE)
         self._trips: _LRU = _LRU(CACHE_SIZE)
         # The driver last seen assigned to a trip: a hint, checked on every use.
@@ -123,42 +116,6 @@ class DriverStore:
     def remember_trip(self, trip_id: str, product: str, rider_id: str) -> None:
         self._trips.put(trip_id, TripFacts(ids.region_of(trip_id), product, rider_id))
 
-    @staticmethod
-    def driver_keys(driver_id: str, product: str) -> list[str]:
-        region = ids.region_of(driver_id)
-        return [
-            keys.driver(driver_id),
-            keys.geo(region, product),
-            keys.supply(region, product),
-            keys.offers(driver_id),
-        ]
-
-    @staticmethod
-    def queue_keys(region: str, product: str) -> list[str]:
-        return [
-            keys.pending(region, product),
-            keys.pickups(region, product),
-            keys.demand(region, product),
-            keys.expiry_deadlines(region),
-        ]
-
-    async def _run(self, name: str, keys_: list[str], args: list, n_events: int = 3):
-        replicas = self.settings.wait_replicas
-        if replicas <= 0:
-            reply = await self.scripts.run(name, keys_, args, n_events=n_events)
-            kind, doc = unpack(reply)
-            return kind, doc, reply
-        # WAITAOF on the script's own connection: on disk on `replicas` replicas.
-        reply, waited = await self.scripts.run_and_wait(
-            name, keys_, args, replicas, n_events=n_events
-        )
-        kind, doc = unpack(reply)
-        if kind == "ok":
-            require_replicas(waited, replicas)
-        elif kind == "exists":  # a replay: its first attempt may be unconfirmed
-            await confirm_replay(self.redis, keys_[0], doc["id"], replicas)
-        return kind, doc, reply
-
     async def server_ms(self) -> int:
         seconds, micros = await self.redis.time()
         return seconds * 1000 + micros // 1000
@@ -193,13 +150,12 @@ class DriverStore:
                        product: str) -> tuple[dict, bool]:
         region = self.driver_region(driver_id)
         doc = document.new_driver(driver_id, region.name, first_name, last_name, car, product)
-        kind, stored, _ = await self._run(
-            "register_driver",
-            [keys.driver(driver_id), keys.events(region.name)],
-            [orjson.dumps(doc).decode()],
-            n_events=1,
+        reply = await self.scripts.call(
+            S.REGISTER_DRIVER, S.RegisterKeys.of(driver_id),
+            S.RegisterArgs(doc=orjson.dumps(doc).decode()),
         )
-        if kind == "exists":
+        stored = reply.doc
+        if reply.kind == "exists":
             if not document.same_registration(stored, first_name, last_name, car, product):
                 raise errors.Conflict("This driver id is registered with other details.")
             return stored, False
@@ -207,41 +163,27 @@ class DriverStore:
         return stored, True
 
     async def go_online(self, driver_id: str) -> dict:
-        region = self.driver_region(driver_id).name
+        self.driver_region(driver_id)
         product = await self.driver_product(driver_id)
-        _, doc, _ = await self._run(
-            "set_driver_online",
-            [*self.driver_keys(driver_id, product), keys.drivers_online(region), keys.events(region),
-             keys.online_drivers(region)],
-            [],
-            n_events=1,
+        reply = await self.scripts.call(
+            S.SET_DRIVER_ONLINE, S.OnlineKeys.of(driver_id, product), S.NoArgs()
         )
-        return doc
+        return reply.doc
 
     async def go_offline(self, driver_id: str) -> dict:
-        region = self.driver_region(driver_id).name
+        self.driver_region(driver_id)
         product = await self.driver_product(driver_id)
         for _ in range(MAX_RETRIES):
             current = await self.get(driver_id)
             offer_trip = current["offer"]["trip_id"] if current.get("offer") else ""
             active = current.get("trip_id") or ""
-            keys_ = [
-                *self.driver_keys(driver_id, product),
-                keys.drivers_online(region),
-                keys.events(region),
-                keys.offer_deadlines(region),
-                keys.pickups(region, product),
-                keys.online_drivers(region),
-            ]
-            if offer_trip:
-                keys_ += [keys.trip(offer_trip), keys.trip_events(offer_trip)]
-            if active:
-                keys_.append(keys.trip(active))
             try:
-                _, doc, _ = await self._run(
-                    "set_driver_offline", keys_, [offer_trip, active, WITH_DRIVER_CSV]
+                reply = await self.scripts.call(
+                    S.SET_DRIVER_OFFLINE, S.OfflineKeys.of(driver_id, product, offer_trip, active),
+                    S.OfflineArgs(offer_trip_id=offer_trip, active_trip_id=active,
+                                  holding=WITH_DRIVER_CSV),
                 )
-                return doc
+                return reply.doc
             except ScriptError as exc:
                 if exc.code != "retry":
                     raise
@@ -249,7 +191,8 @@ class DriverStore:
 
     async def update_location(self, driver_id: str, lat: float, lon: float,
                               heading: float | None, speed: float | None) -> bool:
-        """True when this fix made the driver available (first fix while online)."""
+        """True when this fix made the driver available (first fix while online):
+        the script then published `driver.available` for the dispatcher."""
         region = self.driver_region(driver_id)
         errs = region_errors(region, {"lat": lat, "lon": lon}, "location")
         if errs:
@@ -257,15 +200,14 @@ class DriverStore:
                 e["field"] = e["field"].removeprefix("location.")
             raise errors.Invalid("The location is outside the driver's region.", errors=errs)
         product = await self.driver_product(driver_id)
-        reply = await self.scripts.run(
-            "update_driver_location",
-            self.driver_keys(driver_id, product),
-            [repr(lat), repr(lon), "" if heading is None else repr(heading),
-             "" if speed is None else repr(speed), surge_cell(lat, lon)],
-            n_events=0,
+        reply = await self.scripts.call(
+            S.UPDATE_DRIVER_LOCATION, S.DriverKeys.of(driver_id, product),
+            S.LocationArgs(lat=repr(lat), lon=repr(lon),
+                           heading="" if heading is None else repr(heading),
+                           speed_mps="" if speed is None else repr(speed),
+                           cell=surge_cell(lat, lon)),
         )
-        unpack(reply)
-        return reply[3] == "1"
+        return reply.available
 
     # --- offers and driver-side transitions ------------------------------
     async def offer(self, trip: dict, candidate: Candidate,
@@ -273,33 +215,19 @@ class DriverStore:
         """Offer a waiting trip to one driver: ('ok', ''), or why not:
         trip_gone, trip_offered, refused, driver_busy, or ('older_waiting',
         trip_id) when an older waiting trip is within reach of that driver."""
-        trip_id, driver_id = trip["id"], candidate.driver_id
-        region = ids.region_of(trip_id)
+        driver_id = candidate.driver_id
         try:
-            await self._run(
-                "offer_trip_to_driver",
-                [
-                    keys.trip(trip_id),
-                    keys.trip_events(trip_id),
-                    keys.driver(driver_id),
-                    keys.geo(region, trip["product"]),
-                    keys.supply(region, trip["product"]),
-                    keys.offers(driver_id),
-                    keys.offer_deadlines(region),
-                    keys.events(region),
-                    keys.pending(region, trip["product"]),
-                    keys.pickups(region, trip["product"]),
-                ],
-                [
-                    driver_id,
-                    round(candidate.distance_m, 1),
-                    int(self.settings.offer_timeout_s * 1000),
-                    transition("offer").sources_csv,
-                    self.settings.dispatch_radius_m,
-                    OLDER_TRIPS_CHECKED,
-                    ",".join(pass_over),
-                ],
-                n_events=1,
+            await self.scripts.call(
+                S.OFFER_TRIP_TO_DRIVER, S.OfferKeys.of(trip["id"], driver_id, trip["product"]),
+                S.OfferArgs(
+                    driver_id=driver_id,
+                    distance_m=round(candidate.distance_m, 1),
+                    timeout_ms=int(self.settings.offer_timeout_s * 1000),
+                    sources=transition("offer").sources_csv,
+                    radius_m=self.settings.dispatch_radius_m,
+                    older_checked=OLDER_TRIPS_CHECKED,
+                    pass_over=",".join(pass_over),
+                ),
             )
         except ScriptError as exc:
             return exc.code, exc.detail
@@ -309,46 +237,21 @@ class DriverStore:
         facts = await self.trip_facts(trip_id)
         product = await self.driver_product(driver_id)
         self._same_region(driver_id, facts)
-        r = facts.region
         t = transition("accept")
-        _, doc, _ = await self._run(
-            "accept_offer",
-            [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                keys.driver(driver_id),
-                keys.geo(r, product),
-                keys.supply(r, product),
-                keys.offers(driver_id),
-                keys.offer_deadlines(r),
-                keys.driver_trips(driver_id),
-                *self.queue_keys(r, facts.product),
-                keys.trip_status_counts(r),
-                keys.events(r),
-            ],
-            [driver_id, t.sources_csv, t.target, HOLDING],
+        reply = await self.scripts.call(
+            S.ACCEPT_OFFER, S.AcceptKeys.of(trip_id, driver_id, product, facts.product),
+            S.AcceptArgs(driver_id=driver_id, sources=t.sources_csv, target=t.target,
+                         holding=HOLDING),
         )
-        return doc
+        return reply.doc
 
     async def decline(self, driver_id: str, trip_id: str) -> None:
         facts = await self.trip_facts(trip_id)
         product = await self.driver_product(driver_id)
         self._same_region(driver_id, facts)
-        r = facts.region
-        await self._run(
-            "decline_offer",
-            [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                keys.driver(driver_id),
-                keys.geo(r, product),
-                keys.supply(r, product),
-                keys.offers(driver_id),
-                keys.offer_deadlines(r),
-                keys.events(r),
-                keys.pickups(r, facts.product),
-            ],
-            [driver_id, transition("decline").sources_csv],
+        await self.scripts.call(
+            S.DECLINE_OFFER, S.DeclineKeys.of(trip_id, driver_id, product, facts.product),
+            S.DriverTripArgs(driver_id=driver_id, sources=transition("decline").sources_csv),
         )
 
     def _same_region(self, driver_id: str, facts: TripFacts) -> None:
@@ -360,21 +263,18 @@ class DriverStore:
         facts = await self.trip_facts(trip_id)
         await self.driver_product(driver_id)
         self._same_region(driver_id, facts)
-        r = facts.region
         t = transition(action)
-        script = {"arrive": "arrive_at_pickup", "start": "start_trip"}[action]
-        _, doc, _ = await self._run(
-            script,
-            [keys.trip(trip_id), keys.trip_events(trip_id), keys.trip_status_counts(r), keys.events(r)],
-            [driver_id, t.sources_csv, t.target],
+        script = {"arrive": S.ARRIVE_AT_PICKUP, "start": S.START_TRIP}[action]
+        reply = await self.scripts.call(
+            script, S.AdvanceKeys.of(trip_id),
+            S.AdvanceArgs(driver_id=driver_id, sources=t.sources_csv, target=t.target),
         )
-        return doc
+        return reply.doc
 
     async def complete(self, driver_id: str, trip_id: str) -> dict:
         facts = await self.trip_facts(trip_id)
         product = await self.driver_product(driver_id)
         self._same_region(driver_id, facts)
-        r = facts.region
         trip = await self.trip_doc(trip_id)
         now = await self.server_ms()
         started = trip.get("started_ms") or now
@@ -382,55 +282,35 @@ class DriverStore:
             trip["distance_m"], max(now - started, 0) / 1000, trip.get("surge", 1)
         )
         t = transition("complete")
-        _, doc, _ = await self._run(
-            "complete_trip",
-            [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                *self.driver_keys(driver_id, product),
-                keys.rider_active(facts.rider_id),
-                keys.trip_status_counts(r),
-                keys.events(r),
-                keys.active_trips(r),
-            ],
-            [driver_id, t.sources_csv, t.target, orjson.dumps(fare).decode()],
+        reply = await self.scripts.call(
+            S.COMPLETE_TRIP, S.CompleteKeys.of(trip_id, driver_id, product, facts.rider_id),
+            S.CompleteArgs(driver_id=driver_id, sources=t.sources_csv, target=t.target,
+                           fare=orjson.dumps(fare).decode()),
         )
-        return doc
+        return reply.doc
 
     async def cancel(self, driver_id: str, trip_id: str, reason: str | None) -> dict:
         facts = await self.trip_facts(trip_id)
         product = await self.driver_product(driver_id)
         self._same_region(driver_id, facts)
-        r = facts.region
         t = transition("driver_cancel")
-        _, doc, _ = await self._run(
-            "cancel_trip_by_driver",
-            [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                *self.driver_keys(driver_id, product),
-                keys.driver_trips(driver_id),
-                *self.queue_keys(r, facts.product),
-                keys.trip_status_counts(r),
-                keys.events(r),
-            ],
-            [driver_id, t.sources_csv, t.target, reason or "",
-             int(self.settings.trip_expiry_s * 1000)],
+        reply = await self.scripts.call(
+            S.CANCEL_TRIP_BY_DRIVER,
+            S.DriverCancelKeys.of(trip_id, driver_id, product, facts.product),
+            S.DriverCancelArgs(driver_id=driver_id, sources=t.sources_csv, target=t.target,
+                               reason=reason or "",
+                               expiry_ms=int(self.settings.trip_expiry_s * 1000)),
         )
-        return doc
+        return reply.doc
 
     async def release_after_cancel(self, trip_id: str, driver_id: str) -> bool:
         """Free the driver of a trip the rider cancelled. True if freed now."""
         product = await self.driver_product(driver_id)
-        r = ids.region_of(driver_id)
-        reply = await self.scripts.run(
-            "release_driver_after_cancel",
-            [*self.driver_keys(driver_id, product), keys.offer_deadlines(r), keys.trip(trip_id)],
-            [trip_id, WITH_DRIVER_CSV],
-            n_events=0,
+        reply = await self.scripts.call(
+            S.RELEASE_DRIVER_AFTER_CANCEL, S.ReleaseKeys.of(driver_id, product, trip_id),
+            S.ReleaseArgs(trip_id=trip_id, holding=WITH_DRIVER_CSV),
         )
-        unpack(reply)
-        return reply[3] == "1"
+        return reply.available
 
     # --- deadlines ------------------------------------------------------
     async def due(self, key: str, now_ms: int, limit: int) -> list[str]:
@@ -445,21 +325,13 @@ class DriverStore:
             if trip is None:
                 await self.redis.zrem(keys.offer_deadlines(region), trip_id)
                 return "stale"
-            keys_ = [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                keys.offer_deadlines(region),
-                keys.events(region),
-                keys.pickups(region, trip["product"]),
-            ]
-            if driver_id:
-                keys_ += self.driver_keys(driver_id, trip["product"])
             try:
-                kind, _, reply = await self._run(
-                    "expire_offer", keys_,
-                    [trip_id, driver_id, transition("expire_offer").sources_csv], n_events=1,
+                reply = await self.scripts.call(
+                    S.EXPIRE_OFFER, S.ExpireOfferKeys.of(trip_id, trip["product"], driver_id),
+                    S.ExpireOfferArgs(trip_id=trip_id, holder=driver_id,
+                                      sources=transition("expire_offer").sources_csv),
                 )
-                return "expired" if reply[2] else "stale"
+                return "expired" if reply.events else "stale"
             except ScriptError as exc:
                 if exc.code != "retry":
                     return exc.code
@@ -473,27 +345,15 @@ class DriverStore:
                 await self.redis.zrem(keys.expiry_deadlines(region), trip_id)
                 return "stale"
             holder = (trip.get("offer") or {}).get("driver_id", "")
-            keys_ = [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                keys.expiry_deadlines(region),
-                keys.pending(region, trip["product"]),
-                keys.pickups(region, trip["product"]),
-                keys.demand(region, trip["product"]),
-                keys.trip_status_counts(region),
-                keys.rider_active(trip["rider_id"]),
-                keys.offer_deadlines(region),
-                keys.events(region),
-                keys.active_trips(region),
-            ]
-            if holder:
-                keys_ += self.driver_keys(holder, trip["product"])
             t = transition("expire")
             try:
-                _, _, reply = await self._run(
-                    "expire_trip", keys_, [trip_id, holder, t.sources_csv, t.target], n_events=1
+                reply = await self.scripts.call(
+                    S.EXPIRE_TRIP,
+                    S.ExpireTripKeys.of(trip_id, trip["product"], trip["rider_id"], holder),
+                    S.ExpireTripArgs(trip_id=trip_id, holder=holder, sources=t.sources_csv,
+                                     target=t.target),
                 )
-                return "expired" if reply[2] else "stale"
+                return "expired" if reply.events else "stale"
             except ScriptError as exc:
                 if exc.code != "retry":
                     return exc.code
@@ -501,14 +361,10 @@ class DriverStore:
 
     # --- ratings ---------------------------------------------------------
     async def apply_rating(self, event_id: str, driver_id: str, stars: int, group: str) -> None:
-        region = ids.region_of(driver_id)
-        reply = await self.scripts.run(
-            "apply_trip_rating",
-            [keys.seen(region, group, event_id), keys.driver(driver_id)],
-            [stars],
-            n_events=0,
+        await self.scripts.call(
+            S.APPLY_TRIP_RATING, S.RatingKeys.of(driver_id, group, event_id),
+            S.RatingArgs(stars=stars),
         )
-        unpack(reply)
 
     # --- searches ------------------------------------------------------
     async def search_drivers(self, region: str, product: str, lat: float, lon: float,
@@ -537,19 +393,19 @@ class DriverStore:
         """Waiting trips within `radius_m` of a point: the oldest first, read
         from the ranking so the cost stays flat however long the queue; when
         the oldest trips of a long queue wait elsewhere, the nearest too."""
-        pending, pickups = keys.pending(region, product), keys.pickups(region, product)
-        found, complete = await self.scripts.run(
-            "oldest_waiting_near", [pending, pickups],
-            [repr(lat), repr(lon), radius_m, NEAR_TRIPS_WANTED, NEAR_TRIPS_SCANNED],
-            n_events=0,
+        near_keys = S.NearKeys.of(region, product)
+        found = await self.scripts.call(
+            S.OLDEST_WAITING_NEAR, near_keys,
+            S.NearArgs(lat=repr(lat), lon=repr(lon), radius_m=radius_m,
+                       wanted=NEAR_TRIPS_WANTED, scanned=NEAR_TRIPS_SCANNED),
         )
-        if len(found) >= NEAR_TRIPS_WANTED or int(complete):
-            return found
+        if len(found.trip_ids) >= NEAR_TRIPS_WANTED or found.complete:
+            return found.trip_ids
         nearest = await self.redis.geosearch(
-            pickups, longitude=lon, latitude=lat, radius=radius_m,
+            near_keys.pickups, longitude=lon, latitude=lat, radius=radius_m,
             unit="m", sort="ASC", count=NEAR_TRIPS_LIMIT,
         )
-        return list(dict.fromkeys([*found, *nearest]))
+        return list(dict.fromkeys([*found.trip_ids, *nearest]))
 
     async def ranks(self, region: str, product: str, trip_ids: list[str]) -> dict[str, float]:
         if not trip_ids:
