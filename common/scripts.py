@@ -2,8 +2,9 @@
 
 Each service's scripts are one Functions library (`ridehail_<service>`): every
 Lua file of the service's `lua/` folder is one function, named
-`<prefix>_<file stem>`, with the shared prelude and any libraries in front of
-its body. The admin loads every library with `python -m common.scripts load`
+`<prefix>_<file stem>`, declared in the service's `scripts.py` (named keys,
+arguments and reply: common/script_contracts.py), with the shared prelude,
+any libraries and the binding of its names in front of its body. The admin loads every library with `python -m common.scripts load`
 (FUNCTION LOAD REPLACE on every primary; the launcher, the tests' harness,
 compose's init service and the Kubernetes Job run it); the services only
 call them (FCALL). Their ACL users have neither SCRIPT LOAD nor EVAL nor
@@ -15,7 +16,7 @@ a service is not ready while the server has another version of its library
 (stale or missing: load them again).
 
 Under `WAIT_REPLICAS` > 0 a write goes out with WAIT and WAITAOF right behind
-it on its own connection (`run_and_wait`, `write_and_wait`: why there).
+it on its own connection (`Scripts.call`, `write_and_wait`: why there).
 
 Libraries go between the prelude and the script: `TRIP_LIBRARY` holds the
 helpers of every script that changes a trip (status counters, the ranking and
