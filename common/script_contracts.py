@@ -26,7 +26,7 @@ binding is built once per library, and a call splats them into FCALL.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import orjson
@@ -71,7 +71,7 @@ class Script(Generic[K, A, R]):
         self.waits = waits
         self._more = bool(keys._fields) and keys._fields[-1] == MORE
 
-    def key_list(self, keys: K) -> list[str]:
+    def key_list(self, keys: K) -> Sequence[str]:
         """The KEYS of FCALL: named keys in order (None as the first), then `more`."""
         if type(keys) is not self.keys:
             raise TypeError(f"{self.name} takes {self.keys.__name__}, not {type(keys).__name__}")
@@ -79,6 +79,8 @@ class Script(Generic[K, A, R]):
             *named, more = keys
             first = named[0]
             return [first if k is None else k for k in named] + list(more)
+        if None not in keys:
+            return keys
         first = keys[0]
         return [first if k is None else k for k in keys]
 

@@ -32,7 +32,7 @@ import hashlib
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,15 +218,19 @@ class Scripts:
     async def check(self) -> None:
         await check_library(self.redis, self.library)
 
-    def _argv(self, script: Script, args) -> list:
+    def _argv(self, script: Script, args, n_events: int | None = None) -> Sequence:
         script.check_args(args)
         if self.producer is None:
-            return list(args)
-        return [*script_header(self.producer, script.n_events), *args]
+            return args
+        header = script_header(self.producer, script.n_events if n_events is None else n_events)
+        return (*header, *args)
 
-    async def call(self, script: Script[K, A, R], keys: K, args: A) -> R:
+    async def call(self, script: Script[K, A, R], keys: K, args: A, *,
+                   n_events: int | None = None) -> R:
+        """`n_events`: event ids to send, when not the declared number (a
+        script that publishes only now and then asks for them)."""
         key_list = script.key_list(keys)
-        argv = self._argv(script, args)
+        argv = self._argv(script, args, n_events)
         function = self._functions[script.name]
         if self.replicas <= 0 or not script.waits:
             return script.reply(await fcall(self.redis, function, key_list, argv))

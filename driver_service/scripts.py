@@ -55,7 +55,8 @@ class Became(NamedTuple):
 
 
 def became(reply) -> Became:
-    change(reply)
+    if reply[0] != "ok" or reply[2]:  # a refusal, or events to count
+        change(reply)
     return Became(reply[3] == "1")
 
 
@@ -153,7 +154,10 @@ class DriverKeys(NamedTuple):
 
     @classmethod
     def of(cls, driver_id: str, product: str) -> DriverKeys:
-        return cls(**_driver(driver_id, product), events=keys.events(ids.region_of(driver_id)))
+        # Positional: on every location fix.
+        region = ids.region_of(driver_id)
+        return cls(keys.driver(driver_id), keys.geo(region, product),
+                   keys.supply(region, product), keys.offers(driver_id), keys.events(region))
 
 
 class LocationArgs(NamedTuple):
@@ -166,8 +170,10 @@ class LocationArgs(NamedTuple):
 
 # A fix is no event (too frequent for the durable stream), except the one
 # that makes the driver available: `driver.available`, for the dispatcher.
+# Called without an event id; that fix answers `needs_event_ids` before it
+# writes, and is sent again with one.
 UPDATE_DRIVER_LOCATION = Script("update_driver_location", DriverKeys, LocationArgs, became,
-                                n_events=1, waits=False)
+                                waits=False)
 
 
 class RatingKeys(NamedTuple):

@@ -71,6 +71,7 @@ class DriverStore:
         self.settings = settings
         self.scripts = Scripts(redis, S.LIBRARY, PRODUCER, settings.wait_replicas)
         self._products: _LRU = _LRU(CACHE_SIZE)
+        self._location_keys: _LRU = _LRU(CACHE_SIZE)
         self._trips: _LRU = _LRU(CACHE_SIZE)
         # The driver last seen assigned to a trip: a hint, checked on every use.
         self._trip_drivers: _LRU = _LRU(CACHE_SIZE)
@@ -199,14 +200,24 @@ class DriverStore:
             for e in errs:
                 e["field"] = e["field"].removeprefix("location.")
             raise errors.Invalid("The location is outside the driver's region.", errors=errs)
-        product = await self.driver_product(driver_id)
-        reply = await self.scripts.call(
-            S.UPDATE_DRIVER_LOCATION, S.DriverKeys.of(driver_id, product),
-            S.LocationArgs(lat=repr(lat), lon=repr(lon),
-                           heading="" if heading is None else repr(heading),
-                           speed_mps="" if speed is None else repr(speed),
-                           cell=surge_cell(lat, lon)),
-        )
+        location_keys = self._location_keys.get(driver_id)
+        if location_keys is None:
+            # A driver's keys never change: built once per process, not per fix.
+            location_keys = S.DriverKeys.of(driver_id, await self.driver_product(driver_id))
+            self._location_keys.put(driver_id, location_keys)
+        args = S.LocationArgs(lat=repr(lat), lon=repr(lon),
+                              heading="" if heading is None else repr(heading),
+                              speed_mps="" if speed is None else repr(speed),
+                              cell=surge_cell(lat, lon))
+        try:
+            reply = await self.scripts.call(S.UPDATE_DRIVER_LOCATION, location_keys, args)
+        except ScriptError as exc:
+            if exc.code != "needs_event_ids":
+                raise
+            # Rare (the first fix after going online without one): the fix
+            # publishes driver.available and needs its event id.
+            reply = await self.scripts.call(S.UPDATE_DRIVER_LOCATION, location_keys, args,
+                                            n_events=1)
         return reply.available
 
     # --- offers and driver-side transitions ------------------------------

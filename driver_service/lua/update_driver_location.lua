@@ -8,14 +8,21 @@ local dk = {driver = K.driver, geo = K.geo, supply = K.supply, offers = K.offers
 local d = load_doc(K.driver)
 if not d then return reply_err('not_found', 'no such driver') end
 local was = driver_available(d)
+-- Whether this fix makes the driver available (a fix always locates them).
+local becomes = not was and driver_available({
+  status = d.status, trip_id = d.trip_id, offer = d.offer, location = true,
+})
+if becomes and not has_event_ids(1) then
+  return reply_err('needs_event_ids', 'this fix publishes driver.available')
+end
 local now = now_ms()
 local location = {lat = tonumber(A.lat), lon = tonumber(A.lon), updated_at = iso(now)}
 if A.heading ~= '' then location.heading = tonumber(A.heading) end
 if A.speed_mps ~= '' then location.speed_mps = tonumber(A.speed_mps) end
 jset(K.driver, d, 'location', location)
 jset(K.driver, d, 'cell', A.cell)
-local available = sync_supply(dk, d)
-if available and not was then
+sync_supply(dk, d)
+if becomes then
   emit(K.events, nil, 'driver.available', '', d.id, {
     product = d.product, location = {lat = location.lat, lon = location.lon},
   }, now)
