@@ -206,9 +206,3 @@ def stream_region(stream: str) -> str:
     start = stream.index("{") + 1
     return stream[start : stream.index("}", start)]
 
-
-# The names these two keys had before, kept while driver_service/store.py still
-# calls them: `online_driver_counts` is the hash of counts, `online_driver_ids`
-# the set of drivers.
-drivers_online = online_driver_counts
-online_drivers = online_driver_ids

@@ -2,8 +2,9 @@
 
 Each service's scripts are one Functions library (`ridehail_<service>`): every
 Lua file of the service's `lua/` folder is one function, named
-`<prefix>_<file stem>`, with the shared prelude and any libraries in front of
-its body. The admin loads every library with `python -m common.scripts load`
+`<prefix>_<file stem>`, declared in the service's `scripts.py` (named keys,
+arguments and reply: common/script_contracts.py), with the shared prelude,
+any libraries and the binding of its names in front of its body. The admin loads every library with `python -m common.scripts load`
 (FUNCTION LOAD REPLACE on every primary; the launcher, the tests' harness,
 compose's init service and the Kubernetes Job run it); the services only
 call them (FCALL). Their ACL users have neither SCRIPT LOAD nor EVAL nor
@@ -15,7 +16,7 @@ a service is not ready while the server has another version of its library
 (stale or missing: load them again).
 
 Under `WAIT_REPLICAS` > 0 a write goes out with WAIT and WAITAOF right behind
-it on its own connection (`run_and_wait`, `write_and_wait`: why there).
+it on its own connection (`Scripts.call`, `write_and_wait`: why there).
 
 Libraries go between the prelude and the script: `TRIP_LIBRARY` holds the
 helpers of every script that changes a trip (status counters, the ranking and
@@ -31,18 +32,21 @@ import hashlib
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import orjson
 from redis.asyncio.cluster import PipelineCommand, RedisCluster
 from redis.exceptions import AskError, MovedError, ResponseError, TryAgainError
 
-from . import errors, metrics
+from . import errors
 from .events import script_header
+from .script_contracts import A, K, R, Change, ContractError, Script
+
+# The prelude's ARGV: event ids, trace id, producer (common/lua/prelude.lua).
+HEADER_ARGS = 3
 
 LUA_DIR = Path(__file__).parent / "lua"
 PRELUDE = (LUA_DIR / "prelude.lua").read_text()
@@ -109,43 +113,45 @@ class Library:
 
 
 def lua_library(
-    name: str, prefix: str, directory: Path, libraries: Iterable[Path] = (), *, prelude: bool = True,
+    name: str, prefix: str, directory: Path, contracts: Iterable[Script],
+    libraries: Iterable[Path] = (), *, prelude: bool = True,
     extra: dict[str, str] | None = None,
 ) -> Library:
-    """Every `*.lua` of `directory` a function (with the prelude and the
-    libraries in front when `prelude`), plus `extra` bodies by name."""
+    """Every `*.lua` of `directory` a function, each declared by one of
+    `contracts` (by its stem; a file without a declaration or a declaration
+    without a file is an error): the prelude and the libraries (when
+    `prelude`), the binding of its keys and arguments, its body. `extra`:
+    bodies by name, declared like the files."""
     libraries = tuple(libraries)
-    bodies = {
-        path.stem: read_script(path, libraries) if prelude else path.read_text()
-        for path in sorted(directory.glob("*.lua"))
-    }
-    bodies.update(extra or {})
+    by_name = {script.name: script for script in contracts}
+    sources = {path.stem: path.read_text() for path in sorted(directory.glob("*.lua"))}
+    sources.update(extra or {})
+    if set(sources) != set(by_name):
+        raise ContractError(
+            f"{name}: scripts without a declaration {sorted(set(sources) - set(by_name))}, "
+            f"declarations without a script {sorted(set(by_name) - set(sources))}"
+        )
+    front = "\n".join([PRELUDE, *(lib.read_text() for lib in libraries)]) if prelude else ""
+    first_arg = HEADER_ARGS + 1 if prelude else 1
+    bodies = {}
+    for stem, source in sources.items():
+        script = by_name[stem]
+        script.check_body(source)
+        bodies[stem] = "\n".join(
+            part for part in (front, script.binding(first_arg), source) if part
+        )
     return Library(name, prefix, bodies)
-
-
-@lru_cache(maxsize=None)
-def service_library(directory: Path, libraries: tuple[Path, ...]) -> Library:
-    """The library of a service's `lua/` folder: `ridehail_<service>`."""
-    service = directory.parent.name
-    prefix = service.split("_")[0]
-    return lua_library(f"ridehail_{service}", prefix, directory, libraries)
 
 
 def all_libraries() -> list[Library]:
     """Every library of the system, as the admin loads them."""
-    from driver_service.store import DRIVER_LIBRARY
-    from driver_service.store import LUA_DIR as DRIVER_LUA
+    from driver_service.scripts import LIBRARY as DRIVER
     from gateway.scripts import LIBRARY as GATEWAY
-    from trip_service.store import LUA_DIR as TRIP_LUA
+    from trip_service.scripts import LIBRARY as TRIP
 
     from .streams import LIBRARY as STREAMS
 
-    return [
-        service_library(TRIP_LUA, (TRIP_LIBRARY,)),
-        service_library(DRIVER_LUA, (TRIP_LIBRARY, DRIVER_LIBRARY)),
-        GATEWAY,
-        STREAMS,
-    ]
+    return [TRIP, DRIVER, GATEWAY, STREAMS]
 
 
 class FunctionsMissing(errors.Unavailable):
@@ -187,14 +193,24 @@ async def check_library(redis, library: Library) -> None:
 
 
 class Scripts:
-    """The functions of one service: `await scripts.run(name, keys, args, n_events)`."""
+    """The functions of one library, called by their declarations:
+    `await scripts.call(SCRIPT, SCRIPT.keys.of(...), SCRIPT.args(name=...))`.
 
-    def __init__(
-        self, redis, directory: Path, producer: str, libraries: Iterable[Path] = ()
-    ) -> None:
-        self.producer = producer
+    With `producer` (the services), every call carries the event header of
+    the prelude (event ids, trace id, producer) in front of its arguments.
+    With `replicas` > 0 (WAIT_REPLICAS), a script declared `waits` goes with
+    WAIT and WAITAOF behind it on its own connection; a `Change` reply `ok`
+    then needs the replicas (else 503), and `exists` (an idempotent create
+    replayed, whose first attempt may be unconfirmed) is confirmed by a
+    write that changes nothing (`confirm_replay`)."""
+
+    def __init__(self, redis, library: Library, producer: str | None = None,
+                 replicas: int = 0) -> None:
         self.redis = redis
-        self.library = service_library(directory, tuple(libraries))
+        self.library = library
+        self.producer = producer
+        self.replicas = replicas
+        self._functions = {stem: library.function(stem) for stem in library.names()}
 
     def names(self) -> list[str]:
         return self.library.names()
@@ -202,22 +218,46 @@ class Scripts:
     async def check(self) -> None:
         await check_library(self.redis, self.library)
 
-    async def run(self, name: str, keys: list[str], args: list, *, n_events: int = 4):
-        header = script_header(self.producer, n_events)
-        return await fcall(self.redis, self.library.function(name), keys, [*header, *args])
+    def _argv(self, script: Script, args, n_events: int | None = None) -> Sequence:
+        script.check_args(args)
+        if self.producer is None:
+            return args
+        header = script_header(self.producer, script.n_events if n_events is None else n_events)
+        return (*header, *args)
 
-    async def run_and_wait(
-        self, name: str, keys: list[str], args: list, replicas: int, *,
-        n_events: int = 4, timeout_ms: int = WAIT_TIMEOUT_MS,
-    ) -> tuple[object, object]:
+    async def call(self, script: Script[K, A, R], keys: K, args: A, *,
+                   n_events: int | None = None) -> R:
+        """`n_events`: event ids to send, when not the declared number (a
+        script that publishes only now and then asks for them)."""
+        key_list = script.key_list(keys)
+        argv = self._argv(script, args, n_events)
+        function = self._functions[script.name]
+        if self.replicas <= 0 or not script.waits:
+            return script.reply(await fcall(self.redis, function, key_list, argv))
+        # WAITAOF on the script's own connection: on disk on `replicas` replicas.
+        raw, waited = await script_and_wait(self.redis, function, key_list, argv, self.replicas)
+        reply = script.reply(raw)
+        if isinstance(reply, Change):
+            if reply.kind == "ok":
+                require_replicas(waited, self.replicas)
+            elif reply.kind == "exists":
+                await confirm_replay(self.redis, key_list[0], reply.doc["id"], self.replicas)
+        return reply
+
+    async def call_and_wait(
+        self, script: Script[K, A, R], keys: K, args: A, replicas: int, *,
+        timeout_ms: int = WAIT_TIMEOUT_MS,
+    ) -> tuple[R, object]:
         """Run a function, then wait until `replicas` replicas have its writes
         in their AOF, for at most `timeout_ms`, on the function's own
-        connection (`write_and_wait`): `(function reply, WAITAOF reply or its
+        connection (`write_and_wait`): `(its reply, WAITAOF reply or its
         error)`. Check the second with `require_replicas` when the function
         wrote (a refusal writes nothing)."""
-        argv = [*script_header(self.producer, n_events), *args]
-        return await script_and_wait(self.redis, self.library.function(name), keys, argv,
-                                     replicas, timeout_ms)
+        raw, waited = await script_and_wait(
+            self.redis, self._functions[script.name], script.key_list(keys),
+            self._argv(script, args), replicas, timeout_ms,
+        )
+        return script.reply(raw), waited
 
 
 # --- WAIT_REPLICAS ----------------------------------------------------------
@@ -330,41 +370,6 @@ async def confirm_replay(redis, key: str, doc_id: str, replicas: int) -> None:
         # Nothing written (no `$.id`, or an error): the wait would say nothing.
         raise errors.Unavailable(f"cannot confirm the write on replicas: {touched}")
     require_replicas(waited, replicas)
-
-
-class ScriptError(Exception):
-    """A script refused with a code other than not_found/conflict."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
-
-
-def sentence(text: str) -> str:
-    """A script's refusal as the API words every detail: a capital and a stop."""
-    text = text.strip()
-    if not text:
-        return text
-    return text[0].upper() + text[1:] + ("" if text[-1] in ".!?" else ".")
-
-
-def unpack(reply) -> tuple[str, dict | None]:
-    """Scripts answer `{'ok', doc_json, 'type,type'}`, `{'exists', doc_json, ''}`
-    or `{'err', code, detail}`. Count the published events; map refusals."""
-    kind = reply[0]
-    if kind == "err":
-        code, detail = reply[1], reply[2]
-        if code == "not_found":
-            raise errors.NotFound(sentence(detail))
-        if code == "conflict":
-            raise errors.Conflict(sentence(detail))
-        raise ScriptError(code, detail)
-    doc = orjson.loads(reply[1]) if len(reply) > 1 and reply[1] else None
-    if len(reply) > 2 and reply[2]:
-        for type_ in reply[2].split(","):
-            metrics.EVENTS_PUBLISHED.labels(type_).inc()
-    return kind, doc
 
 
 # --- loading (the admin) ------------------------------------------------------------

@@ -17,7 +17,7 @@ from common.streams import StreamConsumer
 from common.web import READY_CHECKS, SETTINGS, create_base_app
 
 from .dispatcher import Dispatcher
-from .handlers import DISPATCHER, POLLER, STORE, add_routes
+from .handlers import POLLER, STORE, add_routes
 from .maintenance import TRIM_INTERVAL_S, StreamMaintenance
 from .offers import BLOCKING_POOL_SIZE, BLOCKING_SOCKET_TIMEOUT_S, OfferPoller
 from .ratings import RatingConsumer
@@ -41,6 +41,7 @@ class Workers:
     maintenance: bool = True
 
 
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 DISPATCH_CONSUMERS = web.AppKey("dispatch_consumers", list)
 STATS_CONSUMERS = web.AppKey("stats_consumers", list)
 SWEEPER = web.AppKey("sweeper", Sweeper)

@@ -5,6 +5,10 @@ driver of its product who has not refused it, through an atomic offer script
 that checks both sides, so two dispatchers (replicas) can never offer one
 trip twice at once nor one driver two trips. Whenever a driver becomes
 available, the waiting trips near them are dispatched again, oldest first.
+The rules (when, who, in which order, how far) are in matching.py; this
+module applies them. Every pass starts from an event of the stream, never
+from a request: the location fix that makes a driver available publishes
+`driver.available` with the fix, so serving that driver reads no document.
 
 Handlers are idempotent by construction: every action is "offer this trip if
 it is still waiting", so a redelivered event changes nothing twice.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from common import errors, ids
 from common.fares import PRODUCTS
@@ -22,24 +27,34 @@ from common.streams import Entry
 from common.tracing import new_trace_id, trace_id_var
 
 from . import document
-from .matching import eligible, radius_steps, rank_order, search_count
+from .matching import (
+    DRIVER_FREED,
+    MAX_OFFER_ATTEMPTS,
+    MAX_OLDER_DEPTH,
+    REMATCH_BATCH,
+    TRIP_WAITS,
+    eligible,
+    is_waiting,
+    radius_steps,
+    rank_order,
+    search_count,
+)
 from .store import DriverStore
 
 logger = logging.getLogger(__name__)
 
-# Events after which the trip waits for a driver again.
-TRIP_WAITS = frozenset({"trip.requested", "trip.offer_declined", "trip.offer_expired",
-                        "trip.driver_cancelled"})
-# Events after which their driver is available again.
-DRIVER_FREED = frozenset({"trip.offer_declined", "trip.offer_expired", "trip.driver_cancelled",
-                          "trip.completed", "trip.cancelled", "trip.expired", "driver.online"})
-# Offers tried for one trip in one pass before leaving it to the next event.
-MAX_OFFER_ATTEMPTS = 32
-# The safety net re-offers this many of the oldest waiting trips per product.
-REMATCH_BATCH = 50
 NOBODY = "nobody"
-# Older trips served first, one inside another, before giving up on order.
-MAX_OLDER_DEPTH = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Around:
+    """A driver available at a point: the waiting trips near it are served."""
+
+    driver_id: str
+    region: str
+    product: str
+    lat: float
+    lon: float
 
 
 class Dispatcher:
@@ -61,7 +76,17 @@ class Dispatcher:
         if type_ == "trip.cancelled" and driver_id:
             await self.store.release_after_cancel(trip_id, driver_id)
         trips = [trip_id] if type_ in TRIP_WAITS and trip_id else []
-        around = driver_id if type_ in DRIVER_FREED and driver_id else None
+        around = None
+        if type_ == "driver.available":
+            # The fix that made the driver available, as its script wrote it.
+            data = env.get("data") or {}
+            loc = data["location"]
+            around = Around(driver_id, ids.region_of(driver_id), data["product"],
+                            loc["lat"], loc["lon"])
+        elif type_ in DRIVER_FREED and driver_id and (
+            type_ != "driver.online" or (env.get("data") or {}).get("available")
+        ):
+            around = await self.available(driver_id)
         known = None
         if type_ == "trip.requested":
             # The event carries what dispatch needs of a new trip: no reads.
@@ -72,27 +97,32 @@ class Dispatcher:
         await self.dispatch(trips, around, known=known)
 
     # --- dispatch ----------------------------------------------------------
-    async def dispatch(self, trip_ids: Iterable[str], around: str | None = None,
+    async def available(self, driver_id: str) -> Around | None:
+        """The driver where they are, if available now (another script freed them)."""
+        driver = await self.store.driver_doc(driver_id)
+        if driver is None or not document.is_available(driver):
+            return None
+        loc = driver["location"]
+        return Around(driver_id, driver["region"], driver["product"], loc["lat"], loc["lon"])
+
+    async def dispatch(self, trip_ids: Iterable[str], around: Around | None = None,
                        known: dict | None = None) -> int:
-        """Offer `trip_ids` and, if `around` is an available driver, the waiting
+        """Offer `trip_ids` and, around an available driver, the waiting
         trips near them, in rank order (oldest first). Returns offers made.
         `known` is a trip as its request event described it (the offer script
-        checks it is still waiting)."""
+        checks it is still waiting; so does it the driver's availability)."""
         explicit = [t for t in trip_ids if t]
-        driver = await self.store.driver_doc(around) if around else None
         near: list[str] = []
-        if driver is not None and document.is_available(driver):
-            loc = driver["location"]
+        if around is not None:
             near = await self.store.waiting_near(
-                driver["region"], driver["product"], loc["lat"], loc["lon"],
+                around.region, around.product, around.lat, around.lon,
                 self.settings.dispatch_radius_m,
             )
-        else:
-            around = None
         candidates = list(dict.fromkeys([*explicit, *near]))
         if not candidates:
             return 0
         made = 0
+        around_id = around.driver_id if around is not None else None
         around_open = around is not None
         ordered = candidates if len(candidates) == 1 else rank_order(await self._scores(candidates))
         docs = {known["id"]: known} if known is not None else {}
@@ -103,14 +133,14 @@ class Dispatcher:
                 continue
             # Read before any offer of this pass: the offer script re-checks.
             trip = docs.get(trip_id)
-            if not _waiting(trip):
+            if not is_waiting(trip):
                 continue
-            if only_near and around in trip.get("refused", ()):
+            if only_near and around_id in trip.get("refused", ()):
                 continue
             offered_to, why = await self.offer_trip(trip)
             if offered_to:
                 made += 1
-            if around_open and (offered_to == around or (only_near and why == NOBODY)):
+            if around_open and (offered_to == around_id or (only_near and why == NOBODY)):
                 # The driver took this trip, or was taken meanwhile by another
                 # dispatcher (an available driver in range would have got it).
                 around_open = False
@@ -171,7 +201,7 @@ class Dispatcher:
                 if outcome != "older_waiting":
                     break
                 older = await self.store.trip_doc(detail)
-                if (depth < MAX_OLDER_DEPTH and _waiting(older)
+                if (depth < MAX_OLDER_DEPTH and is_waiting(older)
                         and candidate.driver_id not in older.get("refused", ())):
                     await self.offer_trip(older, depth + 1)
                 else:
@@ -195,10 +225,6 @@ class Dispatcher:
         for product in PRODUCTS:
             for trip_id in await self.store.oldest_waiting(region, product, REMATCH_BATCH):
                 trip = await self.store.trip_doc(trip_id)
-                if _waiting(trip) and (await self.offer_trip(trip))[0]:
+                if is_waiting(trip) and (await self.offer_trip(trip))[0]:
                     made += 1
         return made
-
-
-def _waiting(trip: dict | None) -> bool:
-    return trip is not None and trip.get("status") == "requested" and not trip.get("offer")

@@ -8,7 +8,6 @@ from common.redisconn import REDIS
 from common.web import SETTINGS, json_response, parse_body, parse_query
 
 from . import document, ops
-from .dispatcher import Dispatcher
 from .models import (
     DriverBody,
     EtaBody,
@@ -24,7 +23,6 @@ from .offers import OfferPoller
 from .store import DriverStore
 
 STORE = web.AppKey("driver_store", DriverStore)
-DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 POLLER = web.AppKey("offer_poller", OfferPoller)
 
 
@@ -56,12 +54,11 @@ async def set_status(request: web.Request) -> web.Response:
 async def set_location(request: web.Request) -> web.Response:
     body = await parse_body(request, LocationBody)
     driver_id = request.match_info["driver_id"]
-    became_available = await _store(request).update_location(
+    # Writes and returns: a fix that makes the driver available publishes
+    # `driver.available`, and the dispatcher serves them from the stream.
+    await _store(request).update_location(
         driver_id, body.lat, body.lon, body.heading, body.speed_mps
     )
-    if became_available:
-        # No event marks a first location fix: serve the waiting trips now.
-        await request.app[DISPATCHER].dispatch((), around=driver_id)
     return web.Response(status=204)
 
 

@@ -1,7 +1,19 @@
-"""The matching choice, plain: which driver gets a trip, in which order
-waiting trips are served, and how far to look.
+"""The matching rules, plain: when dispatch runs, which driver gets a trip,
+in which order waiting trips are served, and how far to look. The
+dispatcher (dispatcher.py) applies them; the few that must hold atomically
+at the offer are in lib/matching.lua (rank order within reach, the waiting
+trips near a driver) and the offer script.
 
-The nearest available driver who has not refused the trip gets it. Searches
+Dispatch runs on events, never on a request's path: a trip waits again
+(`TRIP_WAITS`: offered to nobody yet, declined, expired offer, cancelled by
+its driver) or a driver is free again (`DRIVER_FREED`, which includes
+`driver.available`, published by the location fix that makes an online
+driver available).
+
+A trip *waits* while requested without an open offer. The nearest available
+driver of its product who has not refused it gets it, unless an older trip
+waits within DISPATCH_RADIUS_M of that driver: that one is served first
+(rank order, oldest first). Searches
 start small and widen up to DISPATCH_RADIUS_M, each COUNT-limited, so the
 cost of one match stays flat however many drivers are online: a dense city
 answers within the first ring. A GEOSEARCH costs what the ring holds, not
@@ -22,6 +34,29 @@ CANDIDATES_PER_SEARCH = 8
 # when they are spread evenly; it is never smaller than MIN_FIRST_RADIUS_M.
 FIRST_RING_MARGIN = 4
 MIN_FIRST_RADIUS_M = 100.0
+# Waiting trips considered around a driver who became available: the oldest
+# within reach, found among this many of the oldest in the ranking...
+NEAR_TRIPS_WANTED = 32
+NEAR_TRIPS_SCANNED = 1024
+# ...or, when a long queue's oldest wait elsewhere, the nearest.
+NEAR_TRIPS_LIMIT = 500
+# Older trips an offer checks for one within reach of the driver (rank order).
+OLDER_TRIPS_CHECKED = 32
+# Offers tried for one trip in one pass before leaving it to the next event.
+MAX_OFFER_ATTEMPTS = 32
+# Older trips served first, one inside another, before giving up on order.
+MAX_OLDER_DEPTH = 4
+# The safety net re-offers this many of the oldest waiting trips per product
+# (drivers move into range without any event).
+REMATCH_BATCH = 50
+
+# Events after which the trip waits for a driver again.
+TRIP_WAITS = frozenset({"trip.requested", "trip.offer_declined", "trip.offer_expired",
+                        "trip.driver_cancelled"})
+# Events after which their driver is available again (if nothing else took them).
+DRIVER_FREED = frozenset({"trip.offer_declined", "trip.offer_expired", "trip.driver_cancelled",
+                          "trip.completed", "trip.cancelled", "trip.expired", "driver.online",
+                          "driver.available"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +103,11 @@ def eligible(candidates: Iterable[Candidate], excluded: set[str]) -> Iterator[Ca
             yield c
 
 
-def choose_driver(candidates: Iterable[Candidate], excluded: set[str]) -> Candidate | None:
-    return next(eligible(candidates, excluded), None)
-
-
 def rank_order(scores: dict[str, float]) -> list[str]:
     """Waiting trips oldest first (score = request time), ties by id."""
     return [t for t, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]))]
+
+
+def is_waiting(trip: dict | None) -> bool:
+    """Requested without an open offer: a trip dispatch may offer."""
+    return trip is not None and trip.get("status") == "requested" and not trip.get("offer")

@@ -1,205 +1,48 @@
-"""Driver storage: the scripts of drivers and of the driver-side trip
-transitions, and the reads they need (GEO searches, documents, deadlines)."""
+"""Driver storage, the writes: each change of a driver or a driver-side
+trip transition is one script (scripts.py declares them), called here with
+the reads it needs first (reads.py)."""
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 
 from common import errors, ids, keys
-from common.fares import FARE_MODELS, PRODUCTS, eta_s
-from common.geo import haversine_m, surge_cell
-from common.pagination import page_desc
-from common.regions import Region, region_errors
-from common.scripts import (
-    TRIP_LIBRARY,
-    ScriptError,
-    Scripts,
-    confirm_replay,
-    require_replicas,
-    unpack,
-)
+from common.fares import FARE_MODELS
+from common.geo import surge_cell
+from common.regions import region_errors
+from common.script_contracts import ScriptError
 from common.settings import Settings
-from common.trip import document as trip_document
 from common.trip.statemachine import WITH_DRIVER, Status, transition
 
 from . import document
-from .matching import Candidate, area_km2, first_radius, radius_steps
+from . import scripts as S
+from .matching import OLDER_TRIPS_CHECKED, Candidate
+from .reads import CACHE_SIZE, _LRU, DriverReads, TripFacts
 
-PRODUCER = "driver_service"
-LUA_DIR = Path(__file__).parent / "lua"
-DRIVER_LIBRARY = LUA_DIR / "lib" / "driver.lua"
 # A script that read a document which changed before it ran says `retry`.
 MAX_RETRIES = 5
-CACHE_SIZE = 100_000
-# Waiting trips considered around a driver who became available: the oldest
-# within reach, found among this many of the oldest in the ranking...
-NEAR_TRIPS_WANTED = 32
-NEAR_TRIPS_SCANNED = 1024
-# ...or, when a long queue's oldest wait elsewhere, the nearest.
-NEAR_TRIPS_LIMIT = 500
-# Older trips an offer checks for one within reach of the driver (rank order).
-OLDER_TRIPS_CHECKED = 32
-AVAILABLE_COUNT_TTL_S = 1.0
 HOLDING = ",".join(sorted({*WITH_DRIVER, Status.COMPLETED}))
 WITH_DRIVER_CSV = ",".join(sorted(WITH_DRIVER))
 
 
-class _LRU(OrderedDict):
-    """Facts that never change once written (a driver's product, a trip's
-    product and rider): cached per process, never state another replica needs."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key, value) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        if len(self) > self.size:
-            self.popitem(last=False)
-
-
-@dataclass(frozen=True, slots=True)
-class TripFacts:
-    region: str
-    product: str
-    rider_id: str
-
-
-class DriverStore:
+class DriverStore(DriverReads):
     def __init__(self, redis, settings: Settings) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.scripts = Scripts(redis, LUA_DIR, PRODUCER, [TRIP_LIBRARY, DRIVER_LIBRARY])
-        self._products: _LRU = _LRU(CACHE_SIZE)
-        self._trips: _LRU = _LRU(CACHE_SIZE)
-        # The driver last seen assigned to a trip: a hint, checked on every use.
-        self._trip_drivers: _LRU = _LRU(CACHE_SIZE)
-        # (region, product) -> (when read, available drivers): sizes the first ring.
-        self._available: dict[tuple[str, str], tuple[float, int]] = {}
-
-    # --- ids, facts, keys ----------------------------------------------
-    def _region(self, object_id: str, kind: str, what: str) -> str:
-        parsed = ids.parse_id(object_id)
-        if parsed is None or parsed[0] != kind or self.settings.region(parsed[1]) is None:
-            raise errors.NotFound(f"No such {what}.")
-        return parsed[1]
-
-    def driver_region(self, driver_id: str) -> Region:
-        return self.settings.region(self._region(driver_id, ids.DRIVER, "driver"))
-
-    async def driver_product(self, driver_id: str) -> str:
-        self._region(driver_id, ids.DRIVER, "driver")
-        product = self._products.get(driver_id)
-        if product is None:
-            raw = await self.redis.execute_command("JSON.GET", keys.driver(driver_id), "$.product")
-            values = orjson.loads(raw) if raw else []
-            if not values:
-                raise errors.NotFound("No such driver.")
-            product = values[0]
-            self._products.put(driver_id, product)
-        return product
-
-    async def trip_facts(self, trip_id: str) -> TripFacts:
-        region = self._region(trip_id, ids.TRIP, "trip")
-        facts = self._trips.get(trip_id)
-        if facts is None:
-            raw = await self.redis.execute_command(
-                "JSON.GET", keys.trip(trip_id), "$.product", "$.rider_id"
-            )
-            values = orjson.loads(raw) if raw else {}
-            if not values.get("$.product"):
-                raise errors.NotFound("No such trip.")
-            facts = TripFacts(region, values["$.product"][0], values["$.rider_id"][0])
-            self._trips.put(trip_id, facts)
-        return facts
-
-    def remember_trip(self, trip_id: str, product: str, rider_id: str) -> None:
-        self._trips.put(trip_id, TripFacts(ids.region_of(trip_id), product, rider_id))
-
-    @staticmethod
-    def driver_keys(driver_id: str, product: str) -> list[str]:
-        region = ids.region_of(driver_id)
-        return [
-            keys.driver(driver_id),
-            keys.geo(region, product),
-            keys.supply(region, product),
-            keys.offers(driver_id),
-        ]
-
-    @staticmethod
-    def queue_keys(region: str, product: str) -> list[str]:
-        return [
-            keys.pending(region, product),
-            keys.pickups(region, product),
-            keys.demand(region, product),
-            keys.expiry_deadlines(region),
-        ]
-
-    async def _run(self, name: str, keys_: list[str], args: list, n_events: int = 3):
-        replicas = self.settings.wait_replicas
-        if replicas <= 0:
-            reply = await self.scripts.run(name, keys_, args, n_events=n_events)
-            kind, doc = unpack(reply)
-            return kind, doc, reply
-        # WAITAOF on the script's own connection: on disk on `replicas` replicas.
-        reply, waited = await self.scripts.run_and_wait(
-            name, keys_, args, replicas, n_events=n_events
-        )
-        kind, doc = unpack(reply)
-        if kind == "ok":
-            require_replicas(waited, replicas)
-        elif kind == "exists":  # a replay: its first attempt may be unconfirmed
-            await confirm_replay(self.redis, keys_[0], doc["id"], replicas)
-        return kind, doc, reply
-
-    async def server_ms(self) -> int:
-        seconds, micros = await self.redis.time()
-        return seconds * 1000 + micros // 1000
-
-    # --- documents -----------------------------------------------------
-    async def driver_doc(self, driver_id: str) -> dict | None:
-        raw = await self.redis.execute_command("JSON.GET", keys.driver(driver_id))
-        return orjson.loads(raw) if raw else None
-
-    async def trip_doc(self, trip_id: str) -> dict | None:
-        raw = await self.redis.execute_command("JSON.GET", keys.trip(trip_id))
-        return orjson.loads(raw) if raw else None
-
-    async def trip_docs(self, trip_ids: list[str]) -> dict[str, dict]:
-        """Documents of trips of one region, in one round trip."""
-        if not trip_ids:
-            return {}
-        raws = await self.redis.execute_command(
-            "JSON.MGET", *[keys.trip(t) for t in trip_ids], "$"
-        )
-        return {t: orjson.loads(raw)[0] for t, raw in zip(trip_ids, raws) if raw}
-
-    async def get(self, driver_id: str) -> dict:
-        self._region(driver_id, ids.DRIVER, "driver")
-        doc = await self.driver_doc(driver_id)
-        if doc is None:
-            raise errors.NotFound("No such driver.")
-        return doc
+        super().__init__(redis, settings)
+        self._location_keys: _LRU = _LRU(CACHE_SIZE)
 
     # --- drivers -------------------------------------------------------
     async def register(self, driver_id: str, first_name: str, last_name: str, car: dict,
                        product: str) -> tuple[dict, bool]:
         region = self.driver_region(driver_id)
         doc = document.new_driver(driver_id, region.name, first_name, last_name, car, product)
-        kind, stored, _ = await self._run(
-            "register_driver",
-            [keys.driver(driver_id), keys.events(region.name)],
-            [orjson.dumps(doc).decode()],
-            n_events=1,
+        reply = await self.scripts.call(
+            S.REGISTER_DRIVER, S.RegisterKeys.of(driver_id),
+            S.RegisterArgs(doc=orjson.dumps(doc).decode()),
         )
-        if kind == "exists":
+        stored = reply.doc
+        if reply.kind == "exists":
             if not document.same_registration(stored, first_name, last_name, car, product):
                 raise errors.Conflict("This driver id is registered with other details.")
             return stored, False
@@ -207,41 +50,27 @@ class DriverStore:
         return stored, True
 
     async def go_online(self, driver_id: str) -> dict:
-        region = self.driver_region(driver_id).name
+        self.driver_region(driver_id)
         product = await self.driver_product(driver_id)
-        _, doc, _ = await self._run(
-            "set_driver_online",
-            [*self.driver_keys(driver_id, product), keys.drivers_online(region), keys.events(region),
-             keys.online_drivers(region)],
-            [],
-            n_events=1,
+        reply = await self.scripts.call(
+            S.SET_DRIVER_ONLINE, S.OnlineKeys.of(driver_id, product), S.NoArgs()
         )
-        return doc
+        return reply.doc
 
     async def go_offline(self, driver_id: str) -> dict:
-        region = self.driver_region(driver_id).name
+        self.driver_region(driver_id)
         product = await self.driver_product(driver_id)
         for _ in range(MAX_RETRIES):
             current = await self.get(driver_id)
             offer_trip = current["offer"]["trip_id"] if current.get("offer") else ""
             active = current.get("trip_id") or ""
-            keys_ = [
-                *self.driver_keys(driver_id, product),
-                keys.drivers_online(region),
-                keys.events(region),
-                keys.offer_deadlines(region),
-                keys.pickups(region, product),
-                keys.online_drivers(region),
-            ]
-            if offer_trip:
-                keys_ += [keys.trip(offer_trip), keys.trip_events(offer_trip)]
-            if active:
-                keys_.append(keys.trip(active))
             try:
-                _, doc, _ = await self._run(
-                    "set_driver_offline", keys_, [offer_trip, active, WITH_DRIVER_CSV]
+                reply = await self.scripts.call(
+                    S.SET_DRIVER_OFFLINE, S.OfflineKeys.of(driver_id, product, offer_trip, active),
+                    S.OfflineArgs(offer_trip_id=offer_trip, active_trip_id=active,
+                                  holding=WITH_DRIVER_CSV),
                 )
-                return doc
+                return reply.doc
             except ScriptError as exc:
                 if exc.code != "retry":
                     raise
@@ -249,23 +78,33 @@ class DriverStore:
 
     async def update_location(self, driver_id: str, lat: float, lon: float,
                               heading: float | None, speed: float | None) -> bool:
-        """True when this fix made the driver available (first fix while online)."""
+        """True when this fix made the driver available (first fix while online):
+        the script then published `driver.available` for the dispatcher."""
         region = self.driver_region(driver_id)
         errs = region_errors(region, {"lat": lat, "lon": lon}, "location")
         if errs:
             for e in errs:
                 e["field"] = e["field"].removeprefix("location.")
             raise errors.Invalid("The location is outside the driver's region.", errors=errs)
-        product = await self.driver_product(driver_id)
-        reply = await self.scripts.run(
-            "update_driver_location",
-            self.driver_keys(driver_id, product),
-            [repr(lat), repr(lon), "" if heading is None else repr(heading),
-             "" if speed is None else repr(speed), surge_cell(lat, lon)],
-            n_events=0,
-        )
-        unpack(reply)
-        return reply[3] == "1"
+        location_keys = self._location_keys.get(driver_id)
+        if location_keys is None:
+            # A driver's keys never change: built once per process, not per fix.
+            location_keys = S.DriverKeys.of(driver_id, await self.driver_product(driver_id))
+            self._location_keys.put(driver_id, location_keys)
+        args = S.LocationArgs(lat=repr(lat), lon=repr(lon),
+                              heading="" if heading is None else repr(heading),
+                              speed_mps="" if speed is None else repr(speed),
+                              cell=surge_cell(lat, lon))
+        try:
+            reply = await self.scripts.call(S.UPDATE_DRIVER_LOCATION, location_keys, args)
+        except ScriptError as exc:
+            if exc.code != "needs_event_ids":
+                raise
+            # Rare (the first fix after going online without one): the fix
+            # publishes driver.available and needs its event id.
+            reply = await self.scripts.call(S.UPDATE_DRIVER_LOCATION, location_keys, args,
+                                            n_events=1)
+        return reply.available
 
     # --- offers and driver-side transitions ------------------------------
     async def offer(self, trip: dict, candidate: Candidate,
@@ -273,33 +112,19 @@ class DriverStore:
         """Offer a waiting trip to one driver: ('ok', ''), or why not:
         trip_gone, trip_offered, refused, driver_busy, or ('older_waiting',
         trip_id) when an older waiting trip is within reach of that driver."""
-        trip_id, driver_id = trip["id"], candidate.driver_id
-        region = ids.region_of(trip_id)
+        driver_id = candidate.driver_id
         try:
-            await self._run(
-                "offer_trip_to_driver",
-                [
-                    keys.trip(trip_id),
-                    keys.trip_events(trip_id),
-                    keys.driver(driver_id),
-                    keys.geo(region, trip["product"]),
-                    keys.supply(region, trip["product"]),
-                    keys.offers(driver_id),
-                    keys.offer_deadlines(region),
-                    keys.events(region),
-                    keys.pending(region, trip["product"]),
-                    keys.pickups(region, trip["product"]),
-                ],
-                [
-                    driver_id,
-                    round(candidate.distance_m, 1),
-                    int(self.settings.offer_timeout_s * 1000),
-                    transition("offer").sources_csv,
-                    self.settings.dispatch_radius_m,
-                    OLDER_TRIPS_CHECKED,
-                    ",".join(pass_over),
-                ],
-                n_events=1,
+            await self.scripts.call(
+                S.OFFER_TRIP_TO_DRIVER, S.OfferKeys.of(trip["id"], driver_id, trip["product"]),
+                S.OfferArgs(
+                    driver_id=driver_id,
+                    distance_m=round(candidate.distance_m, 1),
+                    timeout_ms=int(self.settings.offer_timeout_s * 1000),
+                    sources=transition("offer").sources_csv,
+                    radius_m=self.settings.dispatch_radius_m,
+                    older_checked=OLDER_TRIPS_CHECKED,
+                    pass_over=",".join(pass_over),
+                ),
             )
         except ScriptError as exc:
             return exc.code, exc.detail
@@ -309,46 +134,21 @@ class DriverStore:
         facts = await self.trip_facts(trip_id)
         product = await self.driver_product(driver_id)
         self._same_region(driver_id, facts)
-        r = facts.region
         t = transition("accept")
-        _, doc, _ = await self._run(
-            "accept_offer",
-            [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                keys.driver(driver_id),
-                keys.geo(r, product),
-                keys.supply(r, product),
-                keys.offers(driver_id),
-                keys.offer_deadlines(r),
-                keys.driver_trips(driver_id),
-                *self.queue_keys(r, facts.product),
-                keys.trip_status_counts(r),
-                keys.events(r),
-            ],
-            [driver_id, t.sources_csv, t.target, HOLDING],
+        reply = await self.scripts.call(
+            S.ACCEPT_OFFER, S.AcceptKeys.of(trip_id, driver_id, product, facts.product),
+            S.AcceptArgs(driver_id=driver_id, sources=t.sources_csv, target=t.target,
+                         holding=HOLDING),
         )
-        return doc
+        return reply.doc
 
     async def decline(self, driver_id: str, trip_id: str) -> None:
         facts = await self.trip_facts(trip_id)
         product = await self.driver_product(driver_id)
         self._same_region(driver_id, facts)
-        r = facts.region
-        await self._run(
-            "decline_offer",
-            [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                keys.driver(driver_id),
-                keys.geo(r, product),
-                keys.supply(r, product),
-                keys.offers(driver_id),
-                keys.offer_deadlines(r),
-                keys.events(r),
-                keys.pickups(r, facts.product),
-            ],
-            [driver_id, transition("decline").sources_csv],
+        await self.scripts.call(
+            S.DECLINE_OFFER, S.DeclineKeys.of(trip_id, driver_id, product, facts.product),
+            S.DriverTripArgs(driver_id=driver_id, sources=transition("decline").sources_csv),
         )
 
     def _same_region(self, driver_id: str, facts: TripFacts) -> None:
@@ -360,21 +160,18 @@ class DriverStore:
         facts = await self.trip_facts(trip_id)
         await self.driver_product(driver_id)
         self._same_region(driver_id, facts)
-        r = facts.region
         t = transition(action)
-        script = {"arrive": "arrive_at_pickup", "start": "start_trip"}[action]
-        _, doc, _ = await self._run(
-            script,
-            [keys.trip(trip_id), keys.trip_events(trip_id), keys.trip_status_counts(r), keys.events(r)],
-            [driver_id, t.sources_csv, t.target],
+        script = {"arrive": S.ARRIVE_AT_PICKUP, "start": S.START_TRIP}[action]
+        reply = await self.scripts.call(
+            script, S.AdvanceKeys.of(trip_id),
+            S.AdvanceArgs(driver_id=driver_id, sources=t.sources_csv, target=t.target),
         )
-        return doc
+        return reply.doc
 
     async def complete(self, driver_id: str, trip_id: str) -> dict:
         facts = await self.trip_facts(trip_id)
         product = await self.driver_product(driver_id)
         self._same_region(driver_id, facts)
-        r = facts.region
         trip = await self.trip_doc(trip_id)
         now = await self.server_ms()
         started = trip.get("started_ms") or now
@@ -382,55 +179,35 @@ class DriverStore:
             trip["distance_m"], max(now - started, 0) / 1000, trip.get("surge", 1)
         )
         t = transition("complete")
-        _, doc, _ = await self._run(
-            "complete_trip",
-            [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                *self.driver_keys(driver_id, product),
-                keys.rider_active(facts.rider_id),
-                keys.trip_status_counts(r),
-                keys.events(r),
-                keys.active_trips(r),
-            ],
-            [driver_id, t.sources_csv, t.target, orjson.dumps(fare).decode()],
+        reply = await self.scripts.call(
+            S.COMPLETE_TRIP, S.CompleteKeys.of(trip_id, driver_id, product, facts.rider_id),
+            S.CompleteArgs(driver_id=driver_id, sources=t.sources_csv, target=t.target,
+                           fare=orjson.dumps(fare).decode()),
         )
-        return doc
+        return reply.doc
 
     async def cancel(self, driver_id: str, trip_id: str, reason: str | None) -> dict:
         facts = await self.trip_facts(trip_id)
         product = await self.driver_product(driver_id)
         self._same_region(driver_id, facts)
-        r = facts.region
         t = transition("driver_cancel")
-        _, doc, _ = await self._run(
-            "cancel_trip_by_driver",
-            [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                *self.driver_keys(driver_id, product),
-                keys.driver_trips(driver_id),
-                *self.queue_keys(r, facts.product),
-                keys.trip_status_counts(r),
-                keys.events(r),
-            ],
-            [driver_id, t.sources_csv, t.target, reason or "",
-             int(self.settings.trip_expiry_s * 1000)],
+        reply = await self.scripts.call(
+            S.CANCEL_TRIP_BY_DRIVER,
+            S.DriverCancelKeys.of(trip_id, driver_id, product, facts.product),
+            S.DriverCancelArgs(driver_id=driver_id, sources=t.sources_csv, target=t.target,
+                               reason=reason or "",
+                               expiry_ms=int(self.settings.trip_expiry_s * 1000)),
         )
-        return doc
+        return reply.doc
 
     async def release_after_cancel(self, trip_id: str, driver_id: str) -> bool:
         """Free the driver of a trip the rider cancelled. True if freed now."""
         product = await self.driver_product(driver_id)
-        r = ids.region_of(driver_id)
-        reply = await self.scripts.run(
-            "release_driver_after_cancel",
-            [*self.driver_keys(driver_id, product), keys.offer_deadlines(r), keys.trip(trip_id)],
-            [trip_id, WITH_DRIVER_CSV],
-            n_events=0,
+        reply = await self.scripts.call(
+            S.RELEASE_DRIVER_AFTER_CANCEL, S.ReleaseKeys.of(driver_id, product, trip_id),
+            S.ReleaseArgs(trip_id=trip_id, holding=WITH_DRIVER_CSV),
         )
-        unpack(reply)
-        return reply[3] == "1"
+        return reply.available
 
     # --- deadlines ------------------------------------------------------
     async def due(self, key: str, now_ms: int, limit: int) -> list[str]:
@@ -445,21 +222,13 @@ class DriverStore:
             if trip is None:
                 await self.redis.zrem(keys.offer_deadlines(region), trip_id)
                 return "stale"
-            keys_ = [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                keys.offer_deadlines(region),
-                keys.events(region),
-                keys.pickups(region, trip["product"]),
-            ]
-            if driver_id:
-                keys_ += self.driver_keys(driver_id, trip["product"])
             try:
-                kind, _, reply = await self._run(
-                    "expire_offer", keys_,
-                    [trip_id, driver_id, transition("expire_offer").sources_csv], n_events=1,
+                reply = await self.scripts.call(
+                    S.EXPIRE_OFFER, S.ExpireOfferKeys.of(trip_id, trip["product"], driver_id),
+                    S.ExpireOfferArgs(trip_id=trip_id, holder=driver_id,
+                                      sources=transition("expire_offer").sources_csv),
                 )
-                return "expired" if reply[2] else "stale"
+                return "expired" if reply.events else "stale"
             except ScriptError as exc:
                 if exc.code != "retry":
                     return exc.code
@@ -473,27 +242,15 @@ class DriverStore:
                 await self.redis.zrem(keys.expiry_deadlines(region), trip_id)
                 return "stale"
             holder = (trip.get("offer") or {}).get("driver_id", "")
-            keys_ = [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                keys.expiry_deadlines(region),
-                keys.pending(region, trip["product"]),
-                keys.pickups(region, trip["product"]),
-                keys.demand(region, trip["product"]),
-                keys.trip_status_counts(region),
-                keys.rider_active(trip["rider_id"]),
-                keys.offer_deadlines(region),
-                keys.events(region),
-                keys.active_trips(region),
-            ]
-            if holder:
-                keys_ += self.driver_keys(holder, trip["product"])
             t = transition("expire")
             try:
-                _, _, reply = await self._run(
-                    "expire_trip", keys_, [trip_id, holder, t.sources_csv, t.target], n_events=1
+                reply = await self.scripts.call(
+                    S.EXPIRE_TRIP,
+                    S.ExpireTripKeys.of(trip_id, trip["product"], trip["rider_id"], holder),
+                    S.ExpireTripArgs(trip_id=trip_id, holder=holder, sources=t.sources_csv,
+                                     target=t.target),
                 )
-                return "expired" if reply[2] else "stale"
+                return "expired" if reply.events else "stale"
             except ScriptError as exc:
                 if exc.code != "retry":
                     return exc.code
@@ -501,219 +258,7 @@ class DriverStore:
 
     # --- ratings ---------------------------------------------------------
     async def apply_rating(self, event_id: str, driver_id: str, stars: int, group: str) -> None:
-        region = ids.region_of(driver_id)
-        reply = await self.scripts.run(
-            "apply_trip_rating",
-            [keys.seen(region, group, event_id), keys.driver(driver_id)],
-            [stars],
-            n_events=0,
+        await self.scripts.call(
+            S.APPLY_TRIP_RATING, S.RatingKeys.of(driver_id, group, event_id),
+            S.RatingArgs(stars=stars),
         )
-        unpack(reply)
-
-    # --- searches ------------------------------------------------------
-    async def search_drivers(self, region: str, product: str, lat: float, lon: float,
-                             radius_m: float, count: int) -> list[Candidate]:
-        rows = await self.redis.geosearch(
-            keys.geo(region, product), longitude=lon, latitude=lat, radius=radius_m,
-            unit="m", sort="ASC", count=count, withdist=True,
-        )
-        return [Candidate(member, float(dist)) for member, dist in rows]
-
-    async def first_radius(self, region: str, product: str) -> float | None:
-        """The first search ring for the region's density of available drivers
-        of a product (their count read at most once a second per process)."""
-        now = time.monotonic()
-        cached = self._available.get((region, product))
-        if cached is None or now - cached[0] > AVAILABLE_COUNT_TTL_S:
-            cached = (now, await self.redis.zcard(keys.geo(region, product)))
-            self._available[(region, product)] = cached
-        r = self.settings.region(region)
-        if r is None:
-            return None
-        return first_radius(cached[1], area_km2(r.min_lat, r.min_lon, r.max_lat, r.max_lon))
-
-    async def waiting_near(self, region: str, product: str, lat: float, lon: float,
-                           radius_m: float) -> list[str]:
-        """Waiting trips within `radius_m` of a point: the oldest first, read
-        from the ranking so the cost stays flat however long the queue; when
-        the oldest trips of a long queue wait elsewhere, the nearest too."""
-        pending, pickups = keys.pending(region, product), keys.pickups(region, product)
-        found, complete = await self.scripts.run(
-            "oldest_waiting_near", [pending, pickups],
-            [repr(lat), repr(lon), radius_m, NEAR_TRIPS_WANTED, NEAR_TRIPS_SCANNED],
-            n_events=0,
-        )
-        if len(found) >= NEAR_TRIPS_WANTED or int(complete):
-            return found
-        nearest = await self.redis.geosearch(
-            pickups, longitude=lon, latitude=lat, radius=radius_m,
-            unit="m", sort="ASC", count=NEAR_TRIPS_LIMIT,
-        )
-        return list(dict.fromkeys([*found, *nearest]))
-
-    async def ranks(self, region: str, product: str, trip_ids: list[str]) -> dict[str, float]:
-        if not trip_ids:
-            return {}
-        scores = await self.redis.zmscore(keys.pending(region, product), trip_ids)
-        return {t: s for t, s in zip(trip_ids, scores) if s is not None}
-
-    async def oldest_waiting(self, region: str, product: str, limit: int) -> list[str]:
-        return await self.redis.zrange(keys.pending(region, product), 0, limit - 1)
-
-    # --- reads for the API -------------------------------------------------
-    async def render_trip(self, doc: dict) -> dict:
-        """The trip object, with its queue position while requested."""
-        position = None
-        if doc.get("status") == Status.REQUESTED:
-            rank = await self.redis.zrank(
-                keys.pending(ids.region_of(doc["id"]), doc["product"]), doc["id"]
-            )
-            position = rank + 1 if rank is not None else None
-        return trip_document.render(doc, position)
-
-    async def open_offer(self, driver_id: str) -> dict | None:
-        """The driver's open offer, if it is still open on the trip too."""
-        raw = await self.redis.execute_command("JSON.GET", keys.driver(driver_id), "$.offer")
-        values = orjson.loads(raw) if raw else []
-        if not values:
-            raise errors.NotFound("No such driver.")
-        offer = values[0]
-        if not offer or offer["expires_ms"] <= time.time() * 1000:
-            return None
-        raw = await self.redis.execute_command(
-            "JSON.GET", keys.trip(offer["trip_id"]), "$.status", "$.offer"
-        )
-        trip = orjson.loads(raw) if raw else {}
-        status = (trip.get("$.status") or [None])[0]
-        trip_offer = (trip.get("$.offer") or [None])[0]
-        if status != "requested" or not trip_offer or trip_offer.get("driver_id") != driver_id:
-            return None
-        return document.render_offer(offer)
-
-    async def active_trip(self, driver_id: str) -> dict | None:
-        doc = await self.get(driver_id)
-        if not doc.get("trip_id"):
-            return None
-        trip = await self.trip_doc(doc["trip_id"])
-        if trip is None or not document.holds_trip(trip, driver_id):
-            return None
-        return trip
-
-    async def driver_trips(self, driver_id: str, limit: int, cursor: str | None) -> dict:
-        await self.get(driver_id)
-        trip_ids, next_cursor = await page_desc(
-            self.redis, keys.driver_trips(driver_id), limit, cursor
-        )
-        docs = []
-        if trip_ids:
-            raws = await self.redis.execute_command(
-                "JSON.MGET", *[keys.trip(t) for t in trip_ids], "$"
-            )
-            docs = [orjson.loads(raw)[0] for raw in raws if raw]
-        return {"items": [trip_document.render(d) for d in docs], "next_cursor": next_cursor}
-
-    async def assigned_driver(self, trip_id: str) -> dict:
-        self._region(trip_id, ids.TRIP, "trip")
-        trip = driver = None
-        known = self._trip_drivers.get(trip_id)
-        if known is not None:
-            # A rider watching their trip asks again and again: both documents
-            # in one round trip; the trip read with them says whether this
-            # is still its driver (else the driver is read below).
-            raws = await self.redis.execute_command(
-                "JSON.MGET", keys.trip(trip_id), keys.driver(known), "$"
-            )
-            trip = orjson.loads(raws[0])[0] if raws[0] else None
-            if trip is not None and trip.get("driver_id") == known and raws[1]:
-                driver = orjson.loads(raws[1])[0]
-        else:
-            trip = await self.trip_doc(trip_id)
-        if not trip or not trip.get("driver_id"):
-            raise errors.NotFound("No driver is assigned to this trip.")
-        if driver is None:
-            driver = await self.driver_doc(trip["driver_id"])
-            if driver is None:
-                raise errors.NotFound("No driver is assigned to this trip.")
-            self._trip_drivers.put(trip_id, trip["driver_id"])
-        location = driver.get("location")
-        eta = None
-        if trip["status"] == Status.ASSIGNED and location:
-            p = trip["pickup"]
-            eta = eta_s(haversine_m(location["lat"], location["lon"], p["lat"], p["lon"]))
-        elif trip["status"] == Status.ARRIVED:
-            eta = 0
-        return {
-            "id": driver["id"],
-            "first_name": driver["first_name"],
-            "rating": driver.get("rating"),
-            "car": driver["car"],
-            "location": location,
-            "pickup_eta_s": eta,
-        }
-
-    def region_for_point(self, region_name: str, lat: float, lon: float, field: str) -> Region:
-        region = self.settings.region(region_name)
-        if region is None:
-            raise errors.Invalid(errors=[{"field": "region", "message": "is not a configured region"}])
-        errs = region_errors(region, {"lat": lat, "lon": lon}, field)
-        if errs:
-            for e in errs:
-                e["field"] = e["field"].removeprefix(".")
-            raise errors.Invalid("The point is outside the region.", errors=errs)
-        return region
-
-    async def nearby(self, region_name: str, lat: float, lon: float, radius_m: float,
-                     product: str | None, limit: int = 50) -> dict:
-        region = self.region_for_point(region_name, lat, lon, "")
-        products = [product] if product else list(PRODUCTS)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for p in products:
-                pipe.geosearch(
-                    keys.geo(region.name, p), longitude=lon, latitude=lat, radius=radius_m,
-                    unit="m", sort="ASC", count=limit, withdist=True, withcoord=True,
-                )
-            replies = await pipe.execute()
-        drivers = []
-        for p, rows in zip(products, replies):
-            for _member, dist, (dlon, dlat) in rows:
-                drivers.append({
-                    "distance_m": round(float(dist), 1),
-                    "location": {"lat": round(dlat, 6), "lon": round(dlon, 6)},
-                    "product": p,
-                    "pickup_eta_s": eta_s(float(dist)),
-                })
-        drivers.sort(key=lambda d: d["distance_m"])
-        drivers = drivers[:limit]
-        return {"count": len(drivers), "drivers": drivers}
-
-    async def etas(self, region_name: str, lat: float, lon: float) -> dict:
-        """Per product, the ETA of the nearest available driver within
-        DISPATCH_RADIUS_M, or null (widening like dispatch: flat cost)."""
-        region = self.region_for_point(region_name, lat, lon, "pickup")
-        out: dict[str, int | None] = {product: None for product in PRODUCTS}
-        steps = {
-            product: radius_steps(self.settings.dispatch_radius_m,
-                                  await self.first_radius(region.name, product))
-            for product in PRODUCTS
-        }
-        # Ring by ring, every product still without a driver in one round trip.
-        open_ = list(PRODUCTS)
-        ring = 0
-        while open_:
-            asked = [p for p in open_ if ring < len(steps[p])]
-            if not asked:
-                break
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for product in asked:
-                    pipe.geosearch(
-                        keys.geo(region.name, product), longitude=lon, latitude=lat,
-                        radius=steps[product][ring], unit="m", sort="ASC", count=1,
-                        withdist=True,
-                    )
-                replies = await pipe.execute()
-            for product, rows in zip(asked, replies):
-                if rows:
-                    out[product] = eta_s(float(rows[0][1]))
-            open_ = [p for p in asked if out[p] is None]
-            ring += 1
-        return {"etas": out}

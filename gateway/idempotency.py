@@ -31,9 +31,10 @@ from typing import Any
 
 import orjson
 
-from common import errors, keys
+from common import errors
 from common.scripts import require_replicas
 
+from . import scripts as S
 from .config import GatewaySettings
 from .scripts import GatewayScripts
 
@@ -86,21 +87,23 @@ class Idempotency:
         new_trip_id: Callable[[], str],
         attempt: Callable[[str], Awaitable[tuple[int, bytes]]],
     ) -> Outcome:
-        record_key = keys.idempotency(subject_id, hashlib.sha256(key.encode()).hexdigest())
+        record = S.RecordKeys.of(subject_id, hashlib.sha256(key.encode()).hexdigest())
         fp = fingerprint(payload)
         owner = os.urandom(12).hex()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_s
         while True:
-            reply = await self._acquire(record_key, [fp, owner, self.lease_ms, self.ttl_ms,
-                                                     new_trip_id()])
-            state = reply[0]
+            reply = await self._acquire(record, S.IdemAcquireArgs(
+                fingerprint=fp, owner=owner, lease_ms=self.lease_ms, ttl_ms=self.ttl_ms,
+                trip_id=new_trip_id(),
+            ))
+            state = reply.state
             if state == "acquired":
-                return await self._attempt(record_key, owner, reply[1], attempt)
+                return await self._attempt(record, owner, reply.trip_id, attempt)
             if state == "done":
                 if self.replicas > 0:
-                    await self._confirm_replay(record_key)
-                return Outcome(int(reply[1]), reply[2].encode(), True)
+                    await self._confirm_replay(record)
+                return Outcome(reply.status, reply.body.encode(), True)
             if state == "mismatch":
                 raise errors.Invalid(
                     "This Idempotency-Key was used with a different body.",
@@ -119,27 +122,27 @@ class Idempotency:
                 )
             await asyncio.sleep(POLL_S)
 
-    async def _acquire(self, record_key: str, args: list):
+    async def _acquire(self, record: S.RecordKeys, args: S.IdemAcquireArgs) -> S.Acquired:
         """idem_acquire; under WAIT_REPLICAS a lease is on the replicas
         before the trip is attempted. A lease with its trip id lost in a
         failover would let the retry reserve another id and create a second
         trip. A lease the replicas did not confirm is given up (nothing was
         attempted under it), and the answer is 503."""
         if self.replicas <= 0:
-            return await self.scripts.run("idem_acquire", [record_key], args)
-        reply, waited = await self.scripts.run_and_wait(
-            "idem_acquire", [record_key], args, self.replicas)
-        if reply[0] == "acquired":
+            return await self.scripts.call(S.IDEM_ACQUIRE, record, args)
+        reply, waited = await self.scripts.call_and_wait(
+            S.IDEM_ACQUIRE, record, args, self.replicas)
+        if reply.state == "acquired":
             try:
                 require_replicas(waited, self.replicas)
             except errors.Unavailable:
-                await asyncio.shield(self._finish(record_key, args[1], "forget"))
+                await asyncio.shield(self._finish(record, args.owner, "forget"))
                 raise
         return reply
 
     async def _attempt(
         self,
-        record_key: str,
+        record: S.RecordKeys,
         owner: str,
         trip_id: str,
         attempt: Callable[[str], Awaitable[tuple[int, bytes]]],
@@ -147,37 +150,39 @@ class Idempotency:
         try:
             status, body = await attempt(trip_id)
         except (errors.Timeout, errors.Unavailable, asyncio.CancelledError):
-            await asyncio.shield(self._finish(record_key, owner, "unknown"))
+            await asyncio.shield(self._finish(record, owner, "unknown"))
             raise
         except BaseException:
-            await asyncio.shield(self._finish(record_key, owner, "forget"))
+            await asyncio.shield(self._finish(record, owner, "forget"))
             raise
         if 200 <= status < 300:
-            await self._finish(record_key, owner, "done", status, body)
+            await self._finish(record, owner, "done", status, body)
         else:
-            await self._finish(record_key, owner, "forget")
+            await self._finish(record, owner, "forget")
         return Outcome(status, body, False)
 
     async def _finish(
-        self, record_key: str, owner: str, outcome: str, status: int = 0, body: bytes = b""
+        self, record: S.RecordKeys, owner: str, outcome: str, status: int = 0,
+        body: bytes = b"",
     ) -> None:
-        args = [owner, outcome, status, body, self.ttl_ms]
+        args = S.IdemFinishArgs(owner=owner, outcome=outcome, status=status, body=body,
+                                ttl_ms=self.ttl_ms)
         if self.replicas <= 0 or outcome != "done":
             # 'forget' and 'unknown' go with an error answer: nothing to confirm.
-            await self.scripts.run("idem_finish", [record_key], args)
+            await self.scripts.call(S.IDEM_FINISH, record, args)
             return
         # The answer about to be returned is stored on the replicas first.
-        finished, waited = await self.scripts.run_and_wait(
-            "idem_finish", [record_key], args, self.replicas
+        finished, waited = await self.scripts.call_and_wait(
+            S.IDEM_FINISH, record, args, self.replicas
         )
         if finished:  # 0: the lease was taken over; nothing written here
             require_replicas(waited, self.replicas)
 
-    async def _confirm_replay(self, record_key: str) -> None:
+    async def _confirm_replay(self, record: S.RecordKeys) -> None:
         """The record rewritten unchanged with the wait behind it: 503 unless
         the replicas have it (and so the first attempt's answer)."""
-        touched, waited = await self.scripts.run_and_wait(
-            "idem_touch", [record_key], [], self.replicas
+        touched, waited = await self.scripts.call_and_wait(
+            S.IDEM_TOUCH_SCRIPT, record, S.NoArgs(), self.replicas
         )
         if not touched:
             # Expired in between: the wait would say nothing about it.

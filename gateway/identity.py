@@ -49,6 +49,7 @@ from common import errors, keys
 from common.scripts import require_replicas, write_and_wait
 from common.timeutil import iso, now_ms
 
+from . import scripts as S
 from .config import GatewaySettings
 from .scripts import GatewayScripts
 
@@ -283,7 +284,8 @@ class Identity:
                 require_replicas(waited, self.replicas)
             except errors.Unavailable:
                 # Written, not confirmed: not an account the client was given.
-                await self.scripts.run("account_cas", [key], [subject_id, ""])
+                await self.scripts.call(S.ACCOUNT_CAS, S.AccountKeys.of(user_name),
+                                        S.AccountCasArgs(subject_id=subject_id, value=""))
                 raise
 
     async def check_name_free(self, user_name: str) -> None:
@@ -298,21 +300,21 @@ class Identity:
             return False
         record = orjson.loads(raw)
         record["state"] = "active"
-        args = [subject_id, orjson.dumps(record)]
+        args = S.AccountCasArgs(subject_id=subject_id, value=orjson.dumps(record))
         if self.replicas <= 0:
-            done = await self.scripts.run("account_cas", [keys.account(user_name)], args)
-            return bool(done)
-        done, waited = await self.scripts.run_and_wait(
-            "account_cas", [keys.account(user_name)], args, self.replicas
+            return await self.scripts.call(S.ACCOUNT_CAS, S.AccountKeys.of(user_name), args)
+        done, waited = await self.scripts.call_and_wait(
+            S.ACCOUNT_CAS, S.AccountKeys.of(user_name), args, self.replicas
         )
         if done:  # 0: nothing written (not ours, or gone), nothing to confirm
             require_replicas(waited, self.replicas)
-        return bool(done)
+        return done
 
     async def abandon_account(self, user_name: str, subject_id: str) -> None:
         """Undo a sign-up that failed half-way; only our own record is removed.
         Never waits for replicas: it answers an error, acknowledges nothing."""
-        await self.scripts.run("account_cas", [keys.account(user_name)], [subject_id, ""])
+        await self.scripts.call(S.ACCOUNT_CAS, S.AccountKeys.of(user_name),
+                                S.AccountCasArgs(subject_id=subject_id, value=""))
         await self.discard_profile(subject_id)
 
     async def save_profile(self, profile: dict[str, Any], *, confirm: bool = True) -> None:
@@ -379,10 +381,9 @@ class Identity:
             account["hash"] = await self.hasher.hash(password)
             # Not waited for: acknowledged to nobody, and the old hash, if
             # the new one were lost, still verifies the same password.
-            await self.scripts.run(
-                "account_cas",
-                [keys.account(user_name)],
-                [account["subject_id"], orjson.dumps(account)],
+            await self.scripts.call(
+                S.ACCOUNT_CAS, S.AccountKeys.of(user_name),
+                S.AccountCasArgs(subject_id=account["subject_id"], value=orjson.dumps(account)),
             )
         return account
 
@@ -393,21 +394,22 @@ class Identity:
         the replicas have the session (a failover then keeps the login),
         else 503 and the session is removed (its token was never given)."""
         token = secrets.token_urlsafe(32)
-        key = keys.session(token_digest(token))
-        args = [
-            account["subject_id"],
-            account["role"],
-            account.get("region") or "",
-            user_name,
-            self.settings.session_ttl_s * 1000,
-            self.settings.session_max_s * 1000,
-        ]
+        session_keys = S.SessionKeys.of(token_digest(token))
+        key = session_keys.session
+        args = S.SessionCreateArgs(
+            subject_id=account["subject_id"],
+            role=account["role"],
+            region=account.get("region") or "",
+            user_name=user_name,
+            ttl_ms=self.settings.session_ttl_s * 1000,
+            max_ms=self.settings.session_max_s * 1000,
+        )
         if self.replicas <= 0:
-            expires = await self.scripts.run("session_create", [key], args)
+            expires = await self.scripts.call(S.SESSION_CREATE, session_keys, args)
             await self._index_session(account["subject_id"], token_digest(token))
         else:
-            expires, waited = await self.scripts.run_and_wait(
-                "session_create", [key], args, self.replicas
+            expires, waited = await self.scripts.call_and_wait(
+                S.SESSION_CREATE, session_keys, args, self.replicas
             )
             try:
                 require_replicas(waited, self.replicas)
@@ -421,7 +423,7 @@ class Identity:
         if current is None or current.get("hash") != account.get("hash"):
             await self.redis.delete(key)
             return None
-        return NewSession(token, account["role"], account["subject_id"], int(expires))
+        return NewSession(token, account["role"], account["subject_id"], expires)
 
     async def _index_session(self, subject_id: str, digest: str) -> None:
         """Note the session under its user (a password change ends them all);
@@ -459,13 +461,13 @@ class Identity:
         if not await self.hasher.verify(account.get("hash"), current):
             return False
         updated = {**account, "hash": await self.hasher.hash(new)}
-        args = [principal.subject_id, orjson.dumps(updated)]
-        key = keys.account(principal.user_name)
+        args = S.AccountCasArgs(subject_id=principal.subject_id, value=orjson.dumps(updated))
+        account_keys = S.AccountKeys.of(principal.user_name)
         if self.replicas <= 0:
-            done = await self.scripts.run("account_cas", [key], args)
+            done = await self.scripts.call(S.ACCOUNT_CAS, account_keys, args)
         else:
-            done, waited = await self.scripts.run_and_wait("account_cas", [key], args,
-                                                           self.replicas)
+            done, waited = await self.scripts.call_and_wait(S.ACCOUNT_CAS, account_keys, args,
+                                                            self.replicas)
             if done:
                 require_replicas(waited, self.replicas)
         if not done:
@@ -488,17 +490,15 @@ class Identity:
         # nothing, and what it writes (the sliding expiry, the rate-limit
         # bucket) is no client write the gateway acknowledges; lost in a
         # failover, a session expires a little earlier or a bucket refills.
-        found = await self.scripts.run(
-            "session_touch",
-            [keys.session(digest)],
-            [ttl_ms, rate, burst, take, int(ttl_ms * SLIDE_MIN_FRACTION)],
+        found = await self.scripts.call(
+            S.SESSION_TOUCH, S.SessionKeys.of(digest),
+            S.SessionTouchArgs(ttl_ms=ttl_ms, rate=rate, burst=burst, take=take,
+                               min_move_ms=int(ttl_ms * SLIDE_MIN_FRACTION)),
         )
-        if not found:
+        if found is None:
             return None
-        subject_id, role, region, user_name, expires, taken, wait_ms = found
-        return Principal(
-            subject_id, role, region, user_name, digest, int(expires), int(taken), int(wait_ms)
-        )
+        return Principal(found.subject_id, found.role, found.region, found.user_name, digest,
+                         found.expires_ms, found.taken, found.wait_ms)
 
     async def revoke(self, principal: Principal) -> None:
         """Log out. Under WAIT_REPLICAS the 204 waits until the replicas have

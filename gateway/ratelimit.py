@@ -25,6 +25,7 @@ from prometheus_client import Counter
 
 from common import errors, keys
 
+from . import scripts as S
 from .config import GatewaySettings
 from .scripts import GatewayScripts
 
@@ -150,12 +151,10 @@ class RateLimiter:
         """Take a sign-up place of the client address, or 429."""
         if self.signup_limit <= 0:
             return
-        wait = int(
-            await self.scripts.run(
-                "window_take",
-                [keys.signups_addr(addr)],
-                [self.signup_window_ms, self.signup_limit, os.urandom(8).hex()],
-            )
+        wait = await self.scripts.call(
+            S.WINDOW_TAKE, S.WindowKeys(keys.signups_addr(addr)),
+            S.WindowTakeArgs(window_ms=self.signup_window_ms, limit=self.signup_limit,
+                             member=os.urandom(8).hex()),
         )
         if wait:
             RATE_LIMITED.labels("signup_addr").inc()
@@ -170,24 +169,16 @@ class RateLimiter:
         if self.login_limit <= 0:
             return
         w = self.window_ms
-        wait_pair, wait_user, wait_addr, pair_failed = (
-            int(x)
-            for x in await asyncio.gather(
-                self.scripts.run(
-                    "window_check", [keys.login_failures_pair(user_name, addr)],
-                    [w, self.login_limit],
-                ),
-                self.scripts.run(
-                    "window_check", [keys.login_failures_user(user_name)], [w, self.login_limit]
-                ),
-                self.scripts.run(
-                    "window_check", [keys.login_failures_addr(addr)], [w, self.addr_limit]
-                ),
-                # Has this address failed for this name at all (within the window)?
-                self.scripts.run(
-                    "window_check", [keys.login_failures_pair(user_name, addr)], [w, 1]
-                ),
-            )
+        pair = S.WindowKeys(keys.login_failures_pair(user_name, addr))
+        wait_pair, wait_user, wait_addr, pair_failed = await asyncio.gather(
+            self.scripts.call(S.WINDOW_CHECK, pair,
+                              S.WindowCheckArgs(window_ms=w, limit=self.login_limit)),
+            self.scripts.call(S.WINDOW_CHECK, S.WindowKeys(keys.login_failures_user(user_name)),
+                              S.WindowCheckArgs(window_ms=w, limit=self.login_limit)),
+            self.scripts.call(S.WINDOW_CHECK, S.WindowKeys(keys.login_failures_addr(addr)),
+                              S.WindowCheckArgs(window_ms=w, limit=self.addr_limit)),
+            # Has this address failed for this name at all (within the window)?
+            self.scripts.call(S.WINDOW_CHECK, pair, S.WindowCheckArgs(window_ms=w, limit=1)),
         )
         # A name under attack stays open to the addresses that have not failed on it.
         locked_for_name = wait_pair or (wait_user and pair_failed)
@@ -211,7 +202,8 @@ class RateLimiter:
         member = os.urandom(8).hex()
         await asyncio.gather(
             *(
-                self.scripts.run("window_add", [key], [self.window_ms, member])
+                self.scripts.call(S.WINDOW_ADD, S.WindowKeys(key),
+                                  S.WindowAddArgs(window_ms=self.window_ms, member=member))
                 for key in (
                     keys.login_failures_user(user_name),
                     keys.login_failures_addr(addr),

@@ -37,6 +37,7 @@ from common.scripts import Scripts
 from common.streams import Entry, read_deliveries, safe_trim_id
 from common.timeutil import now_ms, parse_iso
 
+from . import scripts as S
 from .coldstore import ColdStore, HotCopy
 from .settings import TripSettings
 
@@ -127,10 +128,10 @@ class Archiver:
     async def _claim(self, region: str) -> list[str]:
         due_key = keys.archive_due(region)
         try:
-            return list(await self.scripts.run(
-                "claim_archive_batch", [due_key],
-                [self.settings.archive_batch, self.lease_ms], n_events=0,
-            ))
+            return await self.scripts.call(
+                S.CLAIM_ARCHIVE_BATCH, S.ClaimKeys.of(region),
+                S.ClaimArgs(batch=self.settings.archive_batch, lease_ms=self.lease_ms),
+            )
         except OutOfMemoryError:
             # A full Redis refuses the lease (a write that may grow memory),
             # but the drops free it: take the due trips without a lease. Two
@@ -186,27 +187,14 @@ class Archiver:
     async def _drop(self, trip_id: str, raw: str | None, events: list[dict],
                     doc: dict | None) -> bool:
         """The trip's keys and index entries out of Redis, if unchanged."""
-        region = ids.region_of(trip_id)
-        rider_trips = keys.rider_trips(doc["rider_id"]) if doc else None
-        driver_id = (doc or {}).get("driver_id")
-        driver_trips = (
-            keys.driver_trips(driver_id)
-            if driver_id and ids.region_of(driver_id) == region else None
+        reply = await self.scripts.call(
+            S.DROP_ARCHIVED_TRIP,
+            S.DropKeys.of(trip_id, (doc or {}).get("rider_id"), (doc or {}).get("driver_id"),
+                          events),
+            S.DropArgs(trip_id=trip_id, sha1=hashlib.sha1(raw.encode()).hexdigest() if raw else "",
+                       events=len(events)),
         )
-        extra = []
-        for item in events:
-            extra.append(keys.deliveries(region, item["stream_id"]))
-            event_id = item["event"]["id"]
-            extra += [keys.seen(region, group, event_id) for group in keys.CONSUMER_GROUPS]
-        due = keys.archive_due(region)
-        index_keys = [rider_trips or due, driver_trips or rider_trips or due]
-        reply = await self.scripts.run(
-            "drop_archived_trip",
-            [keys.trip(trip_id), keys.trip_events(trip_id), due, *index_keys, *extra],
-            [trip_id, hashlib.sha1(raw.encode()).hexdigest() if raw else "", len(events)],
-            n_events=0,
-        )
-        result = reply[0]
+        result = reply.result
         ARCHIVE_RESULTS.labels(result).inc()
         if result == "changed":
             logger.info("trip %s changed while it was copied; copied again next pass", trip_id)

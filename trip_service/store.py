@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from pathlib import Path
 
 import orjson
 
@@ -13,13 +12,14 @@ from common.fares import PRODUCTS
 from common.geo import surge_cell
 from common.pagination import SAME_SCORE_SLACK, decode_cursor, encode_cursor
 from common.regions import Region, region_errors
-from common.scripts import TRIP_LIBRARY, Scripts, confirm_replay, require_replicas, unpack
+from common.scripts import Scripts
 from common.settings import Settings
 from common.streams import read_deliveries
 from common.timeutil import iso, now_ms, parse_iso
 from common.trip import document
 from common.trip.statemachine import transition
 
+from . import scripts as S
 from .archiver import archive_status
 from .coldstore import COLD_UNAVAILABLE, ColdStore
 from .surge import surge_multiplier
@@ -28,7 +28,6 @@ PRODUCER = "trip_service"
 RATING_WINDOW_CLOSED = (
     "The rating window has closed: a trip can be rated until HOT_RETENTION_S after it ended."
 )
-LUA_DIR = Path(__file__).parent / "lua"
 # Trip documents read per JSON.MGET.
 MGET_BATCH = 500
 ACTIVE_TRIP_FIELDS = (
@@ -40,7 +39,7 @@ class TripStore:
     def __init__(self, redis, settings: Settings, cold: ColdStore | None = None) -> None:
         self.redis = redis
         self.settings = settings
-        self.scripts = Scripts(redis, LUA_DIR, PRODUCER, [TRIP_LIBRARY])
+        self.scripts = Scripts(redis, S.LIBRARY, PRODUCER, settings.wait_replicas)
         # Finished trips HOT_RETENTION_S after they ended (None: none go cold).
         self.cold = cold
 
@@ -60,21 +59,6 @@ class TripStore:
                 errors=[{"field": "rider_id", "message": "is not a configured region"}],
             )
         return region
-
-    async def _run(self, name: str, keys_: list[str], args: list, n_events: int = 2):
-        replicas = self.settings.wait_replicas
-        if replicas <= 0:
-            return unpack(await self.scripts.run(name, keys_, args, n_events=n_events))
-        # WAITAOF on the script's own connection: on disk on `replicas` replicas.
-        reply, waited = await self.scripts.run_and_wait(
-            name, keys_, args, replicas, n_events=n_events
-        )
-        kind, doc = unpack(reply)
-        if kind == "ok":
-            require_replicas(waited, replicas)
-        elif kind == "exists":  # a replay: its first attempt may be unconfirmed
-            await confirm_replay(self.redis, keys_[0], doc["id"], replicas)
-        return kind, doc
 
     # --- fares -----------------------------------------------------------
     async def surges(self, region: str, cell: str) -> dict[str, Decimal]:
@@ -117,52 +101,30 @@ class TripStore:
             )
         surge = (await self.surges(region.name, surge_cell(pickup["lat"], pickup["lon"])))[product]
         doc = document.new_trip(trip_id, region.name, rider_id, product, pickup, dropoff, surge)
-        r = region.name
-        kind, stored = await self._run(
-            "request_trip",
-            [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                keys.rider_active(rider_id),
-                keys.rider_trips(rider_id),
-                keys.pending(r, product),
-                keys.pickups(r, product),
-                keys.demand(r, product),
-                keys.expiry_deadlines(r),
-                keys.trip_status_counts(r),
-                keys.events(r),
-                keys.active_trips(r),
-            ],
-            [orjson.dumps(doc).decode(), int(self.settings.trip_expiry_s * 1000)],
+        reply = await self.scripts.call(
+            S.REQUEST_TRIP, S.RequestKeys.of(trip_id, rider_id, product),
+            S.RequestArgs(doc=orjson.dumps(doc).decode(),
+                          expiry_ms=int(self.settings.trip_expiry_s * 1000)),
         )
-        if kind == "exists" and not document.same_request(stored, rider_id, product, pickup, dropoff):
+        if reply.kind == "exists" and not document.same_request(
+            reply.doc, rider_id, product, pickup, dropoff
+        ):
             raise errors.Conflict("This trip id belongs to another request.")
-        return stored
+        return reply.doc
 
     async def cancel(self, trip_id: str, rider_id: str, reason: str | None) -> dict:
-        r = self.region_of_trip(trip_id)
+        self.region_of_trip(trip_id)
         product = await self._product(trip_id)
         t = transition("rider_cancel")
-        _, doc = await self._run(
-            "cancel_trip_by_rider",
-            [
-                keys.trip(trip_id),
-                keys.trip_events(trip_id),
-                keys.rider_active(rider_id),
-                keys.pending(r, product),
-                keys.pickups(r, product),
-                keys.demand(r, product),
-                keys.expiry_deadlines(r),
-                keys.trip_status_counts(r),
-                keys.events(r),
-                keys.active_trips(r),
-            ],
-            [rider_id, t.sources_csv, t.target, reason or ""],
+        reply = await self.scripts.call(
+            S.CANCEL_TRIP_BY_RIDER, S.RiderCancelKeys.of(trip_id, rider_id, product),
+            S.RiderCancelArgs(rider_id=rider_id, sources=t.sources_csv, target=t.target,
+                              reason=reason or ""),
         )
-        return doc
+        return reply.doc
 
     async def rate(self, trip_id: str, rider_id: str, stars: int, comment: str | None) -> dict:
-        r = self.region_of_trip(trip_id)
+        self.region_of_trip(trip_id)
         t = transition("rate")
         ended = await self.redis.execute_command(
             "JSON.GET", keys.trip(trip_id), "$.completed_at", "$.rider_id"
@@ -183,12 +145,12 @@ class TripStore:
             raise errors.RatingWindowClosed(RATING_WINDOW_CLOSED)
         # Should the archiver copy the trip while this runs, its drop sees the
         # change and the next pass copies the rated trip.
-        _, doc = await self._run(
-            "rate_trip",
-            [keys.trip(trip_id), keys.trip_events(trip_id), keys.events(r)],
-            [rider_id, t.sources_csv, stars, comment or ""],
+        reply = await self.scripts.call(
+            S.RATE_TRIP, S.RateKeys.of(trip_id),
+            S.RateArgs(rider_id=rider_id, sources=t.sources_csv, stars=stars,
+                       comment=comment or ""),
         )
-        return doc
+        return reply.doc
 
     async def _product(self, trip_id: str) -> str:
         product = await self.redis.execute_command("JSON.GET", keys.trip(trip_id), "$.product")

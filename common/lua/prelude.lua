@@ -12,6 +12,13 @@ for id in string.gmatch(ARGV[1] or '', '[^,]+') do
 end
 local _next_event = 1
 local TRACE_ID = ARGV[2]
+-- Whether the caller sent `n` event ids: a script that publishes only now
+-- and then (a location fix that makes a driver available) is called with
+-- none, and answers `needs_event_ids` before it writes anything, to be
+-- called again with them.
+local function has_event_ids(n)
+  return #_event_ids >= n
+end
 local PRODUCER = ARGV[3]
 
 local function now_ms()

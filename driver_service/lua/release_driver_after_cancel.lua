@@ -1,23 +1,21 @@
 -- After a rider cancelled: the driver who held the offer or the trip is
 -- available again. Idempotent: only what still points at the dead trip is
 -- cleared, so a redelivered event changes nothing twice.
--- KEYS: driver, geo, supply, offers, offer_deadlines, trip
--- ARGV[4]: trip_id, ARGV[5]: statuses in which a driver holds a trip
-local dk = {driver = KEYS[1], geo = KEYS[2], supply = KEYS[3], offers = KEYS[4]}
-local trip_id = ARGV[4]
-local d = load_doc(KEYS[1])
+local dk = {driver = K.driver, geo = K.geo, supply = K.supply, offers = K.offers}
+local trip_id = A.trip_id
+local d = load_doc(K.driver)
 if not d then return {'ok', '', '', '0'} end
-local t = load_doc(KEYS[6])
+local t = load_doc(K.trip)
 local changed = false
 if holds_offer(d, trip_id) and not trip_offered_to(t, d.id) then
   clear_driver_offer(dk, d)
   if not t or t.status ~= 'requested' or is_null(t.offer) then
-    redis.call('ZREM', KEYS[5], trip_id)
+    redis.call('ZREM', K.offer_deadlines, trip_id)
   end
   changed = true
 end
-if d.trip_id == trip_id and not (t and t.driver_id == d.id and one_of(ARGV[5], t.status)) then
-  jset(KEYS[1], d, 'trip_id', cjson.null)
+if d.trip_id == trip_id and not (t and t.driver_id == d.id and one_of(A.holding, t.status)) then
+  jset(K.driver, d, 'trip_id', cjson.null)
   changed = true
 end
 local available = sync_supply(dk, d)

@@ -1,18 +1,31 @@
 -- A location fix: the document, and the GEO index and supply cell while
--- available. Not an event (too frequent for the durable stream).
--- KEYS: driver, geo, supply, offers
--- ARGV[4]: lat, ARGV[5]: lon, ARGV[6]: heading (''), ARGV[7]: speed_mps (''),
--- ARGV[8]: surge cell
-local dk = {driver = KEYS[1], geo = KEYS[2], supply = KEYS[3], offers = KEYS[4]}
-local d = load_doc(KEYS[1])
+-- available. A fix is no event (too frequent for the durable stream), except
+-- the one that makes the driver available (the first fix of a driver online
+-- without a location): `driver.available`, which the dispatcher consumes to
+-- serve the waiting trips near them, off the request's path.
+-- Returns {'ok', '', types, '1' when the driver became available}.
+local dk = {driver = K.driver, geo = K.geo, supply = K.supply, offers = K.offers}
+local d = load_doc(K.driver)
 if not d then return reply_err('not_found', 'no such driver') end
 local was = driver_available(d)
-local location = {lat = tonumber(ARGV[4]), lon = tonumber(ARGV[5]), updated_at = iso(now_ms())}
-if ARGV[6] ~= '' then location.heading = tonumber(ARGV[6]) end
-if ARGV[7] ~= '' then location.speed_mps = tonumber(ARGV[7]) end
-jset(KEYS[1], d, 'location', location)
-jset(KEYS[1], d, 'cell', ARGV[8])
-local available = sync_supply(dk, d)
-local became = '0'
-if available and not was then became = '1' end
-return {'ok', '', '', became}
+-- Whether this fix makes the driver available (a fix always locates them).
+local becomes = not was and driver_available({
+  status = d.status, trip_id = d.trip_id, offer = d.offer, location = true,
+})
+if becomes and not has_event_ids(1) then
+  return reply_err('needs_event_ids', 'this fix publishes driver.available')
+end
+local now = now_ms()
+local location = {lat = tonumber(A.lat), lon = tonumber(A.lon), updated_at = iso(now)}
+if A.heading ~= '' then location.heading = tonumber(A.heading) end
+if A.speed_mps ~= '' then location.speed_mps = tonumber(A.speed_mps) end
+jset(K.driver, d, 'location', location)
+jset(K.driver, d, 'cell', A.cell)
+sync_supply(dk, d)
+if becomes then
+  emit(K.events, nil, 'driver.available', '', d.id, {
+    product = d.product, location = {lat = location.lat, lon = location.lon},
+  }, now)
+  return {'ok', '', 'driver.available', '1'}
+end
+return {'ok', '', '', '0'}

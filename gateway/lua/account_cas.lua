@@ -1,19 +1,19 @@
 -- Compare-and-set an account record (a JSON string) by its subject id.
--- KEYS[1] the account; ARGV[1] the expected subject_id; ARGV[2] the new
+-- K.account the account; A.subject_id the expected subject_id; A.value the new
 -- value, or '' to delete. A new value is stored without expiry (a pending
 -- account carries a TTL until it is activated).
 -- Returns 1 when the record was ours and changed, 0 otherwise.
-local raw = redis.call('GET', KEYS[1])
+local raw = redis.call('GET', K.account)
 if not raw then
   return 0
 end
 local ok, record = pcall(cjson.decode, raw)
-if not ok or record.subject_id ~= ARGV[1] then
+if not ok or record.subject_id ~= A.subject_id then
   return 0
 end
-if ARGV[2] == '' then
-  redis.call('DEL', KEYS[1])
+if A.value == '' then
+  redis.call('DEL', K.account)
 else
-  redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('SET', K.account, A.value)
 end
 return 1

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
+
 from common import keys
-from driver_service.app import SWEEPER, Workers
+from common.streams import Entry
+from driver_service.app import DISPATCHER, SWEEPER, Workers
 
 from tests.helpers.services import near
 from tests.waiting import eventually
@@ -147,6 +150,28 @@ async def test_first_location_fix_makes_a_driver_available_and_dispatches(rig):
     assert (await rig.driver(d1))["available"] is False
     await rig.locate(d1, near(0.001))
     offer = await rig.offered(d1)
+    assert offer["trip_id"] == trip["id"]
+
+
+async def test_the_location_route_only_writes_and_the_dispatcher_serves_the_event(make_rig):
+    """No dispatch on the request's path: the fix that makes a driver
+    available publishes `driver.available` (with the fix), and the trip is
+    offered when the dispatcher handles that event."""
+    rig = await make_rig(Workers(dispatch=False))
+    trip = await rig.request(near())
+    d1 = await rig.new_driver(None)
+    await rig.locate(d1, near(0.001))
+    assert (await rig.doc(trip["id"]))["offer"] is None  # nothing dispatched inline
+    await rig.locate(d1, near(0.0012))  # available already: no second event
+    rows = [(sid, f) for sid, f in await rig.redis.xrange(keys.events("sf"))
+            if f["type"] == "driver.available"]
+    assert len(rows) == 1
+    sid, fields = rows[0]
+    env = orjson.loads(fields["env"])
+    assert env["driver_id"] == d1
+    assert env["data"] == {"product": "standard", "location": near(0.001)}
+    await rig.driver_app[DISPATCHER].handle(Entry(keys.events("sf"), sid, fields))
+    offer = await rig.offered(d1, timeout=0)
     assert offer["trip_id"] == trip["id"]
 
 

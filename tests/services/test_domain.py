@@ -20,8 +20,14 @@ from common.trip.statemachine import (
     next_status,
 )
 from driver_service.matching import (
+    DRIVER_FREED,
+    MIN_FIRST_RADIUS_M,
+    RADIUS_STEPS_M,
+    TRIP_WAITS,
     Candidate,
-    choose_driver,
+    eligible,
+    first_radius,
+    is_waiting,
     radius_steps,
     rank_order,
     search_count,
@@ -102,12 +108,38 @@ def test_surge_rises_when_demand_outgrows_supply():
     assert surge_multiplier(1000, 0) == SURGE_CAP
 
 
-def test_matching_picks_the_nearest_not_refused():
-    cands = [Candidate("b", 300.0), Candidate("a", 120.0), Candidate("c", 90.0)]
-    assert choose_driver(cands, set()).driver_id == "c"
-    assert choose_driver(cands, {"c"}).driver_id == "a"
-    assert choose_driver(cands, {"a", "b", "c"}) is None
-    assert search_count(3) > search_count(0)
+def test_candidates_are_tried_nearest_first_without_the_excluded():
+    """The order the dispatcher offers a trip in (Dispatcher._eligible)."""
+    cands = [Candidate("b", 300.0), Candidate("a", 120.0), Candidate("c", 90.0),
+             Candidate("d", 120.0)]
+    assert [c.driver_id for c in eligible(cands, set())] == ["c", "a", "d", "b"]
+    assert [c.driver_id for c in eligible(cands, {"c", "d"})] == ["a", "b"]
+    assert list(eligible(cands, {"a", "b", "c", "d"})) == []
+    # Each search fetches enough to get past the drivers already excluded.
+    assert search_count(3) - search_count(0) == 3
+
+
+def test_the_first_ring_shrinks_where_drivers_are_dense():
+    assert first_radius(0, 100.0) is None and first_radius(10, 0.0) is None
+    assert first_radius(20, 100.0) is None  # sparse: the usual first ring
+    dense = first_radius(20_000, 100.0)
+    assert dense is not None and MIN_FIRST_RADIUS_M <= dense < RADIUS_STEPS_M[0]
+    assert first_radius(200_000, 100.0) == MIN_FIRST_RADIUS_M
+    assert radius_steps(5000, dense) == [dense, 500, 1000, 2000, 3500, 5000]
+
+
+def test_a_trip_waits_while_requested_without_an_open_offer():
+    assert is_waiting({"status": "requested", "offer": None})
+    assert not is_waiting({"status": "requested", "offer": {"driver_id": "d"}})
+    assert not is_waiting({"status": "assigned", "offer": None})
+    assert not is_waiting(None)
+
+
+def test_dispatch_runs_when_a_trip_waits_or_a_driver_is_free():
+    assert "trip.requested" in TRIP_WAITS and "trip.offered" not in TRIP_WAITS
+    # The fix that makes a driver available is an event: dispatch is never
+    # on the location request's path.
+    assert {"driver.available", "driver.online", "trip.completed"} <= DRIVER_FREED
 
 
 def test_radius_widens_up_to_the_dispatch_radius():

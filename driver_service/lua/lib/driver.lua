@@ -43,34 +43,6 @@ local function trip_offered_to(t, driver_id)
     and t.offer.driver_id == driver_id
 end
 
-local function haversine_m(lat1, lon1, lat2, lon2)
-  local r = math.pi / 180
-  local dlat = (lat2 - lat1) * r
-  local dlon = (lon2 - lon1) * r
-  local a = math.sin(dlat / 2) ^ 2
-    + math.cos(lat1 * r) * math.cos(lat2 * r) * math.sin(dlon / 2) ^ 2
-  return 2 * 6371008.8 * math.asin(math.min(1, math.sqrt(a)))
-end
-
--- Rank order, atomically: the first trip requested before `t` (among the
--- `limit` oldest) that waits without an open offer within `radius` of the
--- driver, and is not in `ignore` (trips the caller found the driver refused).
-local function older_waiting(t, d, pending_key, pickups_key, radius, limit, ignore)
-  local older = redis.call('ZRANGEBYSCORE', pending_key, '-inf', '(' .. t.requested_ms,
-    'LIMIT', 0, limit)
-  for _, oid in ipairs(older) do
-    if not ignore[oid] then
-      -- Only waiting trips (no open offer) have a pickup position.
-      local pos = redis.call('GEOPOS', pickups_key, oid)[1]
-      if pos and haversine_m(d.location.lat, d.location.lon,
-          tonumber(pos[2]), tonumber(pos[1])) <= radius then
-        return oid
-      end
-    end
-  end
-  return nil
-end
-
 -- assigned -> arrived, arrived -> in_progress: the assigned driver moves the
 -- trip on. k = {trip=, trip_events=, counts=, events=}
 local function advance_trip(k, driver_id, sources, target, stamp, etype)
