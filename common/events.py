@@ -21,7 +21,7 @@ VERSION = 1
 
 # The trip's event types come from its state machine, in the order of its story.
 TRIP_TYPES = tuple(e.type for e in TRIP_EVENTS)
-DRIVER_TYPES = ("driver.registered", "driver.online", "driver.offline")
+DRIVER_TYPES = ("driver.registered", "driver.online", "driver.available", "driver.offline")
 TERMINAL_TYPES = frozenset(e.type for e in TRIP_EVENTS if e.status in TERMINAL)
 # Dispatch's own business: offers to drivers, their declines and expiries
 # name drivers who never took the trip.
