@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from common.redisconn import REDIS
+from common.trip.statemachine import ADVANCES
 from common.web import SETTINGS, json_response, parse_body, parse_query
 
 from . import document, ops
@@ -86,7 +87,7 @@ async def trip_action(request: web.Request) -> web.Response:
     m = request.match_info
     action = m["action"]
     store = _store(request)
-    if action in ("arrive", "start"):
+    if action in ADVANCES:
         await parse_body(request, ReasonBody, optional=True)
         doc = await store.advance(m["driver_id"], m["trip_id"], action)
     elif action == "complete":
@@ -144,7 +145,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{d}/offers/next", next_offer)
     r.add_post(f"{d}/offers/{{trip_id}}/accept", accept)
     r.add_post(f"{d}/offers/{{trip_id}}/decline", decline)
-    r.add_post(f"{d}/trips/{{trip_id}}/{{action:arrive|start|complete|cancel}}", trip_action)
+    actions = "|".join([*ADVANCES, "complete", "cancel"])
+    r.add_post(f"{d}/trips/{{trip_id}}/{{action:{actions}}}", trip_action)
     r.add_get(f"{d}/trip", active_trip)
     r.add_get(f"{d}/trips", driver_trips)
     r.add_get("/internal/trips/{trip_id}/driver", trip_driver)

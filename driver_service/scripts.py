@@ -372,10 +372,12 @@ class AdvanceArgs(NamedTuple):
     driver_id: str
     sources: str
     target: str
+    stamp: str
+    event: str
 
 
-ARRIVE_AT_PICKUP = Script("arrive_at_pickup", AdvanceKeys, AdvanceArgs, change, n_events=1)
-START_TRIP = Script("start_trip", AdvanceKeys, AdvanceArgs, change, n_events=1)
+# Every step of statemachine.ADVANCES: arrive, start.
+ADVANCE_TRIP = Script("advance_trip", AdvanceKeys, AdvanceArgs, change, n_events=1)
 
 
 class CompleteKeys(NamedTuple):
@@ -493,7 +495,7 @@ OLDEST_WAITING_NEAR = Script("oldest_waiting_near", NearKeys, NearArgs, waiting,
 SCRIPTS: tuple[Script, ...] = (
     REGISTER_DRIVER, SET_DRIVER_ONLINE, SET_DRIVER_OFFLINE, UPDATE_DRIVER_LOCATION,
     APPLY_TRIP_RATING, OFFER_TRIP_TO_DRIVER, ACCEPT_OFFER, DECLINE_OFFER, EXPIRE_OFFER,
-    EXPIRE_TRIP, ARRIVE_AT_PICKUP, START_TRIP, COMPLETE_TRIP, CANCEL_TRIP_BY_DRIVER,
+    EXPIRE_TRIP, ADVANCE_TRIP, COMPLETE_TRIP, CANCEL_TRIP_BY_DRIVER,
     RELEASE_DRIVER_AFTER_CANCEL, OLDEST_WAITING_NEAR,
 )
 

@@ -14,7 +14,7 @@ from common.geo import surge_cell
 from common.regions import region_errors
 from common.script_contracts import ScriptError
 from common.settings import Settings
-from common.trip.statemachine import WITH_DRIVER, Status, transition
+from common.trip.statemachine import ADVANCES, WITH_DRIVER, Status, transition
 
 from . import document
 from . import scripts as S
@@ -156,15 +156,15 @@ class DriverStore(DriverReads):
             raise errors.NotFound("No such trip.")
 
     async def advance(self, driver_id: str, trip_id: str, action: str) -> dict:
-        """arrive or start."""
+        """A step of statemachine.ADVANCES (arrive, start)."""
         facts = await self.trip_facts(trip_id)
         await self.driver_product(driver_id)
         self._same_region(driver_id, facts)
-        t = transition(action)
-        script = {"arrive": S.ARRIVE_AT_PICKUP, "start": S.START_TRIP}[action]
+        t = ADVANCES[action]
         reply = await self.scripts.call(
-            script, S.AdvanceKeys.of(trip_id),
-            S.AdvanceArgs(driver_id=driver_id, sources=t.sources_csv, target=t.target),
+            S.ADVANCE_TRIP, S.AdvanceKeys.of(trip_id),
+            S.AdvanceArgs(driver_id=driver_id, sources=t.sources_csv, target=t.target,
+                          stamp=t.stamp, event=t.event),
         )
         return reply.doc
 

@@ -52,6 +52,10 @@ class Transition:
     # Dispatch's own step: its event names a driver who may never hold the
     # trip, so it stays out of the trip's public story.
     dispatch: bool = False
+    # A step that only moves the trip on and records when (this field of the
+    # trip document): driver_service runs every such step with one script,
+    # `advance_trip`, so a new one is a line here and a route.
+    stamp: str | None = None
 
     @property
     def sources_csv(self) -> str:
@@ -73,8 +77,8 @@ class TripEvent:
 
 
 def _t(action: str, sources: set[Status], target: Status, actor: str, event: str,
-       dispatch: bool = False) -> Transition:
-    return Transition(action, frozenset(sources), target, actor, event, dispatch)
+       dispatch: bool = False, stamp: str | None = None) -> Transition:
+    return Transition(action, frozenset(sources), target, actor, event, dispatch, stamp)
 
 
 S = Status
@@ -90,14 +94,20 @@ TRANSITIONS: dict[str, Transition] = {
         _t("accept", {S.REQUESTED}, S.ASSIGNED, "driver", "trip.assigned"),
         _t("driver_cancel", {S.ASSIGNED, S.ARRIVED}, S.REQUESTED, "driver",
            "trip.driver_cancelled"),
-        _t("arrive", {S.ASSIGNED}, S.ARRIVED, "driver", "trip.driver_arrived"),
-        _t("start", {S.ARRIVED}, S.IN_PROGRESS, "driver", "trip.started"),
+        _t("arrive", {S.ASSIGNED}, S.ARRIVED, "driver", "trip.driver_arrived",
+           stamp="arrived_at"),
+        _t("start", {S.ARRIVED}, S.IN_PROGRESS, "driver", "trip.started", stamp="started_at"),
         _t("complete", {S.IN_PROGRESS}, S.COMPLETED, "driver", "trip.completed"),
         _t("rider_cancel", {S.REQUESTED, S.ASSIGNED, S.ARRIVED}, S.CANCELLED, "rider",
            "trip.cancelled"),
         _t("expire", {S.REQUESTED}, S.EXPIRED, "sweeper", "trip.expired"),
         _t("rate", {S.COMPLETED}, S.COMPLETED, "rider", "trip.rated"),
     )
+}
+
+# The assigned driver's steps that only move the trip on (`advance_trip`).
+ADVANCES: dict[str, Transition] = {
+    a: t for a, t in TRANSITIONS.items() if t.stamp is not None and t.actor == "driver"
 }
 
 # A trip begins with its request: no transition leads there.

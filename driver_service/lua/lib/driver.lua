@@ -43,7 +43,7 @@ local function trip_offered_to(t, driver_id)
     and t.offer.driver_id == driver_id
 end
 
--- assigned -> arrived, arrived -> in_progress: the assigned driver moves the
+-- A step of the state machine's ADVANCES: the assigned driver moves the
 -- trip on. k = {trip=, trip_events=, counts=, events=}
 local function advance_trip(k, driver_id, sources, target, stamp, etype)
   local t = load_doc(k.trip)
