@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.scripts import load as load_functions
 from common.embedded import EmbeddedRedis
-from common.retry import retrying_sync
-from deploy.processes import ServiceProcess
+from deploy.processes import ServiceProcess, wait_ready
 
 
 @dataclass
@@ -92,22 +90,6 @@ def _port() -> int:
     from common.embedded import free_port
 
     return free_port()
-
-
-def wait_ready(url: str, timeout: float = 60.0) -> None:
-    """Until /readyz answers 200 (urllib raises on a 503: retried as no answer)."""
-
-    def ready() -> int:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
-            return resp.status
-
-    policy = retrying_sync(within_s=timeout, retry_on=lambda status: status != 200, cap_s=0.5)
-    try:
-        status = policy(ready)
-    except OSError as exc:
-        status = exc
-    if status != 200:
-        raise RuntimeError(f"{url}/readyz did not answer 200 within {timeout:.0f} s: {status}")
 
 
 def log_tail(path: Path, n: int = 3000) -> str:

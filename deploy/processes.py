@@ -10,12 +10,14 @@ import secrets
 import signal
 import subprocess
 import sys
+import json
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.embedded import free_port
+from common.retry import retrying_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 # The service-to-service credential (common/internal.py) of every process
@@ -99,3 +101,35 @@ class ServiceProcess:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
+
+
+def http_json(method: str, url: str, body: dict | None = None, token: str | None = None,
+              timeout: float = 5.0):
+    """(status, parsed JSON body or None) of one call with the standard library
+    (the launcher and the tests that drive it use no event loop); a 4xx/5xx
+    raises urllib.error.HTTPError."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        raw = resp.read()
+        return resp.status, (json.loads(raw) if raw else None)
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> None:
+    """Until /readyz answers 200 (urllib raises on a 503: retried as no answer)."""
+
+    def ready() -> int:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
+            return resp.status
+
+    policy = retrying_sync(within_s=timeout, retry_on=lambda status: status != 200, cap_s=0.5)
+    try:
+        status = policy(ready)
+    except OSError as exc:
+        status = exc
+    if status != 200:
+        raise RuntimeError(f"{url}/readyz did not answer 200 within {timeout:.0f} s: {status}")

@@ -36,7 +36,6 @@ fails a primary on purpose. `cluster` is the same without replicas.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -56,7 +55,7 @@ from common.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from common.redisconn import redact
 from common.regions import parse_regions
 from common.scripts import load as load_functions
-from deploy.processes import ROOT, ServiceProcess
+from deploy.processes import ROOT, ServiceProcess, http_json, wait_ready
 from deploy.topology import (
     Supervisor,
     TopologyError,
@@ -125,32 +124,6 @@ def choose_port(name: str, default: int) -> int:
     port = free_port()
     say(f"port {wanted} is busy; using {port} instead (set {name} to choose)")
     return port
-
-
-def http_json(method: str, url: str, body: dict | None = None, token: str | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=5) as resp:
-        raw = resp.read()
-        return resp.status, (json.loads(raw) if raw else None)
-
-
-def wait_ready(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            status, _ = http_json("GET", f"{url}/readyz")
-            if status == 200:
-                return
-        except (urllib.error.URLError, OSError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url}/readyz did not answer 200 within {timeout:.0f}s")
-        time.sleep(0.2)
 
 
 def status_line(gateway: str, token: str) -> str:

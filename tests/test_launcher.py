@@ -23,6 +23,7 @@ import pytest
 
 from common.embedded import EmbeddedRedis, free_port
 from deploy import chaos
+from deploy.processes import http_json
 from deploy.topology import STATE_FILE
 from tests.harness import ROOT
 from tests.waiting import eventually_blocking
@@ -85,16 +86,8 @@ class Launcher:
 
 
 def http(method: str, url: str, token: str | None = None, body: dict | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            raw = resp.read()
-            return resp.status, (json.loads(raw) if raw else None)
+        return http_json(method, url, body, token, timeout=10)
     except urllib.error.HTTPError as exc:
         return exc.code, None
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
+from deploy.processes import http_json as call_json
 from tests.client import OPS_PASSWORD, OPS_USER
 
 # The ops account every test system is started with (tests/harness.py).
@@ -12,15 +10,7 @@ OPS = {"user_name": OPS_USER, "password": OPS_PASSWORD}
 
 
 def http_json(method: str, url: str, body: dict | None = None, token: str | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        raw = resp.read()
-        return resp.status, (json.loads(raw) if raw else None)
+    return call_json(method, url, body, token, timeout=10)
 
 
 def ops_token(gateway_url: str, password: str = OPS["password"]) -> str:
