@@ -60,7 +60,7 @@ export function fmtBytes(n) {
 }
 
 export function metres(a, b) {
-  const r = 6371000;
+  const r = 6371008.8; // the mean radius, as common/geo.py and the Lua matching helper use
   const rad = Math.PI / 180;
   const dLat = (b.lat - a.lat) * rad;
   const dLon = (b.lon - a.lon) * rad;
