@@ -28,7 +28,7 @@ from pathlib import Path
 import orjson
 
 from common import ids
-from common.embedded import EmbeddedCluster
+from common.embedded_cluster import EmbeddedCluster
 from common.redisconn import create_redis
 from common.scripts import write_and_wait
 from driver_service.settings import DriverSettings

@@ -50,7 +50,8 @@ from pathlib import Path
 from redis.exceptions import RedisError
 
 from common import acl
-from common.embedded import EmbeddedCluster, EmbeddedRedis, EmbeddedRedisError, free_port
+from common.embedded import EmbeddedRedis, EmbeddedRedisError, free_port
+from common.embedded_cluster import EmbeddedCluster
 from common.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from common.redisconn import redact
 from common.regions import parse_regions

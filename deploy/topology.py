@@ -25,7 +25,8 @@ from pathlib import Path
 from redis.crc import key_slot
 
 from common import keys
-from common.embedded import EmbeddedCluster, EmbeddedRedisError
+from common.embedded import EmbeddedRedisError
+from common.embedded_cluster import EmbeddedCluster
 
 TOPOLOGIES = ("single", "cluster", "replicated")
 STATE_FILE = "redis-nodes.json"

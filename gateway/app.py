@@ -21,7 +21,8 @@ from .clientaddr import ClientAddress
 from .config import GatewaySettings
 from .passwords import OPS_MIN_LENGTH, ops_password_problem
 from .idempotency import Idempotency
-from .identity import Hasher, Identity
+from .identity import Identity
+from .passwords import Hasher
 from .history import HISTORY, History, history_ctx
 from .limits import LongPolls, SseSlots
 from .live import EventHub, hub_ctx

@@ -29,21 +29,14 @@ rate-limit bucket: no client write is acknowledged by them).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import itertools
 import logging
-import queue
 import re
 import secrets
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from prometheus_client import Counter, Gauge
 
 from common import errors, keys
 from common.scripts import require_replicas, write_and_wait
@@ -51,6 +44,7 @@ from common.timeutil import iso, now_ms
 
 from . import scripts as S
 from .config import GatewaySettings
+from .passwords import Hasher
 from .scripts import GatewayScripts
 
 logger = logging.getLogger(__name__)
@@ -63,12 +57,6 @@ PENDING_ACCOUNT_TTL_S = 120
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
 # Sessions one user holds at once; a login past it ends the oldest.
 SESSIONS_PER_USER = 100
-
-HASH_QUEUE = Gauge("gateway_hash_queue", "Password hashes waiting for a hashing thread")
-HASH_REFUSED = Counter(
-    "gateway_hash_refused_total", "Password hashes refused because the queue was full"
-)
-
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -105,114 +93,6 @@ class NewSession:
             "subject_id": self.subject_id,
             "expires_at": iso(self.expires_at_ms),
         }
-
-
-# Hashing jobs by priority: a login (verify) goes before every waiting
-# sign-up or password change (hash), so a flood of sign-ups delays a login by
-# at most the hash each thread has in hand.
-LOGIN, NEW_PASSWORD = 0, 1
-
-
-class HashQueueFull(errors.Unavailable):
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"The gateway has {limit} password checks waiting; retry shortly.",
-            headers={"Retry-After": "1"},
-        )
-
-
-class Hasher:
-    """argon2id off the event loop, in `hash_workers` threads that take jobs
-    logins first; at most `hash_queue_max` jobs wait (more: 503)."""
-
-    def __init__(self, config: GatewaySettings) -> None:
-        self._ph = PasswordHasher(
-            time_cost=config.argon2_time_cost,
-            memory_cost=config.argon2_memory_kib,
-            parallelism=config.argon2_parallelism,
-            type=Type.ID,
-        )
-        self.queue_max = config.hash_queue_max
-        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
-        self._order = itertools.count()
-        self._waiting = 0  # jobs queued, not yet taken by a thread (loop thread only)
-        self._threads = [
-            threading.Thread(target=self._work, name=f"argon2-{i}", daemon=True)
-            for i in range(max(1, config.hash_workers))
-        ]
-        for thread in self._threads:
-            thread.start()
-        self._dummy: str | None = None
-
-    @property
-    def waiting(self) -> int:
-        return self._waiting
-
-    def _work(self) -> None:
-        while True:
-            _, _, job = self._jobs.get()
-            if job is None:
-                return
-            loop, future, fn, args = job
-            loop.call_soon_threadsafe(self._taken)
-            try:
-                result = fn(*args)
-            except BaseException as exc:  # handed to the waiting request
-                loop.call_soon_threadsafe(_settle, future, None, exc)
-            else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
-
-    def _taken(self) -> None:
-        self._waiting -= 1
-        HASH_QUEUE.set(self._waiting)
-
-    async def _run(self, priority: int, fn, *args):
-        if self.queue_max > 0 and self._waiting >= self.queue_max:
-            HASH_REFUSED.inc()
-            raise HashQueueFull(self.queue_max)
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._waiting += 1
-        HASH_QUEUE.set(self._waiting)
-        self._jobs.put((priority, next(self._order), (loop, future, fn, args)))
-        return await future
-
-    async def hash(self, password: str) -> str:
-        return await self._run(NEW_PASSWORD, self._ph.hash, password)
-
-    async def verify(self, encoded: str | None, password: str) -> bool:
-        """Constant work whether or not the account exists: an unknown user is
-        checked against a dummy hash, so timing does not reveal user names."""
-        if encoded is None:
-            if self._dummy is None:
-                self._dummy = await self._run(LOGIN, self._ph.hash, secrets.token_urlsafe(16))
-            encoded = self._dummy
-            password = password + "\x00"  # never matches the dummy
-        try:
-            return await self._run(LOGIN, self._ph.verify, encoded, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False
-
-    def needs_rehash(self, encoded: str) -> bool:
-        try:
-            return self._ph.check_needs_rehash(encoded)
-        except InvalidHashError:
-            return True
-
-    def close(self) -> None:
-        for _ in self._threads:
-            self._jobs.put((-1, next(self._order), None))
-        for thread in self._threads:
-            thread.join()
-
-
-def _settle(future: asyncio.Future, result, exc) -> None:
-    if future.done():  # the request went away meanwhile
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
 
 
 def taken() -> errors.Conflict:

@@ -10,7 +10,7 @@ from common import errors
 from common.ids import DRIVER, RIDER, new_id
 from common.timeutil import iso, now_ms
 
-from .. import models, views
+from .. import models, serializers
 from ..passwords import problems as password_problems
 from ..api import ANY_ROLE, Api, Call, Response
 from .shared import json
@@ -73,7 +73,7 @@ async def create_rider(call: Call) -> web.Response:
     except BaseException:
         await identity.discard_profile(rider_id)
         raise
-    return json(views.rider_profile(profile), status=201)
+    return json(serializers.rider_profile(profile), status=201)
 
 
 @api.route(
@@ -137,7 +137,7 @@ async def create_driver(call: Call) -> web.Response:
         logger.warning("driver sign-up of %s failed; removing the account", body.user_name)
         await identity.abandon_account(body.user_name, driver_id)
         raise
-    return json(views.driver_profile(profile, reply.body or {}), status=201)
+    return json(serializers.driver_profile(profile, reply.body or {}), status=201)
 
 
 @api.route(
@@ -233,9 +233,9 @@ async def profile_of(call: Call) -> dict:
     if profile is None:
         raise errors.NotFound("The account's profile no longer exists.")
     if caller.role != "driver":
-        return views.rider_profile(profile)
+        return serializers.rider_profile(profile)
     reply = await call.deps.upstreams.drivers.get(f"/internal/drivers/{caller.subject_id}")
-    return views.driver_profile(profile, reply.body or {})
+    return serializers.driver_profile(profile, reply.body or {})
 
 
 @api.route(

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from common import errors
 
-from .. import models, views
+from .. import models, serializers
 from ..api import Api, Call, Response
 from ..upstream import UpstreamProblem
 from .shared import check_trip_id, driver_holds_or_404, empty, json, ok
@@ -43,7 +43,7 @@ async def post_driver_status(call: Call) -> web.Response:
     profile = await call.deps.identity.profile(driver_id)
     if profile is None:
         raise errors.NotFound("The account's profile no longer exists.")
-    return json(views.driver_profile(profile, reply.body or {}))
+    return json(serializers.driver_profile(profile, reply.body or {}))
 
 
 @api.route(
@@ -119,7 +119,7 @@ async def next_offer(call: Call) -> web.Response:
         reply = asking.result()
     if reply.status == 204 or not reply.body:
         return empty()
-    return json(views.offer(reply.body))
+    return json(serializers.offer(reply.body))
 
 
 @api.route(
@@ -144,7 +144,7 @@ async def accept_offer(call: Call) -> web.Response:
         # Repeating an accept answers the same (API: the winner gets 200 again).
         idempotent=True,
     )
-    return json(views.trip(reply.body or {}))
+    return json(serializers.trip(reply.body or {}))
 
 
 @api.route(
@@ -175,7 +175,7 @@ def _transition(action: str, summary: str, result: str):
             if problem.status != 409:
                 raise
             await driver_holds_or_404(call, trip_id, problem)
-        return json(views.trip(reply.body or {}))
+        return json(serializers.trip(reply.body or {}))
 
     handler.__name__ = f"{action}_trip"
     handler.__doc__ = f"{summary}: the assigned driver only; {result}"
@@ -218,5 +218,5 @@ async def current_trip(call: Call) -> web.Response:
     )
     if reply.status == 204 or not reply.body:
         return empty()
-    return json(views.trip(reply.body))
+    return json(serializers.trip(reply.body))
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from common import keys
 from common.events import PUBLIC_TRIP_TYPES, TERMINAL_TYPES
 
-from .. import models, views
+from .. import models, serializers
 from ..api import ANY_ROLE, Api, Call, Header, Response
 from ..live import DROPPED, parse_stream_id
 from ..sse import CLIENT_GONE, open_stream
@@ -101,7 +101,7 @@ async def _send_trip_events(stream, sub, past: list, after, finished: bool, ever
             finished = True
         if order is None or (sent is not None and order <= sent):
             continue
-        shown = event if everything else views.public_event(event)
+        shown = event if everything else serializers.public_event(event)
         if shown is not None:
             await stream.send(orjson.dumps(shown).decode(), id=item["stream_id"],
                               event=event.get("type"))
@@ -121,7 +121,7 @@ async def _send_trip_events(stream, sub, past: list, after, finished: bool, ever
             continue
         env = live.env
         if live.type == "trip.expired":
-            env = orjson.dumps(views.public_event(orjson.loads(env))).decode()
+            env = orjson.dumps(serializers.public_event(orjson.loads(env))).decode()
         await stream.send(env, id=live.stream_id, event=live.type)
 
 
@@ -157,6 +157,6 @@ async def trip_timeline(call: Call) -> web.Response:
     return json(
         {
             "trip_id": trip_id,
-            "events": views.timeline_events(body.get("events", []), call.caller.role == "ops"),
+            "events": serializers.timeline_events(body.get("events", []), call.caller.role == "ops"),
         }
     )

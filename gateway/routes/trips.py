@@ -12,7 +12,7 @@ from aiohttp import web
 from common import errors
 from common.ids import TRIP, new_id
 
-from .. import models, views
+from .. import models, serializers
 from ..api import ANY_ROLE, Api, Call, Header, Response
 from ..idempotency import IDEMPOTENCY_KEY_PATTERN, check_key
 from ..upstream import Reply, UpstreamProblem
@@ -79,7 +79,7 @@ async def post_trip(call: Call) -> web.Response:
             # The trip id is chosen here, so a repeated create names the same trip.
             idempotent=True,
         )
-        return 201, orjson.dumps(views.trip(reply.body or {}))
+        return 201, orjson.dumps(serializers.trip(reply.body or {}))
 
     def new_trip_id() -> str:
         return new_id(TRIP, caller.region)
@@ -129,10 +129,10 @@ async def get_trip(call: Call) -> web.Response:
     trip = trip_reply.body
     if not isinstance(trip, dict) or not can_see_trip(call.caller, trip):
         raise no_such_trip()
-    out = views.trip(trip)
+    out = serializers.trip(trip)
     if trip.get("driver_id"):
         if isinstance(driver_reply, Reply) and isinstance(driver_reply.body, dict):
-            out["driver"] = views.trip_driver(driver_reply.body)
+            out["driver"] = serializers.trip_driver(driver_reply.body)
         elif isinstance(driver_reply, UpstreamProblem) and driver_reply.status == 404:
             # The driver left the trip between the two reads, or the trip ended
             # and went cold (driver_service reads only hot trips): its driver
@@ -162,7 +162,7 @@ async def _driver_of_cold_trip(call: Call, driver_id: str) -> dict | None:
         logger.warning("driver %s of a cold trip: %r", driver_id, exc)
         return None
     body = reply.body if isinstance(reply.body, dict) else {}
-    return views.trip_driver({**body, "pickup_eta_s": None}) if body else None
+    return serializers.trip_driver({**body, "pickup_eta_s": None}) if body else None
 
 
 @api.route(
@@ -197,7 +197,7 @@ async def list_trips(call: Call) -> web.Response:
     body = reply.body or {}
     return json(
         {
-            "items": [views.trip(t) for t in body.get("items", [])],
+            "items": [serializers.trip(t) for t in body.get("items", [])],
             "next_cursor": body.get("next_cursor"),
         }
     )
@@ -241,7 +241,7 @@ async def cancel_trip(call: Call) -> web.Response:
             if problem.status != 409:
                 raise
             await driver_holds_or_404(call, trip_id, problem)
-    return json(views.trip(reply.body or {}))
+    return json(serializers.trip(reply.body or {}))
 
 
 @api.route(
@@ -266,4 +266,4 @@ async def rate_trip(call: Call) -> web.Response:
     reply = await call.deps.upstreams.trips.call(
         "POST", f"/internal/trips/{trip_id}/rating", json=payload
     )
-    return json(views.trip(reply.body or {}))
+    return json(serializers.trip(reply.body or {}))

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from common import keys
-from common.embedded import EmbeddedCluster
+from common.embedded_cluster import EmbeddedCluster
 from common.events import entry_fields, envelope
 from common.redisconn import check_json, create_redis
 from common.streams import StreamConsumer

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from common.embedded import EmbeddedCluster
+from common.embedded_cluster import EmbeddedCluster
 from common.redisconn import SOCKET_TIMEOUT_S, ShardsDown, check_redis_ready, create_redis
 
 KEY = "rh:{sf}:failover-probe"

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from common.embedded import NODE_TIMEOUT_MS
+from common.embedded_cluster import NODE_TIMEOUT_MS
 from deploy import credentials
 from deploy.cluster_init import admin_password, parse_nodes
 from tests.demo.deployfiles import compose, env_names_of_module, module_of

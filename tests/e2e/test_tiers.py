@@ -10,7 +10,7 @@ import pytest
 
 import redis as redis_sync
 from common import keys
-from common.embedded import EmbeddedCluster
+from common.embedded_cluster import EmbeddedCluster
 from tests.client import ApiClient, read_sse, rider_body
 from tests.waiting import eventually
 

@@ -15,7 +15,7 @@ from aiohttp.test_utils import make_mocked_request
 from common import errors
 from gateway.app import OpsPasswordRefused, create_app
 from gateway.clientaddr import ClientAddress
-from gateway.identity import NEW_PASSWORD, Hasher, HashQueueFull
+from gateway.passwords import NEW_PASSWORD, Hasher, HashQueueFull
 from gateway.upstream import Upstream
 from tests.helpers.gateway import bearer, ops_headers, rider_body, sign_up_and_login
 from tests.waiting import eventually

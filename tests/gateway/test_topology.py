@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.embedded import EmbeddedCluster, free_port
+from common.embedded import free_port
+from common.embedded_cluster import EmbeddedCluster
 from gateway.topology import TopologyWatcher
 from tests.waiting import eventually
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import orjson
 import redis as redis_sync
 
-from common.embedded import EmbeddedCluster, EmbeddedRedis, free_port
+from common.embedded import EmbeddedRedis, free_port
+from common.embedded_cluster import EmbeddedCluster
 from tests.client import ApiClient
 from tests.harness import System
 

@@ -1,7 +1,7 @@
 """A primary dies or hangs, a replica takes over, nothing acknowledged is lost.
 
 The system runs on Redis Cluster of three shards, each a primary with two
-replicas (common.embedded.EmbeddedCluster, node timeout 1 s, AOF `always`),
+replicas (common.embedded_cluster.EmbeddedCluster, node timeout 1 s, AOF `always`),
 with WAIT_REPLICAS=1: a write is answered only once a replica has it in its
 AOF. Riders and drivers call the public API concurrently (tests/proofs/load.py)
 while, round after round:
@@ -46,7 +46,7 @@ import pytest
 import redis as redis_sync
 
 from common import keys
-from common.embedded import EmbeddedCluster
+from common.embedded_cluster import EmbeddedCluster
 from common.redisconn import create_redis
 from tests.client import OPS_PASSWORD, OPS_USER, SseReader, rider_body
 from tests.harness import System

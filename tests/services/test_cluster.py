@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from common import ids
-from common.embedded import EmbeddedCluster
+from common.embedded_cluster import EmbeddedCluster
 from common.redisconn import create_redis
 from common.scripts import load as load_functions
 from common.regions import Region

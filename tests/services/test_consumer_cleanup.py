@@ -8,7 +8,7 @@ import pytest
 
 from common.scripts import load as load_functions
 from common import keys
-from common.embedded import EmbeddedCluster
+from common.embedded_cluster import EmbeddedCluster
 from common.events import entry_fields, envelope
 from common.redisconn import create_redis
 from common.streams import ensure_group, remove_consumers

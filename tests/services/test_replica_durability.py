@@ -23,7 +23,8 @@ from redis.cluster import key_slot
 
 from common.scripts import load as load_functions
 from common import errors, ids, keys
-from common.embedded import EmbeddedCluster, EmbeddedRedis, free_port
+from common.embedded import EmbeddedRedis, free_port
+from common.embedded_cluster import EmbeddedCluster
 from common.redisconn import create_redis
 from common.regions import Region
 from common.scripts import WAIT_TIMEOUT_MS, write_and_wait

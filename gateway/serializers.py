@@ -10,7 +10,6 @@ from typing import Any
 
 from common.events import PUBLIC_TRIP_TYPES
 from common.trip.statemachine import Status, transition
-from common.timeutil import iso
 
 from . import models
 
@@ -56,14 +55,6 @@ def driver_profile(profile: dict[str, Any], driver: dict[str, Any]) -> dict[str,
     return out
 
 
-def _iso_or_none(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        return iso(int(value))
-    return str(value)
-
-
 def public_event(envelope: dict[str, Any]) -> dict[str, Any] | None:
     """An event envelope as a trip's rider or driver sees it, or None when it
     is not part of the trip's public story. A trip that expires may name the
@@ -78,44 +69,16 @@ def public_event(envelope: dict[str, Any]) -> dict[str, Any] | None:
     return envelope
 
 
+# An event of a trip's timeline as trip_service shapes it (docs/internals.md:
+# GET /internal/trips/{id}/timeline): the members that leave the gateway.
+TIMELINE_FIELDS = ("id", "stream_id", "type", "occurred_at", "producer", "trace_id",
+                   "driver_id", "data", "deliveries")
+
+
 def timeline_events(events: list[dict[str, Any]], everything: bool) -> list[dict[str, Any]]:
     """The timeline for ops (`everything`: each event with its deliveries) or
     for the trip's rider and driver (its public story, no deliveries)."""
     if everything:
-        return [timeline_event(e) for e in events]
-    out = []
-    for event in events:
-        seen = public_event(event)
-        if seen is not None:
-            item = timeline_event(seen)
-            del item["deliveries"]
-            out.append(item)
-    return out
-
-
-def timeline_event(event: dict[str, Any]) -> dict[str, Any]:
-    deliveries = [
-        {
-            "group": d.get("group"),
-            "consumer": d.get("consumer"),
-            "delivered_at": _iso_or_none(d.get("delivered_at")),
-            "acked_at": _iso_or_none(d.get("acked_at")),
-            "attempts": d.get("attempts"),
-            **({"error": d["error"]} if d.get("error") else {}),
-        }
-        for d in event.get("deliveries") or []
-    ]
-    out = {
-        "id": event.get("id"),
-        "stream_id": event.get("stream_id"),
-        "type": event.get("type"),
-        "occurred_at": event.get("occurred_at"),
-        "producer": event.get("producer"),
-        "trace_id": event.get("trace_id"),
-        "deliveries": deliveries,
-    }
-    if event.get("driver_id"):
-        out["driver_id"] = event["driver_id"]
-    if event.get("data") is not None:
-        out["data"] = event["data"]
-    return out
+        return [_pick(e, TIMELINE_FIELDS) for e in events]
+    fields = tuple(f for f in TIMELINE_FIELDS if f != "deliveries")
+    return [_pick(seen, fields) for e in events if (seen := public_event(e)) is not None]

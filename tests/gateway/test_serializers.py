@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.events import TRIP_TYPES
-from gateway import views
+from gateway import serializers
 
 
 def envelope(type_: str, **data) -> dict:
@@ -12,14 +12,14 @@ def envelope(type_: str, **data) -> dict:
 
 
 def test_offers_declines_and_their_expiries_are_not_public():
-    hidden = {t for t in TRIP_TYPES if views.public_event(envelope(t)) is None}
+    hidden = {t for t in TRIP_TYPES if serializers.public_event(envelope(t)) is None}
     assert hidden == {"trip.offered", "trip.offer_declined", "trip.offer_expired"}
 
 
 def test_an_expired_trip_does_not_name_the_driver_whose_offer_lapsed_with_it():
-    seen = views.public_event(envelope("trip.expired", driver_id="drv_sf_2", reason="no driver"))
+    seen = serializers.public_event(envelope("trip.expired", driver_id="drv_sf_2", reason="no driver"))
     assert "driver_id" not in seen and seen["data"] == {"reason": "no driver"}
-    assigned = views.public_event(envelope("trip.assigned", driver_id="drv_sf_2"))
+    assigned = serializers.public_event(envelope("trip.assigned", driver_id="drv_sf_2"))
     assert assigned["driver_id"] == "drv_sf_2"
 
 
@@ -29,9 +29,9 @@ def test_the_public_timeline_has_no_deliveries_and_ops_has_them():
          "trace_id": "t"}
         for t in ("trip.requested", "trip.offered", "trip.assigned")
     ]
-    public = views.timeline_events(events, everything=False)
+    public = serializers.timeline_events(events, everything=False)
     assert [e["type"] for e in public] == ["trip.requested", "trip.assigned"]
     assert all("deliveries" not in e for e in public)
-    full = views.timeline_events(events, everything=True)
+    full = serializers.timeline_events(events, everything=True)
     assert [e["type"] for e in full] == ["trip.requested", "trip.offered", "trip.assigned"]
     assert full[0]["deliveries"][0]["consumer"] == "host-1-42"
