@@ -20,7 +20,7 @@ stream entry ids of `trip.requested`, `trip.offered` and `trip.assigned`
     .venv/bin/python -m bench.openloop --profile 40 [--seconds 10]
 
 `--profile RATE` runs that one rate with driver_service (home of the
-dispatcher) under cProfile and Redis logging every call in its SLOWLOG, and
+dispatcher) under cProfile counting its CPU time (bench/profiled.py) and Redis logging every call in its SLOWLOG, and
 prints the top functions by own and cumulative time, the Redis time per
 command and per function (FCALL), and the CPU per process. Profiling slows
 driver_service down: its latencies are not those of the sweep.
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile  # noqa: F401  (the profiled process runs `python -m cProfile`)
 import io
 import pstats
 import random
@@ -64,6 +63,8 @@ DEFAULT_RATES = (5, 10, 20, 40, 80, 160, 320)
 POLL_WAIT_S = 20
 # After the schedule, how long the trips of a rate may take to be done.
 DRAIN_S = 30.0
+# Seconds of idle CPU measured before the first rate.
+IDLE_S = 3.0
 
 
 @dataclass
@@ -82,7 +83,9 @@ class RateResult:
     to_assigned_ms: list[float] = field(default_factory=list)
     stream_offered_ms: list[int] = field(default_factory=list)
     stream_assigned_ms: list[int] = field(default_factory=list)
+    # CPU each process adds per trip (above its idle use), and its idle use.
     cpu_ms_per_trip: dict[str, float] = field(default_factory=dict)
+    idle_cpu_ms_per_s: dict[str, float] = field(default_factory=dict)
     redis_per_trip: dict[str, dict] = field(default_factory=dict)
 
     def error(self, kind: str) -> None:
@@ -110,6 +113,7 @@ class RateResult:
             "stream_requested_to_offered_ms": _pcts(self.stream_offered_ms),
             "stream_requested_to_assigned_ms": _pcts(self.stream_assigned_ms),
             "cpu_ms_per_trip": self.cpu_ms_per_trip,
+            "idle_cpu_ms_per_s": self.idle_cpu_ms_per_s,
             "redis_per_trip": self.redis_per_trip,
         }
 
@@ -214,11 +218,19 @@ async def run_rates(gateway: str, redis, pool: Pool, rates, seconds: float,
         drivers = [asyncio.create_task(drive(d)) for d in pool.drivers]
         free: list[Account] = list(pool.riders)
         results: list[RateResult] = []
+        idle: dict[str, float] = {}
         try:
+            if procs:
+                # What the processes spend with no trips (timers, sweeps, the
+                # drivers' open polls), so a trip's CPU is what it adds.
+                before_cpu, t_idle = procs.cpu(), loop.time()
+                await asyncio.sleep(IDLE_S)
+                after, elapsed = procs.cpu(), loop.time() - t_idle
+                idle = {k: (after[k] - before_cpu[k]) / elapsed for k in after}
             for rate in rates:
                 result = RateResult(rate=rate, seconds=seconds)
                 current.append(result)
-                before_cpu = procs.cpu() if procs else None
+                before_cpu, t_level = (procs.cpu() if procs else None), loop.time()
                 before_cmd = await commandstats(redis)
                 start_ms = int(time.time() * 1000)
                 scheduled_at: dict[str, float] = {}
@@ -275,9 +287,11 @@ async def run_rates(gateway: str, redis, pool: Pool, rates, seconds: float,
                 await _stream_latencies(redis, start_ms, stop_ms, set(scheduled_at), result)
                 trips = max(1, result.requested)
                 if procs:
-                    after = procs.cpu()
-                    result.cpu_ms_per_trip = {k: round((after[k] - before_cpu[k]) * 1000 / trips, 2)
-                                              for k in after}
+                    after, elapsed = procs.cpu(), loop.time() - t_level
+                    result.cpu_ms_per_trip = {
+                        k: round((after[k] - before_cpu[k] - idle[k] * elapsed) * 1000 / trips, 2)
+                        for k in after}
+                    result.idle_cpu_ms_per_s = {k: round(v * 1000, 1) for k, v in idle.items()}
                 after_cmd = await commandstats(redis)
                 result.redis_per_trip = _per_trip(before_cmd, after_cmd, trips)
                 results.append(result)
@@ -391,8 +405,8 @@ class System:
         self.procs["trip_service"] = ServiceProcess(
             "trip_service", env, log_path=logs / "trip_service.log").start(timeout=30)
         if self.profile_to:
-            drivers = ServiceProcess("cProfile", env, args=["-o", str(self.profile_to), "-m",
-                                                            "driver_service"],
+            drivers = ServiceProcess("bench.profiled", env,
+                                     args=[str(self.profile_to), "driver_service"],
                                      log_path=logs / "driver_service.log")
         else:
             drivers = ServiceProcess("driver_service", env, log_path=logs / "driver_service.log")
@@ -460,7 +474,8 @@ async def _main(args: argparse.Namespace) -> int:
               f"{args.seconds:g} s per rate, Redis AOF appendfsync always")
         print(table(results))
         for r in results:
-            print(f"  {r.rate:g}/s CPU ms per trip: {r.cpu_ms_per_trip}")
+            print(f"  {r.rate:g}/s CPU ms per trip, above idle: {r.cpu_ms_per_trip} "
+                  f"(idle, ms per s: {r.idle_cpu_ms_per_s})")
             top = list(r.redis_per_trip.items())[:12]
             print(f"  {r.rate:g}/s Redis per trip (calls, usec): "
                   + ", ".join(f"{k} {v['calls']:g}x {v['usec']:g}us" for k, v in top))
@@ -469,7 +484,11 @@ async def _main(args: argparse.Namespace) -> int:
         failed = any(r.errors for r in results)
         if args.profile:
             trips = max(1, results[0].requested)
-            print(f"\nRedis SLOWLOG (every call) at {args.profile:g}/s, per trip: calls, usec")
+            # Valkey logs the commands a function calls as well as the FCALL,
+            # whose time includes theirs.
+            print(f"\nRedis SLOWLOG (every call) at {args.profile:g}/s, per trip: calls, usec "
+                  "(an FCALL's time includes the commands it calls, which are also "
+                  "counted under their own names)")
             for name, (calls, usec) in sorted(slow.items(), key=lambda kv: -kv[1][1])[:25]:
                 print(f"  {name:<48} {calls / trips:6.2f} {usec / trips:8.1f}")
     finally:
