@@ -5,7 +5,7 @@ clock, whatever the answers to the earlier ones), through the gateway as a
 client would; drivers long-poll their offers, accept at once and drive the
 trip through arrive, start and complete, so they are available again at
 once. The rate steps up (5, 10, 20, 40, 80, ... trips/s) until the p99 of
-request -> offered passes 50 ms or an error appears.
+request -> offered passes 50 ms at two rates in a row, or an error appears.
 
 Per rate, from the client's clock: request -> offered (the driver's long
 poll returns the offer) and request -> assigned (the accept returns), p50
@@ -15,8 +15,8 @@ stream entry ids of `trip.requested`, `trip.offered` and `trip.assigned`
 (the server's clock). Also per rate: the CPU each process spent per trip
 (psutil) and the Redis commands per trip (INFO commandstats).
 
-    .venv/bin/python -m bench.openloop [--rates 5,10,20,40,80,160] [--seconds 10]
-                                       [--drivers 200] [--riders 400]
+    .venv/bin/python -m bench.openloop [--rates 5,10,20,40,80,160,320] [--seconds 10]
+                                       [--drivers 100] [--riders 200]
     .venv/bin/python -m bench.openloop --profile 40 [--seconds 10]
 
 `--profile RATE` runs that one rate with driver_service (home of the
@@ -52,6 +52,7 @@ from common.scripts import load as load_functions
 from deploy.processes import ServiceProcess, wait_ready
 
 from .flow import _ID, pct
+from .results import Row
 from .seed import CENTER, DROPOFF, Account, Client, SeedError, go_online, near, sign_up_many
 
 REGION = "sf"
@@ -72,6 +73,10 @@ class RateResult:
     rate: float
     seconds: float
     scheduled: int = 0
+    # Requests not sent because every rider still had a trip open.
+    skipped: int = 0
+    # Most drivers between an offer and the end of its trip at once.
+    busy_max: int = 0
     requested: int = 0
     offered: int = 0
     assigned: int = 0
@@ -99,11 +104,13 @@ class RateResult:
     @property
     def within_target(self) -> bool:
         p99 = self.p99_offered
-        return self.errors == 0 and p99 is not None and p99 < TARGET_MS
+        return (self.errors == 0 and self.skipped == 0 and p99 is not None
+                and p99 < TARGET_MS)
 
     def summary(self) -> dict:
         return {
             "rate_per_s": self.rate, "seconds": self.seconds, "scheduled": self.scheduled,
+            "skipped_no_free_rider": self.skipped, "drivers_busy_max": self.busy_max,
             "requested": self.requested, "offered": self.offered, "assigned": self.assigned,
             "completed": self.completed, "errors": self.errors,
             "errors_by_kind": dict(self.error_kinds),
@@ -181,6 +188,7 @@ async def run_rates(gateway: str, redis, pool: Pool, rates, seconds: float,
     done: dict[str, asyncio.Event] = {}
     stopping = asyncio.Event()
     current: list[RateResult] = []
+    busy = [0]
 
     async with Client(gateway) as client:
 
@@ -202,23 +210,32 @@ async def run_rates(gateway: str, redis, pool: Pool, rates, seconds: float,
                     continue
                 trip_id = offer["trip_id"]
                 offered_at.setdefault(trip_id, loop.time())
-                status, _ = await call(None, "POST", f"/v1/driver/offers/{trip_id}/accept",
+                busy[0] += 1
+                try:
+                    current[-1].busy_max = max(current[-1].busy_max, busy[0])
+                    await serve(d, trip_id)
+                finally:
+                    busy[0] -= 1
+
+        async def serve(d: Account, trip_id: str) -> None:
+            status, _ = await call(None, "POST", f"/v1/driver/offers/{trip_id}/accept",
+                                   token=d.token)
+            if status != 200:
+                return
+            assigned_at.setdefault(trip_id, loop.time())
+            for step in ("arrive", "start", "complete"):
+                status, _ = await call(None, "POST", f"/v1/trips/{trip_id}/{step}",
                                        token=d.token)
                 if status != 200:
-                    continue
-                assigned_at.setdefault(trip_id, loop.time())
-                for step in ("arrive", "start", "complete"):
-                    status, _ = await call(None, "POST", f"/v1/trips/{trip_id}/{step}",
-                                           token=d.token)
-                    if status != 200:
-                        break
-                else:
-                    done.setdefault(trip_id, asyncio.Event()).set()
+                    break
+            else:
+                done.setdefault(trip_id, asyncio.Event()).set()
 
         drivers = [asyncio.create_task(drive(d)) for d in pool.drivers]
         free: list[Account] = list(pool.riders)
         results: list[RateResult] = []
         idle: dict[str, float] = {}
+        missed = 0
         try:
             if procs:
                 # What the processes spend with no trips (timers, sweeps, the
@@ -269,9 +286,11 @@ async def run_rates(gateway: str, redis, pool: Pool, rates, seconds: float,
                         await asyncio.sleep(delay)
                     result.scheduled += 1
                     if not free:
-                        # Not the system's fault, but the rate is then not
-                        # open-loop any more: reported, never hidden.
-                        result.error("no free rider (more riders needed at this rate)")
+                        # Every rider still has a trip open: the system is far
+                        # behind the schedule. Not an answer of the system, but
+                        # the rate is then not what was asked: reported, and
+                        # the rate does not count as within the target.
+                        result.skipped += 1
                         continue
                     riders.append(asyncio.create_task(ride(free.pop(), due)))
                 await asyncio.gather(*riders)
@@ -296,11 +315,15 @@ async def run_rates(gateway: str, redis, pool: Pool, rates, seconds: float,
                 result.redis_per_trip = _per_trip(before_cmd, after_cmd, trips)
                 results.append(result)
                 s = result.summary()
-                log(f"open-loop {rate:g} trips/s: {result.requested}/{result.scheduled} "
+                log(f"dispatch open-loop {rate:g} trips/s: {result.requested}/{result.scheduled} "
                     f"requested, request->offered p50 {s['request_to_offered_ms']['p50']} ms "
                     f"p99 {s['request_to_offered_ms']['p99']} ms, ->assigned p99 "
-                    f"{s['request_to_assigned_ms']['p99']} ms, errors {result.errors}")
-                if stop_when_missed and not result.within_target:
+                    f"{s['request_to_assigned_ms']['p99']} ms, errors {result.errors}"
+                    + (f", {result.skipped} not sent (no free rider)" if result.skipped else ""))
+                # One miss may be a neighbour's burst on a shared machine; two
+                # in a row, or any error, end the sweep.
+                missed = missed + 1 if not result.within_target else 0
+                if stop_when_missed and (missed >= 2 or result.errors):
                     break
         finally:
             stopping.set()
@@ -356,30 +379,91 @@ async def _stream_latencies(redis, start_ms: int, stop_ms: int, trip_ids: set[st
 
 
 def best_rate(results: list[RateResult]) -> float | None:
-    """The highest rate of the sweep within the target, below the first miss."""
-    best = None
-    for r in results:
-        if not r.within_target:
-            break
-        best = r.rate
-    return best
+    """The highest rate of the sweep within the target (the table shows
+    whether a lower one missed)."""
+    return max((r.rate for r in results if r.within_target), default=None)
 
 
 def table(results: list[RateResult]) -> str:
-    head = (f"{'trips/s':>8} {'requested':>10} {'offered p50':>12} {'p99':>7} "
-            f"{'assigned p50':>13} {'p99':>7} {'stream off p99':>15} {'err':>4}")
+    """Client clock: from the scheduled request to the offer (the driver's
+    poll returns it) and to the assignment (the accept returns); server
+    clock: the stream ids of trip.requested and trip.offered."""
+    head = (f"{'trips/s':>8} {'sent':>9} {'offered p50':>12} {'p99':>7} "
+            f"{'assigned p50':>13} {'p99':>7} {'stream offered p50':>19} {'p99':>5} "
+            f"{'busy':>5} {'err':>4}")
     lines = [head, "-" * len(head)]
     for r in results:
         s = r.summary()
+        so = s["stream_requested_to_offered_ms"]
         lines.append(
-            f"{r.rate:>8g} {f'{r.requested}/{r.scheduled}':>10} "
+            f"{r.rate:>8g} {f'{r.requested}/{r.scheduled}':>9} "
             f"{s['request_to_offered_ms']['p50']!s:>12} {s['request_to_offered_ms']['p99']!s:>7} "
             f"{s['request_to_assigned_ms']['p50']!s:>13} {s['request_to_assigned_ms']['p99']!s:>7} "
-            f"{s['stream_requested_to_offered_ms']['p99']!s:>15} {r.errors:>4}")
+            f"{so['p50']!s:>19} {so['p99']!s:>5} {r.busy_max:>5} {r.errors:>4}")
     best = best_rate(results)
     lines.append(f"highest rate with p99 request->offered < {TARGET_MS:g} ms and no errors: "
                  f"{best if best is not None else 'none'} trips/s")
     return "\n".join(lines)
+
+
+# --- in `make bench` ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    rates: tuple[float, ...]
+    seconds: float
+    drivers: int
+    riders: int
+
+
+def settings(quick: bool) -> Settings:
+    if quick:
+        return Settings(rates=(5, 10), seconds=2.0, drivers=20, riders=40)
+    # 100 drivers: at 80 trips/s and 0.2 s from offer to completion, 16 are
+    # busy at once (the table's "busy" column shows the most seen). A rider
+    # has one trip open at a time, so 200 riders allow 2.5 s per trip at
+    # 80 trips/s before a request has no rider to send it.
+    return Settings(rates=DEFAULT_RATES, seconds=10.0, drivers=100, riders=200)
+
+
+def bench_rows(gateway: str, redis_url: str, pids: dict[str, int], quick: bool,
+               rng: random.Random, log=print) -> list[Row]:
+    """Scenario 6, open-loop: one row per rate and one with the highest rate
+    within the target."""
+    cfg = settings(quick)
+
+    async def go() -> list[RateResult]:
+        redis = create_redis(redis_url)
+        try:
+            pids["redis"] = int((await redis.info("server"))["process_id"])
+            pool = await prepare(gateway, cfg.drivers, cfg.riders, rng)
+            return await run_rates(gateway, redis, pool, cfg.rates, cfg.seconds, rng,
+                                   Processes(pids), log=log)
+        finally:
+            await redis.aclose()
+
+    results = asyncio.run(go())
+    for line in table(results).splitlines():
+        log(line)
+    rows = []
+    for r in results:
+        s = r.summary()
+        rows.append(Row(
+            f"dispatch open-loop, {r.rate:g} trips/s requested ({cfg.drivers} drivers): "
+            f"request->offered; ->assigned p99 {s['request_to_assigned_ms']['p99']} ms",
+            round(r.assigned / r.seconds, 1), None, s["request_to_offered_ms"]["p50"],
+            s["request_to_offered_ms"]["p99"], r.errors, number=6,
+            unit="trips assigned/s (of those requested at the rate)",
+            target=f"p99 request->offered < {TARGET_MS:g} ms", met=r.within_target,
+            extra=s))
+    best = best_rate(results)
+    rows.append(Row(
+        f"dispatch open-loop: highest rate with p99 request->offered < {TARGET_MS:g} ms",
+        best, None, None, None, 0, number=6, unit="trips requested/s",
+        extra={"rates": [r.rate for r in results], "drivers": cfg.drivers,
+               "riders": cfg.riders, "seconds_per_rate": cfg.seconds}))
+    return rows
 
 
 # --- standalone run, and the profile ------------------------------------------------
@@ -505,11 +589,12 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    full = settings(quick=False)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default=",".join(str(r) for r in DEFAULT_RATES))
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--drivers", type=int, default=200)
-    parser.add_argument("--riders", type=int, default=400)
+    parser.add_argument("--rates", default=",".join(f"{r:g}" for r in full.rates))
+    parser.add_argument("--seconds", type=float, default=full.seconds)
+    parser.add_argument("--drivers", type=int, default=full.drivers)
+    parser.add_argument("--riders", type=int, default=full.riders)
     parser.add_argument("--profile", type=float, default=None, metavar="RATE")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--seed", type=int, default=7)
