@@ -18,6 +18,7 @@ stream entry ids of `trip.requested`, `trip.offered` and `trip.assigned`
     .venv/bin/python -m bench.openloop [--rates 5,10,20,40,80,160,320] [--seconds 10]
                                        [--drivers 100] [--riders 200]
     .venv/bin/python -m bench.openloop --profile 40 [--seconds 10]
+    .venv/bin/python -m bench.openloop --appendfsync everysec   # what the fsyncs cost
 
 `--profile RATE` runs that one rate with driver_service (home of the
 dispatcher) under cProfile counting its CPU time (bench/profiled.py) and Redis logging every call in its SLOWLOG, and
@@ -43,6 +44,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import psutil
 
 from common import keys
@@ -91,6 +93,8 @@ class RateResult:
     # CPU each process adds per trip (above its idle use), and its idle use.
     cpu_ms_per_trip: dict[str, float] = field(default_factory=dict)
     idle_cpu_ms_per_s: dict[str, float] = field(default_factory=dict)
+    # The dispatch consumer group over the rate's window (_stream_latencies).
+    dispatcher: dict = field(default_factory=dict)
     redis_per_trip: dict[str, dict] = field(default_factory=dict)
 
     def error(self, kind: str) -> None:
@@ -121,6 +125,7 @@ class RateResult:
             "stream_requested_to_assigned_ms": _pcts(self.stream_assigned_ms),
             "cpu_ms_per_trip": self.cpu_ms_per_trip,
             "idle_cpu_ms_per_s": self.idle_cpu_ms_per_s,
+            "dispatcher": self.dispatcher,
             "redis_per_trip": self.redis_per_trip,
         }
 
@@ -352,9 +357,16 @@ def _per_trip(before: dict, after: dict, trips: int) -> dict[str, dict]:
 
 async def _stream_latencies(redis, start_ms: int, stop_ms: int, trip_ids: set[str],
                             result: RateResult) -> None:
+    """From the stream: requested -> offered and -> assigned by the entry ids
+    (the server's clock), and what the dispatcher's consumer group did with
+    every entry of the window, from the delivery records it keeps per entry
+    (delivered_at, acked_at): how long entries waited in the stream before
+    it read them, and the share of the window it was busy (from a delivery
+    to its ack, overlapping batches counted once)."""
     requested: dict[str, int] = {}
     offered: dict[str, int] = {}
     assigned: dict[str, int] = {}
+    entry_ids: list[str] = []
     lower = f"{start_ms}-0"
     while True:
         rows = await redis.xrange(keys.events(REGION), min=lower, max=f"{stop_ms + 1}-0",
@@ -363,6 +375,7 @@ async def _stream_latencies(redis, start_ms: int, stop_ms: int, trip_ids: set[st
             break
         lower = f"({rows[-1][0]}"
         for sid, fields in rows:
+            entry_ids.append(sid)
             trip_id = fields.get("trip_id")
             if trip_id not in trip_ids:
                 continue
@@ -376,6 +389,35 @@ async def _stream_latencies(redis, start_ms: int, stop_ms: int, trip_ids: set[st
                 assigned.setdefault(trip_id, ms)
     result.stream_offered_ms = [offered[t] - requested[t] for t in offered if t in requested]
     result.stream_assigned_ms = [assigned[t] - requested[t] for t in assigned if t in requested]
+    waits: list[float] = []
+    spans: list[tuple[int, int]] = []
+    for i in range(0, len(entry_ids), 1000):
+        chunk = entry_ids[i:i + 1000]
+        async with redis.pipeline(transaction=False) as pipe:
+            for sid in chunk:
+                pipe.hgetall(keys.deliveries(REGION, sid))
+            records = await pipe.execute()
+        for sid, raw in zip(chunk, records):
+            first = raw.get(f"{keys.GROUP_DISPATCH}|1")
+            acked = raw.get(f"{keys.GROUP_DISPATCH}|1|acked_at")
+            if not first or not acked:
+                continue
+            delivered = int(orjson.loads(first)["delivered_at"])
+            waits.append(delivered - int(sid.split("-")[0]))
+            spans.append((delivered, int(acked)))
+    busy, end = 0, 0
+    for a, b in sorted(spans):
+        if b > end:
+            busy += b - max(a, end)
+            end = b
+    window = max(1, stop_ms - start_ms)
+    result.dispatcher = {
+        "entries": len(entry_ids),
+        "entries_per_trip": round(len(entry_ids) / max(1, result.requested), 1),
+        "handled": len(spans),
+        "read_wait_ms": _pcts(waits),
+        "busy_share": round(busy / window, 2),
+    }
 
 
 def best_rate(results: list[RateResult]) -> float | None:
@@ -473,16 +515,19 @@ class System:
     """Redis (embedded, AOF always), trip_service, driver_service (optionally
     under cProfile) and the gateway, each a real process."""
 
-    def __init__(self, work: Path, profile_to: Path | None = None) -> None:
+    def __init__(self, work: Path, profile_to: Path | None = None,
+                 appendfsync: str = "always") -> None:
         self.work = work
         self.profile_to = profile_to
+        self.appendfsync = appendfsync
         self.redis = None
         self.procs: dict[str, ServiceProcess] = {}
 
     def start(self) -> "System":
         logs = self.work / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        self.redis = EmbeddedRedis(self.work / "redis", port=free_port()).start()
+        self.redis = EmbeddedRedis(self.work / "redis", port=free_port(),
+                                   extra_args=["--appendfsync", self.appendfsync]).start()
         load_functions(self.redis.url)
         env = {"REDIS_URL": self.redis.url, "LOG_LEVEL": "WARNING", "SIGNUPS_PER_ADDR": "0",
                "OPS_USER_NAME": "ops", "OPS_PASSWORD": secrets.token_urlsafe(12)}
@@ -533,7 +578,7 @@ async def _main(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="bench-openloop-"))
     profile_to = work / "driver_service.prof" if args.profile else None
-    system = System(work, profile_to).start()
+    system = System(work, profile_to, args.appendfsync).start()
     redis = create_redis(system.redis.url)
     failed = False
     try:
@@ -555,9 +600,14 @@ async def _main(args: argparse.Namespace) -> int:
             await redis.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
         print()
         print(f"dispatch open-loop: {args.drivers} drivers, {args.riders} riders, "
-              f"{args.seconds:g} s per rate, Redis AOF appendfsync always")
+              f"{args.seconds:g} s per rate, Redis AOF appendfsync {args.appendfsync}")
         print(table(results))
         for r in results:
+            d = r.dispatcher
+            print(f"  {r.rate:g}/s dispatcher: {d.get('entries_per_trip')} stream entries per "
+                  f"trip; read after p50 {d.get('read_wait_ms', {}).get('p50')} ms, p99 "
+                  f"{d.get('read_wait_ms', {}).get('p99')} ms; busy {d.get('busy_share')} "
+                  "of the time")
             print(f"  {r.rate:g}/s CPU ms per trip, above idle: {r.cpu_ms_per_trip} "
                   f"(idle, ms per s: {r.idle_cpu_ms_per_s})")
             top = list(r.redis_per_trip.items())[:12]
@@ -597,6 +647,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--riders", type=int, default=full.riders)
     parser.add_argument("--profile", type=float, default=None, metavar="RATE")
     parser.add_argument("--top", type=int, default=30)
+    # The system's default is `always` (an acknowledged write is on disk);
+    # `everysec` shows what the fsyncs the dispatcher waits for cost.
+    parser.add_argument("--appendfsync", choices=("always", "everysec"), default="always")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     return asyncio.run(_main(args))
