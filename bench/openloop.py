@@ -155,8 +155,16 @@ async def prepare(gateway: str, drivers: int, riders: int, rng: random.Random) -
             sign_up_many(client, riders, "rider", "oloopr"),
         )
         # Spread over 3 km around the centre; pickups fall within 2.5 km, so
-        # every trip has drivers well within the dispatch radius.
-        await asyncio.gather(*(go_online(client, d, near(CENTER, 3000, rng)) for d in ds))
+        # every trip has drivers well within the dispatch radius. A few at a
+        # time: this is set-up, not a load test (a profiled driver_service
+        # is slow enough for a burst of 100 to open the gateway's circuit).
+        gate = asyncio.Semaphore(8)
+
+        async def online(d: Account) -> None:
+            async with gate:
+                await go_online(client, d, near(CENTER, 3000, rng))
+
+        await asyncio.gather(*(online(d) for d in ds))
     return Pool(ds, rs)
 
 
