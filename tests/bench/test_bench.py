@@ -43,7 +43,8 @@ def test_quick_run_reports_every_scenario_without_errors(tmp_path):
         assert extra["requested"] == extra["scheduled"] > 0
         assert extra["offered"] == extra["assigned"] == extra["completed"] == extra["requested"]
         assert row["p99_ms"] is not None and extra["request_to_assigned_ms"]["p99"] is not None
-    assert any(r["scenario"].startswith("dispatch open-loop: highest rate") for r in rows)
+    assert any(r["scenario"].startswith("dispatch open-loop (") and "highest rate" in r["scenario"]
+               for r in rows)
     assert (tmp_path / "chart.png").stat().st_size > 0
     # The load generator is named in the output.
     assert "load generator:" in run.stdout
