@@ -195,9 +195,11 @@ async def commandstats(redis) -> dict[str, tuple[int, int]]:
 
 async def run_rates(gateway: str, redis, pool: Pool, rates, seconds: float,
                     rng: random.Random, procs: Processes | None = None,
-                    stop_when_missed: bool = True, log=print) -> list[RateResult]:
+                    stop_when_missed: bool = True, log=print,
+                    after_level=None) -> list[RateResult]:
     """The sweep: each rate in turn, on the same drivers, until one misses the
-    target (or every rate, with stop_when_missed=False)."""
+    target (or every rate, with stop_when_missed=False). `after_level` is
+    awaited as soon as a rate's trips are done, before anything is read."""
     loop = asyncio.get_running_loop()
     offered_at: dict[str, float] = {}
     assigned_at: dict[str, float] = {}
@@ -311,6 +313,8 @@ async def run_rates(gateway: str, redis, pool: Pool, rates, seconds: float,
                     riders.append(asyncio.create_task(ride(free.pop(), due)))
                 await asyncio.gather(*riders)
                 stop_ms = int(time.time() * 1000)
+                if after_level is not None:
+                    await after_level(result)
 
                 for trip_id, due in scheduled_at.items():
                     if trip_id in offered_at:
@@ -606,11 +610,17 @@ async def _main(args: argparse.Namespace) -> int:
             await redis.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "0")
             await redis.execute_command("CONFIG", "SET", "slowlog-max-len", "1000000")
             await redis.execute_command("SLOWLOG", "RESET")
+        slow: dict = {}
+
+        async def take_slowlog(_: RateResult) -> None:
+            # Before the benchmark's own reads and the drivers going offline.
+            if args.profile:
+                await redis.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+                slow.update(await _slowlog_by_function(redis))
+
         results = await run_rates(system.procs["gateway"].url, redis, pool, rates, args.seconds,
-                                  rng, procs, stop_when_missed=not args.profile)
-        if args.profile:
-            slow = await _slowlog_by_function(redis)
-            await redis.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+                                  rng, procs, stop_when_missed=not args.profile,
+                                  after_level=take_slowlog)
         print()
         print(f"dispatch open-loop: {args.drivers} drivers, {args.riders} riders, "
               f"{args.seconds:g} s per rate, Redis AOF appendfsync {args.appendfsync}")
