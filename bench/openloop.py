@@ -22,10 +22,12 @@ stream entry ids of `trip.requested`, `trip.offered` and `trip.assigned`
     .venv/bin/python -m bench.openloop --appendfsync everysec   # what the fsyncs cost
 
 `--profile RATE` runs that one rate with driver_service (home of the
-dispatcher) under cProfile counting its CPU time (bench/profiled.py) and Redis logging every call in its SLOWLOG, and
-prints the top functions by own and cumulative time, the Redis time per
+dispatcher) under cProfile counting its CPU time (bench/profiled.py) and
+Redis logging every call in its SLOWLOG, and prints the top functions by own
+and cumulative time (all, then the project's own), the Redis time per
 command and per function (FCALL), and the CPU per process. Profiling slows
-driver_service down: its latencies are not those of the sweep.
+driver_service down: its latencies are not those of the sweep. The work
+folder (logs, the profile) is kept and named at the end.
 
 `make bench` runs the sweep as part of scenario 6 (bench/run.py).
 """
@@ -655,6 +657,7 @@ async def _main(args: argparse.Namespace) -> int:
         stats = pstats.Stats(str(profile_to), stream=(out := io.StringIO()))
         stats.sort_stats("tottime").print_stats(args.top)
         stats.sort_stats("cumulative").print_stats(args.top)
+        stats.sort_stats("cumulative").print_stats(r"/(driver_service|common)/", args.top)
         print(f"\ncProfile of driver_service ({profile_to}):")
         print(out.getvalue())
     print(f"work dir: {work}")
