@@ -25,7 +25,7 @@ import psutil
 
 from common.redisconn import create_redis
 
-from . import flow, load, routes, streamrate
+from . import flow, load, openloop, routes, streamrate
 from .results import Row, draw_chart, table, write_json
 from .scale import ScaleBench
 from .routes import Curves, Plan
@@ -193,8 +193,11 @@ def _run_all(cfg: Config, system: BenchSystem, curves: Curves, work: Path) -> tu
         say(f"{pair.name}: {a.rps:,.0f} req/s vs {b.rps:,.0f} ({a.rps / b.rps:.2f})")
         rows += routes.pair_rows(pair, a, b)
 
-    # 6: dispatch end to end
+    # 6: dispatch end to end, closed-loop, then open-loop at stepped rates
     rows.append(_dispatch_row(cfg, system, rng))
+    rows += openloop.bench_rows(gw, system.redis_url,
+                                {n: p.process.pid for n, p in system.services().items()},
+                                cfg.quick, rng, log=say)
     # 7: the event runner
     rows += _stream_rows(cfg, system, work)
     # 8, 9: scale and memory

@@ -35,6 +35,16 @@ def test_quick_run_reports_every_scenario_without_errors(tmp_path):
     # With what went wrong where a scenario says (the dispatch flow does).
     assert [(r["scenario"], r["errors"], (r.get("extra") or {}).get("errors_by_kind"))
             for r in rows if r["errors"]] == []
+    # Dispatch open-loop: a row per rate requested, each with its latencies.
+    open_loop = [r for r in rows if r["scenario"].startswith("dispatch open-loop, ")]
+    assert len(open_loop) >= 2
+    for row in open_loop:
+        extra = row["extra"]
+        assert extra["requested"] == extra["scheduled"] > 0
+        assert extra["offered"] == extra["assigned"] == extra["completed"] == extra["requested"]
+        assert row["p99_ms"] is not None and extra["request_to_assigned_ms"]["p99"] is not None
+    assert any(r["scenario"].startswith("dispatch open-loop (") and "highest rate" in r["scenario"]
+               for r in rows)
     assert (tmp_path / "chart.png").stat().st_size > 0
     # The load generator is named in the output.
     assert "load generator:" in run.stdout
