@@ -9,8 +9,14 @@ round reads the whole stream through a consumer group of its own.
     python -m bench.streamrate fill   REDIS_URL STREAM N
     python -m bench.streamrate raw    REDIS_URL STREAM GROUP N
     python -m bench.streamrate runner REDIS_URL STREAM GROUP N [--record] [--batch B]
+    python -m bench.streamrate compare [--events N] [--rounds R] [--servers durable,memory]
 
 Each measuring command prints one JSON line: {"events", "seconds", "rate"}.
+`compare` starts its own embedded servers (durable: AOF with fsync always;
+in-memory: no AOF), fills each once and runs R alternating rounds of the
+bare client and the runner on it, each in a process of its own; it prints
+every round and the ratio of the sums (the machine is noisy: read every
+round, not the best).
 """
 
 from __future__ import annotations
@@ -164,6 +170,42 @@ def run_side(kind: str, url: str, stream: str, group: str, n: int, *extra: str) 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def compare(events: int, rounds: int, servers: list[str]) -> list[dict]:
+    import tempfile
+
+    from common.embedded import EmbeddedRedis, free_port
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="streamrate-") as tmp:
+        for kind in servers:
+            extra = ["--appendonly", "no"] if kind == "memory" else []
+            server = EmbeddedRedis(Path(tmp) / kind, port=free_port(), extra_args=extra).start()
+            try:
+                run_fill(server.url, STREAM, events)
+                raw_rounds, runner_rounds = [], []
+                for r in range(rounds):
+                    a = run_side("raw", server.url, STREAM, f"raw{r}", events)
+                    b = run_side("runner", server.url, STREAM, f"runner{r}", events)
+                    raw_rounds.append(a)
+                    runner_rounds.append(b)
+                    print(f"{kind:7} round {r + 1}: bare {a['rate']:>9,.0f}/s "
+                          f"({a['cpu_us_per_event']:.2f} us/event)  runner {b['rate']:>9,.0f}/s "
+                          f"({b['cpu_us_per_event']:.2f} us/event)  ratio {b['rate'] / a['rate']:.3f}"
+                          f"  pending {b.get('pending', 0)}", flush=True)
+                bare = sum(x["events"] for x in raw_rounds) / sum(x["seconds"] for x in raw_rounds)
+                run = (sum(x["events"] for x in runner_rounds)
+                       / sum(x["seconds"] for x in runner_rounds))
+                summary = {"server": kind, "bare": round(bare), "runner": round(run),
+                           "ratio": round(run / bare, 3),
+                           "bare_rounds": [round(x["rate"]) for x in raw_rounds],
+                           "runner_rounds": [round(x["rate"]) for x in runner_rounds]}
+                print(json.dumps(summary), flush=True)
+                out.append(summary)
+            finally:
+                server.stop()
+    return out
+
+
 def _loop() -> None:
     try:
         import uvloop
@@ -174,6 +216,15 @@ def _loop() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:
+        c = argparse.ArgumentParser(prog="python -m bench.streamrate compare")
+        c.add_argument("--events", type=int, default=300_000)
+        c.add_argument("--rounds", type=int, default=3)
+        c.add_argument("--servers", default="durable,memory")
+        ca = c.parse_args(argv[1:])
+        compare(ca.events, ca.rounds, ca.servers.split(","))
+        return
     p = argparse.ArgumentParser()
     p.add_argument("kind", choices=("fill", "raw", "runner"))
     p.add_argument("url")
