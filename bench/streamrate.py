@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import os
 import subprocess
 import sys
 import time
@@ -106,6 +108,7 @@ async def raw(url: str, stream: str, group: str, n: int) -> dict:
     client = await Bare(url).open()
     await client.call(_pack("XGROUP", "CREATE", stream, group, "0"))
     read = _pack("XREADGROUP", "GROUP", group, "bare", "COUNT", RAW_BATCH, "STREAMS", stream, ">")
+    gc.freeze()  # as the runner's side does, like a service process (common.service)
     handled = 0
     cpu0 = time.process_time()
     started = time.perf_counter()
@@ -114,7 +117,8 @@ async def raw(url: str, stream: str, group: str, n: int) -> dict:
         if not reply:
             break
         ids = [entry[0] for entry in reply[0][1]]
-        await client.call(_pack(b"XACK", stream.encode(), group.encode(), *ids))
+        # Packed by hiredis (C), as the runner packs its acks.
+        await client.call(hiredis.pack_command((b"XACK", stream, group, *ids)))
         handled += len(ids)
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu0
@@ -140,6 +144,8 @@ async def runner(url: str, stream: str, group: str, n: int, record: bool, batch:
     consumer = StreamConsumer(redis, stream, group, "runner", handler, batch=batch,
                               block_ms=100, claim_idle_ms=60_000, record_deliveries=record)
     await redis.xgroup_create(stream, group, id="0")
+    # A service process freezes what its startup made (common.service.serve).
+    gc.freeze()
     cpu0 = time.process_time()
     started = time.perf_counter()
     await consumer.run()
@@ -170,6 +176,20 @@ def run_side(kind: str, url: str, stream: str, group: str, n: int, *extra: str) 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _side(kind: str, server, group: str, events: int) -> dict:
+    """run_side(), with the server's CPU per event beside the client's."""
+    cpu0 = _cpu_s(server.process.pid)
+    result = run_side(kind, server.url, STREAM, group, events)
+    result["server_us_per_event"] = (_cpu_s(server.process.pid) - cpu0) / events * 1e6
+    return result
+
+
 def compare(events: int, rounds: int, servers: list[str]) -> list[dict]:
     import tempfile
 
@@ -184,14 +204,16 @@ def compare(events: int, rounds: int, servers: list[str]) -> list[dict]:
                 run_fill(server.url, STREAM, events)
                 raw_rounds, runner_rounds = [], []
                 for r in range(rounds):
-                    a = run_side("raw", server.url, STREAM, f"raw{r}", events)
-                    b = run_side("runner", server.url, STREAM, f"runner{r}", events)
+                    a = _side("raw", server, f"raw{r}", events)
+                    b = _side("runner", server, f"runner{r}", events)
                     raw_rounds.append(a)
                     runner_rounds.append(b)
                     print(f"{kind:7} round {r + 1}: bare {a['rate']:>9,.0f}/s "
-                          f"({a['cpu_us_per_event']:.2f} us/event)  runner {b['rate']:>9,.0f}/s "
-                          f"({b['cpu_us_per_event']:.2f} us/event)  ratio {b['rate'] / a['rate']:.3f}"
-                          f"  pending {b.get('pending', 0)}", flush=True)
+                          f"(cpu us/event {a['cpu_us_per_event']:.2f}, server "
+                          f"{a['server_us_per_event']:.2f})  runner {b['rate']:>9,.0f}/s "
+                          f"(cpu us/event {b['cpu_us_per_event']:.2f}, server "
+                          f"{b['server_us_per_event']:.2f})  ratio {b['rate'] / a['rate']:.3f}  "
+                          f"pending {b.get('pending', 0)}", flush=True)
                 bare = sum(x["events"] for x in raw_rounds) / sum(x["seconds"] for x in raw_rounds)
                 run = (sum(x["events"] for x in runner_rounds)
                        / sum(x["seconds"] for x in runner_rounds))
