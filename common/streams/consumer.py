@@ -212,9 +212,11 @@ class StreamConsumer:
         return len(entries)
 
     async def _step_piped(self) -> int:
-        """`_step_ahead()` on the consumer's pipe: the read of the next batch
-        is written before a full batch is handled, its ack after, and no
-        reply is awaited but the one of the read whose entries come next."""
+        """`_step_ahead()` on the consumer's pipe. While a full batch is
+        handled, the read of the next is on the wire; after it, its ack and
+        the read after next are written together (one write; on a durable
+        server, one fsync for both). No reply is awaited but the one of the
+        read whose entries come next."""
         pipe = self._pipe
         if self._claim_due():
             await self._settle()
@@ -226,16 +228,19 @@ class StreamConsumer:
         entries = await pipe.take()
         if not entries:
             return 0
-        if len(entries) >= self.batch and not self._stopping.is_set():
-            # Without BLOCK: an empty answer costs nothing, the next step
-            # then blocks as usual, and a stop never waits on it.
+        # Without BLOCK: an empty answer costs nothing, the next step then
+        # blocks as usual, and a stop never waits on it.
+        ahead = len(entries) >= self.batch and not self._stopping.is_set()
+        if ahead and not pipe.reading:
             await pipe.send(read=True)
         done = await self._handle(entries)
+        ack = None
         if done:
             if self.record_deliveries:
                 await self._ack(done)
             else:
-                await pipe.send(ack=[e.id for e in done])
+                ack = [e.id for e in done]
+        await pipe.send(ack=ack, read=ahead and not self._stopping.is_set())
         return len(entries)
 
     async def _settle(self) -> None:
