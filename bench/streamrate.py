@@ -10,6 +10,7 @@ round reads the whole stream through a consumer group of its own.
     python -m bench.streamrate raw    REDIS_URL STREAM GROUP N
     python -m bench.streamrate runner REDIS_URL STREAM GROUP N [--record] [--batch B]
     python -m bench.streamrate compare [--events N] [--rounds R] [--servers durable,memory]
+                                       [--before OTHER_SOURCE_TREE]
 
 Each measuring command prints one JSON line: {"events", "seconds", "rate"}.
 `compare` starts its own embedded servers (durable: AOF with fsync always;
@@ -165,11 +166,13 @@ def run_fill(url: str, stream: str, n: int) -> None:
         raise RuntimeError(f"streamrate fill failed: {out.stderr[-3000:]}")
 
 
-def run_side(kind: str, url: str, stream: str, group: str, n: int, *extra: str) -> dict:
-    """One measurement in a process of its own (the runner alone in it)."""
+def run_side(kind: str, url: str, stream: str, group: str, n: int, *extra: str,
+             root: Path = ROOT) -> dict:
+    """One measurement in a process of its own (the runner alone in it);
+    `root`: the source tree to run it from (another version of the runner)."""
     out = subprocess.run(
         [sys.executable, "-m", "bench.streamrate", kind, url, stream, group, str(n), *extra],
-        capture_output=True, text=True, timeout=120 + n / 10_000, cwd=ROOT,
+        capture_output=True, text=True, timeout=120 + n / 10_000, cwd=root,
     )
     if out.returncode != 0:
         raise RuntimeError(f"streamrate {kind} failed: {out.stderr[-3000:]}")
@@ -182,15 +185,20 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _side(kind: str, server, group: str, events: int) -> dict:
+def _side(kind: str, server, group: str, events: int, root: Path = ROOT) -> dict:
     """run_side(), with the server's CPU per event beside the client's."""
     cpu0 = _cpu_s(server.process.pid)
-    result = run_side(kind, server.url, STREAM, group, events)
+    result = run_side(kind, server.url, STREAM, group, events, root=root)
     result["server_us_per_event"] = (_cpu_s(server.process.pid) - cpu0) / events * 1e6
     return result
 
 
-def compare(events: int, rounds: int, servers: list[str]) -> list[dict]:
+def _line(name: str, x: dict) -> str:
+    return (f"{name} {x['rate']:>9,.0f}/s (cpu us/event {x['cpu_us_per_event']:.2f}, "
+            f"server {x['server_us_per_event']:.2f})")
+
+
+def compare(events: int, rounds: int, servers: list[str], before: Path | None = None) -> list[dict]:
     import tempfile
 
     from common.embedded import EmbeddedRedis, free_port
@@ -202,18 +210,19 @@ def compare(events: int, rounds: int, servers: list[str]) -> list[dict]:
             server = EmbeddedRedis(Path(tmp) / kind, port=free_port(), extra_args=extra).start()
             try:
                 run_fill(server.url, STREAM, events)
-                raw_rounds, runner_rounds = [], []
+                raw_rounds, runner_rounds, before_rounds = [], [], []
                 for r in range(rounds):
                     a = _side("raw", server, f"raw{r}", events)
                     b = _side("runner", server, f"runner{r}", events)
                     raw_rounds.append(a)
                     runner_rounds.append(b)
-                    print(f"{kind:7} round {r + 1}: bare {a['rate']:>9,.0f}/s "
-                          f"(cpu us/event {a['cpu_us_per_event']:.2f}, server "
-                          f"{a['server_us_per_event']:.2f})  runner {b['rate']:>9,.0f}/s "
-                          f"(cpu us/event {b['cpu_us_per_event']:.2f}, server "
-                          f"{b['server_us_per_event']:.2f})  ratio {b['rate'] / a['rate']:.3f}  "
-                          f"pending {b.get('pending', 0)}", flush=True)
+                    line = (f"{kind:7} round {r + 1}: {_line('bare', a)}  {_line('runner', b)}  "
+                            f"ratio {b['rate'] / a['rate']:.3f}  pending {b.get('pending', 0)}")
+                    if before is not None:
+                        c = _side("runner", server, f"before{r}", events, root=before)
+                        before_rounds.append(c)
+                        line += f"  {_line('before', c)} ratio {c['rate'] / a['rate']:.3f}"
+                    print(line, flush=True)
                 bare = sum(x["events"] for x in raw_rounds) / sum(x["seconds"] for x in raw_rounds)
                 run = (sum(x["events"] for x in runner_rounds)
                        / sum(x["seconds"] for x in runner_rounds))
@@ -221,6 +230,11 @@ def compare(events: int, rounds: int, servers: list[str]) -> list[dict]:
                            "ratio": round(run / bare, 3),
                            "bare_rounds": [round(x["rate"]) for x in raw_rounds],
                            "runner_rounds": [round(x["rate"]) for x in runner_rounds]}
+                if before_rounds:
+                    prior = (sum(x["events"] for x in before_rounds)
+                             / sum(x["seconds"] for x in before_rounds))
+                    summary.update(before=round(prior), before_ratio=round(prior / bare, 3),
+                                   before_rounds=[round(x["rate"]) for x in before_rounds])
                 print(json.dumps(summary), flush=True)
                 out.append(summary)
             finally:
@@ -244,8 +258,10 @@ def main(argv: list[str] | None = None) -> None:
         c.add_argument("--events", type=int, default=300_000)
         c.add_argument("--rounds", type=int, default=3)
         c.add_argument("--servers", default="durable,memory")
+        c.add_argument("--before", type=Path, default=None,
+                       help="another source tree whose runner runs beside in each round")
         ca = c.parse_args(argv[1:])
-        compare(ca.events, ca.rounds, ca.servers.split(","))
+        compare(ca.events, ca.rounds, ca.servers.split(","), ca.before)
         return
     p = argparse.ArgumentParser()
     p.add_argument("kind", choices=("fill", "raw", "runner"))
