@@ -9,6 +9,12 @@ the batch in hand and then leaves the group (XGROUP DELCONSUMER, only with
 nothing pending; `admin.remove_consumers`). Handlers must be idempotent: an
 entry can be delivered again after a crash between its effect and its ack;
 the prelude's `first_time()` and `keys.seen()` make that easy inside a script.
+
+On a standalone server `run()` reads and acks on a connection of its own
+(`entries.ConsumerPipe`): while a busy stream's batch is handled the next
+read is already on the wire, and the batch's ack goes out with the read
+after it, its reply taken with the next batch's. Redis Cluster clients take
+the pool path (a read ahead, each ack awaited).
 """
 
 from __future__ import annotations

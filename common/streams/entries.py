@@ -1,5 +1,6 @@
 """The stream entries a consumer hands to its handler, and the lean
-wire-level read and acknowledgement of a batch of them."""
+wire-level read and acknowledgement of a batch of them (through the pool,
+or pipelined on a consumer's own connection: `ConsumerPipe`)."""
 
 from __future__ import annotations
 
