@@ -256,16 +256,16 @@ class StreamConsumer:
         while pipe.owing:
             try:
                 entries = await pipe.take()
+                if entries:
+                    done = await self._handle(entries)
+                    if done:
+                        await self._ack(done)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # Left pending; reclaimed by idle time.
                 logger.exception("consumer %s on %s failed", self.consumer, self.stream)
                 return
-            if entries:
-                done = await self._handle(entries)
-                if done:
-                    await self._ack(done)
 
     def _confirmed(self, count: int) -> None:
         self.stats.handled += count
