@@ -106,6 +106,11 @@ async def read_lean(redis, stream: str, group: str, consumer: str, count: int,
         *wait, b"STREAMS", stream, b">",
         **({NEVER_DECODE: True} if decode else {}),
     )
+    return entries_of(reply, stream, decode)
+
+
+def entries_of(reply, stream: str, decode: bool) -> list[Entry]:
+    """The entries of an XREADGROUP reply of one stream read undecoded."""
     if not reply:
         return []
     # RESP2: [[stream, entries]]; RESP3: {stream: entries}.
@@ -154,7 +159,6 @@ class ConsumerPipe:
         self._conn = None
         self._owed: deque[int] = deque()
         self._stream = stream
-        self._group = group
         self._decode = decode
         self._on_acked = on_acked
         head = (b"XREADGROUP", b"GROUP", group, consumer, b"COUNT", count)
@@ -208,23 +212,11 @@ class ConsumerPipe:
                 if kind != self._READ:
                     self._on_acked(kind)
                     continue
-                return self._entries(reply)
+                return entries_of(reply, self._stream, self._decode)
         except BaseException:
             await self.reset()
             raise
         return None
-
-    def _entries(self, reply) -> list[Entry]:
-        if not reply:
-            return []
-        # RESP2: [[stream, entries]]; RESP3: {stream: entries}.
-        rows = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
-        stream = self._stream
-        # A deleted entry comes back without fields: nothing to handle.
-        if self._decode:
-            return [UndecodedEntry(stream, sid.decode(), None, 1, pairs)
-                    for sid, pairs in rows if pairs]
-        return [Entry(stream, sid, None, 1, pairs) for sid, pairs in rows if pairs]
 
     async def reset(self) -> None:
         """Drop the connection and what it owed (a broken or cancelled
