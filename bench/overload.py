@@ -5,7 +5,8 @@ the system's gateway (in-flight limit on, MAX_IN_FLIGHT's default) and a
 second gateway process on the same services and Redis with the limit off,
 alternating per level in the same run. For each level: admitted requests/s,
 p50/p99 of the admitted requests only, the share answered 503 overloaded and
-the p99 of those answers.
+the p99 of those answers (time to the answer). Any other answer than the
+route's own or 503 `/problems/overloaded` counts as an error.
 
 The clients behave as the API asks (docs/api.md): after a 503 a connection
 waits its `Retry-After` (with up to half again of jitter) before its next
@@ -118,7 +119,7 @@ function response(status, headers, body)
     started[id] = nil
     us = now_us() - t0
   end
-  if status == 503 then
+  if status == 503 and string.find(body, "/problems/overloaded", 1, true) then
     shed_lat[#shed_lat + 1] = us
     if honor then
       local s = tonumber(headers["Retry-After"]) or 1

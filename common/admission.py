@@ -4,10 +4,16 @@ aiohttp runs every request's handler at once, so past its capacity a process
 does not refuse work: the requests wait their turn in the event loop and the
 Redis and upstream pools, and every caller waits seconds. The wait inside a
 process is the number of requests in flight divided by the rate it finishes
-them (Little's law), so a bound on requests in flight, sized as capacity x
-the delay worth waiting (docs/performance.md), bounds the delay of every
-admitted request; a request beyond it is answered at once with 503
-`/problems/overloaded` and `Retry-After`, having changed nothing.
+them (Little's law), so a bound on requests in flight of (measured rate x
+target delay) bounds the delay of every admitted request: the limit follows
+the completions of the last fraction of a second, so it is sized from the
+capacity the process has now (a busy machine has less), between a floor that
+ordinary traffic never reaches and a ceiling. A request beyond it is
+answered at once with 503 `/problems/overloaded` and `Retry-After`, having
+changed nothing. As in CoDel, a burst is not overload: the limit holds only
+once in flight has stayed at or above it for BURST_S without the queue
+draining (below half the limit); until then a burst is admitted up to the
+ceiling, which holds at once.
 
 The in-flight count is a plain integer: the event loop runs one handler step
 at a time, so no lock is needed. Routes that wait by design (long polls, live
@@ -18,6 +24,7 @@ ops views) are neither counted nor shed; those have bounds of their own.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,6 +45,18 @@ OVERLOADED_TYPE = "/problems/overloaded"
 # Whole seconds (RFC 9110); a client that waits this long finds the burst gone.
 RETRY_AFTER_S = 1
 OPERATIONS_PATHS = ("/healthz", "/readyz", "/metrics")
+# The limit never drops below this: a process just started, idle or back
+# from a stall has room to show its rate, and slow requests at a low rate (a
+# login's password hash) are not taken for a queue.
+MIN_LIMIT = 32
+# How often the limit follows the completion rate, and how much of the new
+# window's rate it takes (an exponential average over a few windows).
+WINDOW_S = 0.1
+SMOOTHING = 0.5
+# How long in flight may stay at or above the limit, without falling below
+# half of it, before arrivals beyond the limit are shed (CoDel's interval,
+# in the time a burst of a hundred requests takes to drain on 2 busy cores).
+BURST_S = 0.5
 _BODY = orjson.dumps({
     "type": OVERLOADED_TYPE,
     "title": "Overloaded",
@@ -48,7 +67,9 @@ _HEADERS = {"Retry-After": str(RETRY_AFTER_S), "Content-Type": "application/prob
 
 
 class Admission:
-    """At most `limit` requests in flight in this process (0: no limit).
+    """At most (completion rate x `target_delay_s`) requests in flight in this
+    process, within [min(MIN_LIMIT, max_limit), max_limit]; `max_limit` 0:
+    no limit at all.
 
     `exempt` holds the route paths (aiohttp's canonical form, e.g.
     `/v1/trips/{id}/events`) that are never counted, `exempt_prefixes` the
@@ -57,16 +78,27 @@ class Admission:
     def __init__(
         self,
         service: str,
-        limit: int,
+        max_limit: int,
+        target_delay_s: float,
         *,
         exempt: Iterable[str] = (),
         exempt_prefixes: tuple[str, ...] = (),
     ) -> None:
-        if limit < 0:
-            raise ValueError("the in-flight limit is 0 (none) or more")
+        if max_limit < 0 or target_delay_s <= 0:
+            raise ValueError("the in-flight limit is 0 (none) or more, the target delay positive")
         self.service = service
-        self.limit = limit
+        self.max_limit = max_limit
+        self.min_limit = min(MIN_LIMIT, max_limit)
+        self.target_delay_s = target_delay_s
+        # The limit in force: starts at the floor and follows the rate.
+        self.limit = self.min_limit
         self.in_flight = 0
+        self.rate = 0.0
+        # Since when in flight has been at or above the limit without
+        # draining (None: it is not).
+        self._full_since: float | None = None
+        self._done = 0
+        self._window_start = time.monotonic()
         self._exempt = frozenset(OPERATIONS_PATHS) | frozenset(exempt)
         self._prefixes = exempt_prefixes
         # Per route resource: its shed counter, or None when exempt. Decided
@@ -79,9 +111,27 @@ class Admission:
             return None
         return SHED_REQUESTS.labels(self.service, path)
 
+    def _follow(self, now: float) -> None:
+        """A window ended: the limit is the rate it measured x the target delay."""
+        window = self._done / (now - self._window_start)
+        self.rate = window if not self.rate else self.rate + SMOOTHING * (window - self.rate)
+        self.limit = min(self.max_limit, max(self.min_limit, int(self.rate * self.target_delay_s)))
+        self._done = 0
+        self._window_start = now
+
+    def _overloaded(self) -> bool:
+        """An arrival finds the limit reached: overload once that has lasted."""
+        if self.in_flight >= self.max_limit:
+            return True
+        now = time.monotonic()
+        if self._full_since is None:
+            self._full_since = now
+            return False
+        return now - self._full_since >= BURST_S
+
     @web.middleware
     async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
-        if not self.limit:
+        if not self.max_limit:
             return await handler(request)
         route = request.match_info.route
         resource = route.resource if route is not None else None
@@ -91,7 +141,7 @@ class Admission:
             shed = self._routes[resource] = self._decide(resource)
         if shed is None:
             return await handler(request)
-        if self.in_flight >= self.limit:
+        if self.in_flight >= self.limit and self._overloaded():
             shed.inc()
             rid = clean_request_id(request.headers.get("X-Request-ID")) or new_trace_id()[:16]
             return web.Response(body=_BODY, status=503, headers={**_HEADERS, "X-Request-ID": rid})
@@ -100,3 +150,9 @@ class Admission:
             return await handler(request)
         finally:
             self.in_flight -= 1
+            if self._full_since is not None and self.in_flight < self.limit // 2:
+                self._full_since = None  # the queue drained: it was a burst
+            self._done += 1
+            now = time.monotonic()
+            if now - self._window_start >= WINDOW_S:
+                self._follow(now)

@@ -385,7 +385,7 @@ def create_base_app(settings: Settings, admission: Admission | None = None) -> w
     goes first, so a request it sheds costs no more than its own answer.
     """
     middlewares = [edge_middleware(settings.service)]
-    if admission is not None and admission.limit:
+    if admission is not None and admission.max_limit:
         middlewares.insert(0, admission.middleware)
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[SETTINGS] = settings

@@ -181,7 +181,7 @@ def check_ops_account(settings: GatewaySettings) -> None:
 def create_app(settings: GatewaySettings) -> web.Application:
     check_ops_account(settings)
     admission = Admission(settings.service, settings.max_in_flight,
-                          exempt=UNMETERED_ROUTES, exempt_prefixes=UNMETERED_PREFIXES)
+                          settings.admission_delay_ms / 1000, exempt=UNMETERED_ROUTES, exempt_prefixes=UNMETERED_PREFIXES)
     app = create_base_app(settings, admission)
     app.middlewares.append(operations_only)
     app.middlewares.append(metrics_refresh)
