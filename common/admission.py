@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -83,6 +83,7 @@ class Admission:
         *,
         exempt: Iterable[str] = (),
         exempt_prefixes: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_limit < 0 or target_delay_s <= 0:
             raise ValueError("the in-flight limit is 0 (none) or more, the target delay positive")
@@ -90,6 +91,7 @@ class Admission:
         self.max_limit = max_limit
         self.min_limit = min(MIN_LIMIT, max_limit)
         self.target_delay_s = target_delay_s
+        self._clock = clock
         # The limit in force: starts at the floor and follows the rate.
         self.limit = self.min_limit
         self.in_flight = 0
@@ -98,7 +100,7 @@ class Admission:
         # draining (None: it is not).
         self._full_since: float | None = None
         self._done = 0
-        self._window_start = time.monotonic()
+        self._window_start = clock()
         self._exempt = frozenset(OPERATIONS_PATHS) | frozenset(exempt)
         self._prefixes = exempt_prefixes
         # Per route resource: its shed counter, or None when exempt. Decided
@@ -123,7 +125,7 @@ class Admission:
         """An arrival finds the limit reached: overload once that has lasted."""
         if self.in_flight >= self.max_limit:
             return True
-        now = time.monotonic()
+        now = self._clock()
         if self._full_since is None:
             self._full_since = now
             return False
@@ -153,6 +155,6 @@ class Admission:
             if self._full_since is not None and self.in_flight < self.limit // 2:
                 self._full_since = None  # the queue drained: it was a burst
             self._done += 1
-            now = time.monotonic()
+            now = self._clock()
             if now - self._window_start >= WINDOW_S:
                 self._follow(now)
