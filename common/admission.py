@@ -12,7 +12,7 @@ ordinary traffic never reaches and a ceiling. A request beyond it is
 answered at once with 503 `/problems/overloaded` and `Retry-After`, having
 changed nothing. As in CoDel, a burst is not overload: the limit holds only
 once in flight has stayed at or above it for BURST_S without the queue
-draining (below half the limit); until then a burst is admitted up to the
+draining (to half the limit or below); until then a burst is admitted up to the
 ceiling, which holds at once.
 
 The in-flight count is a plain integer: the event loop runs one handler step
@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from .tracing import clean_request_id, new_trace_id
 
@@ -40,6 +40,14 @@ SHED_REQUESTS = Counter(
     "http_requests_shed_total",
     "Requests answered 503 overloaded at once: the process was at its in-flight limit",
     ["service", "route"],
+)
+# Read at scrape time from the process's Admission (nothing on the hot path).
+IN_FLIGHT = Gauge("http_requests_in_flight", "Requests counted by admission control now",
+                  ["service"])
+ADMISSION_LIMIT = Gauge(
+    "http_admission_limit",
+    "The in-flight limit in force (measured rate x target delay, within floor and ceiling)",
+    ["service"],
 )
 OVERLOADED_TYPE = "/problems/overloaded"
 # Whole seconds (RFC 9110); a client that waits this long finds the burst gone.
@@ -106,6 +114,8 @@ class Admission:
         # Per route resource: its shed counter, or None when exempt. Decided
         # once per route, so a request costs one dict lookup here.
         self._routes: dict[Any, Any] = {}
+        IN_FLIGHT.labels(service).set_function(lambda: self.in_flight)
+        ADMISSION_LIMIT.labels(service).set_function(lambda: self.limit)
 
     def _decide(self, resource: Any) -> Any:
         path = resource.canonical if resource is not None else "unmatched"
@@ -152,7 +162,7 @@ class Admission:
             return await handler(request)
         finally:
             self.in_flight -= 1
-            if self._full_since is not None and self.in_flight < self.limit // 2:
+            if self._full_since is not None and self.in_flight <= self.limit // 2:
                 self._full_since = None  # the queue drained: it was a burst
             self._done += 1
             now = self._clock()

@@ -53,6 +53,9 @@ async def test_beyond_the_limit_a_request_is_shed_at_once_and_changes_nothing(
         resp = await client.post("/v1/riders", json=rider_body("crowded"))
         await assert_overloaded(resp)
         assert shed_count("gateway", "/v1/riders") == before + 1
+        gauges = {name: REGISTRY.get_sample_value(name, {"service": "gateway"})
+                  for name in ("http_requests_in_flight", "http_admission_limit")}
+        assert gauges == {"http_requests_in_flight": 1, "http_admission_limit": 1}
         # Never shed: health, readiness, the ops views, long polls, live streams.
         assert (await client.get("/healthz")).status == 200
         ready = await client.get("/readyz")
