@@ -61,7 +61,7 @@ MIN_LIMIT = 32
 # window's rate it takes (an exponential average over a few windows).
 WINDOW_S = 0.1
 SMOOTHING = 0.5
-# How long in flight may stay at or above the limit, without falling below
+# How long in flight may stay at or above the limit, without draining to
 # half of it, before arrivals beyond the limit are shed (CoDel's interval,
 # in the time a burst of a hundred requests takes to drain on 2 busy cores).
 BURST_S = 0.5
@@ -107,6 +107,8 @@ class Admission:
         # Since when in flight has been at or above the limit without
         # draining (None: it is not).
         self._full_since: float | None = None
+        # Requests shed in the current episode (0: not shedding).
+        self._episode_shed = 0
         self._done = 0
         self._window_start = clock()
         self._exempt = frozenset(OPERATIONS_PATHS) | frozenset(exempt)
@@ -132,14 +134,18 @@ class Admission:
         self._window_start = now
 
     def _overloaded(self) -> bool:
-        """An arrival finds the limit reached: overload once that has lasted."""
-        if self.in_flight >= self.max_limit:
-            return True
+        """An arrival finds the limit reached: overload at the ceiling, or once
+        in flight has stayed at the limit for BURST_S."""
         now = self._clock()
         if self._full_since is None:
             self._full_since = now
+        if self.in_flight < self.max_limit and now - self._full_since < BURST_S:
             return False
-        return now - self._full_since >= BURST_S
+        if not self._episode_shed:
+            logger.warning("overloaded: %d requests in flight for %.1f s; shedding beyond %d "
+                           "(%.0f completed/s)", self.in_flight, now - self._full_since,
+                           self.limit, self.rate)
+        return True
 
     @web.middleware
     async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
@@ -155,6 +161,7 @@ class Admission:
             return await handler(request)
         if self.in_flight >= self.limit and self._overloaded():
             shed.inc()
+            self._episode_shed += 1
             rid = clean_request_id(request.headers.get("X-Request-ID")) or new_trace_id()[:16]
             return web.Response(body=_BODY, status=503, headers={**_HEADERS, "X-Request-ID": rid})
         self.in_flight += 1
@@ -163,7 +170,10 @@ class Admission:
         finally:
             self.in_flight -= 1
             if self._full_since is not None and self.in_flight <= self.limit // 2:
-                self._full_since = None  # the queue drained: it was a burst
+                self._full_since = None  # the queue drained
+                if self._episode_shed:
+                    logger.warning("no longer overloaded: %d requests shed", self._episode_shed)
+                    self._episode_shed = 0
             self._done += 1
             now = self._clock()
             if now - self._window_start >= WINDOW_S:
