@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tempfile
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,6 +51,11 @@ class Point:
     p50_ms: float
     p99_ms: float
     shed_p99_ms: float
+    # The admitted requests' time inside the gateway (its own latency
+    # histogram, interpolated within its buckets): what the process queued,
+    # apart from the time the request waited to be read.
+    inside_p50_ms: float | None = None
+    inside_p99_ms: float | None = None
 
     @property
     def rps(self) -> float:
@@ -167,12 +174,13 @@ def script(spec: Fixed, honor_retry_after: bool) -> str:
 
 
 def run(url: str, spec: Fixed, connections: int, duration_s: float, *,
-        honor_retry_after: bool = True) -> Point:
+        honor_retry_after: bool = True, inside: Inside | None = None) -> Point:
     if not load.WRK:
         raise RuntimeError("the overload scenario needs wrk (apt-get install -y wrk)")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script(spec, honor_retry_after))
         path = f.name
+    before = inside.buckets() if inside is not None else {}
     try:
         # A long timeout: without shedding a request waits seconds, and a
         # timed-out one would drop out of the latency it should count in.
@@ -185,8 +193,61 @@ def run(url: str, spec: Fixed, connections: int, duration_s: float, *,
     if line is None:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-2000:]} {out.stderr[-2000:]}")
     d = json.loads(line[len("OVJSON "):])
-    return Point(connections, d["duration_us"] / 1e6, d["admitted"], d["shed"], d["errors"],
-                 d["p50_us"] / 1000, d["p99_us"] / 1000, d["shed_p99_us"] / 1000)
+    point = Point(connections, d["duration_us"] / 1e6, d["admitted"], d["shed"], d["errors"],
+                  d["p50_us"] / 1000, d["p99_us"] / 1000, d["shed_p99_us"] / 1000)
+    if inside is not None:
+        after = inside.buckets()
+        point.inside_p50_ms = _quantile(before, after, 0.50)
+        point.inside_p99_ms = _quantile(before, after, 0.99)
+    return point
+
+
+_BUCKET = re.compile(r'^http_request_duration_seconds_bucket\{([^}]*)\} ([0-9.e+]+)$')
+ROUTE = "/v1/driver/location"
+
+
+class Inside:
+    """The gateway's own latency histogram of the route, read from /metrics
+    with an ops session."""
+
+    def __init__(self, url: str, ops_password: str) -> None:
+        self.url = url
+        req = urllib.request.Request(
+            f"{url}/v1/sessions", method="POST",
+            data=json.dumps({"user_name": "ops", "password": ops_password}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            self.token = json.loads(resp.read())["token"]
+
+    def buckets(self) -> dict[float, float]:
+        req = urllib.request.Request(f"{self.url}/metrics",
+                                     headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            text = resp.read().decode()
+        out: dict[float, float] = {}
+        for line in text.splitlines():
+            m = _BUCKET.match(line)
+            if m and f'route="{ROUTE}"' in m.group(1):
+                le = re.search(r'le="([^"]+)"', m.group(1)).group(1)
+                out[float("inf") if le == "+Inf" else float(le)] = float(m.group(2))
+        return out
+
+
+def _quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    want = q * counts[-1]
+    lower, below = 0.0, 0.0
+    for bound, cumulative in zip(bounds, counts):
+        if cumulative >= want:
+            if bound == float("inf"):
+                return lower * 1000
+            share = (want - below) / (cumulative - below) if cumulative > below else 1.0
+            return (lower + share * (bound - lower)) * 1000
+        lower, below = bound, cumulative
+    return None
 
 
 def unlimited_gateway(system, logs: Path) -> ServiceProcess:
@@ -204,17 +265,23 @@ def unlimited_gateway(system, logs: Path) -> ServiceProcess:
     return ServiceProcess("gateway", env, log_path=logs / "gateway_unlimited.log").start(timeout=30)
 
 
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
 def measure(on_url: str, off_url: str, spec: Fixed, levels: tuple[int, ...],
-            duration_s: float, log) -> dict[str, list[Point]]:
+            duration_s: float, log, ops_password: str) -> dict[str, list[Point]]:
     """Each level against both gateways, alternating; then the top level with
     clients that ignore Retry-After."""
     curves: dict[str, list[Point]] = {"off": [], "on": [], "on_no_backoff": []}
+    insides = {"off": Inside(off_url, ops_password), "on": Inside(on_url, ops_password)}
     for c in levels:
         for side, url in (("off", off_url), ("on", on_url)):
-            p = run(url, spec, c, duration_s)
+            p = run(url, spec, c, duration_s, inside=insides[side])
             curves[side].append(p)
             log(f"overload, shedding {side}, {c} connections: {p.rps:,.0f} admitted/s, "
-                f"p50 {p.p50_ms:.1f} ms, p99 {p.p99_ms:.1f} ms, {p.shed_share:.0%} shed "
+                f"p50 {p.p50_ms:.1f} ms, p99 {p.p99_ms:.1f} ms (inside the gateway "
+                f"{_ms(p.inside_p50_ms)} / {_ms(p.inside_p99_ms)} ms), {p.shed_share:.0%} shed "
                 f"(p99 {p.shed_p99_ms:.1f} ms), {p.errors} errors")
     p = run(on_url, spec, levels[-1], duration_s, honor_retry_after=False)
     curves["on_no_backoff"].append(p)
@@ -282,7 +349,8 @@ def main() -> int:
         seeded = asyncio.run(do_seed())
         spec = location_pair(seeded, system.gateway.url, system.front.url, rng).system
         curves = measure(system.gateway.url, off.url, spec, QUICK_LEVELS if quick else LEVELS,
-                         1.0 if quick else 5.0, lambda m: print(f"[overload] {m}", flush=True))
+                         1.0 if quick else 5.0, lambda m: print(f"[overload] {m}", flush=True),
+                         system.ops_password)
         print(table(rows(curves)))
     finally:
         if off is not None:

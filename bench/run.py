@@ -218,7 +218,7 @@ def _overload_rows(cfg: Config, system: BenchSystem, location: routes.Pair,
     off = overload.unlimited_gateway(system, work / "logs")
     try:
         curves = overload.measure(system.gateway.url, off.url, location.system,
-                                  cfg.overload_levels, cfg.overload_s, say)
+                                  cfg.overload_levels, cfg.overload_s, say, system.ops_password)
     finally:
         off.stop()
     return overload.rows(curves)

@@ -12,8 +12,9 @@ ordinary traffic never reaches and a ceiling. A request beyond it is
 answered at once with 503 `/problems/overloaded` and `Retry-After`, having
 changed nothing. As in CoDel, a burst is not overload: the limit holds only
 once in flight has stayed at or above it for BURST_S without the queue
-draining (to half the limit or below); until then a burst is admitted up to the
-ceiling, which holds at once.
+draining (to half the limit or below), or within SHED_MEMORY_S of a refusal
+(the refused come back together after Retry-After); until then a burst is
+admitted up to the ceiling, which holds at once.
 
 The in-flight count is a plain integer: the event loop runs one handler step
 at a time, so no lock is needed. Routes that wait by design (long polls, live
@@ -65,6 +66,9 @@ SMOOTHING = 0.5
 # half of it, before arrivals beyond the limit are shed (CoDel's interval,
 # in the time a burst of a hundred requests takes to drain on 2 busy cores).
 BURST_S = 0.5
+# After a refusal, a crowd beyond the limit is the refused clients coming back
+# after Retry-After, not a new burst: for this long no burst is admitted.
+SHED_MEMORY_S = 2.0 * RETRY_AFTER_S + BURST_S
 _BODY = orjson.dumps({
     "type": OVERLOADED_TYPE,
     "title": "Overloaded",
@@ -107,8 +111,10 @@ class Admission:
         # Since when in flight has been at or above the limit without
         # draining (None: it is not).
         self._full_since: float | None = None
-        # Requests shed in the current episode (0: not shedding).
+        # Requests shed in the current episode (0: not shedding), and when
+        # the last one was.
         self._episode_shed = 0
+        self._last_shed = float("-inf")
         self._done = 0
         self._window_start = clock()
         self._exempt = frozenset(OPERATIONS_PATHS) | frozenset(exempt)
@@ -134,17 +140,19 @@ class Admission:
         self._window_start = now
 
     def _overloaded(self) -> bool:
-        """An arrival finds the limit reached: overload at the ceiling, or once
-        in flight has stayed at the limit for BURST_S."""
+        """An arrival finds the limit reached: overload at the ceiling, once in
+        flight has stayed at the limit for BURST_S, or soon after a refusal."""
         now = self._clock()
         if self._full_since is None:
             self._full_since = now
-        if self.in_flight < self.max_limit and now - self._full_since < BURST_S:
+        if (self.in_flight < self.max_limit and now - self._full_since < BURST_S
+                and now - self._last_shed >= SHED_MEMORY_S):
             return False
         if not self._episode_shed:
             logger.warning("overloaded: %d requests in flight for %.1f s; shedding beyond %d "
                            "(%.0f completed/s)", self.in_flight, now - self._full_since,
                            self.limit, self.rate)
+        self._last_shed = now
         return True
 
     @web.middleware

@@ -10,7 +10,7 @@ from dataclasses import replace
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from common.admission import BURST_S, Admission
+from common.admission import BURST_S, SHED_MEMORY_S, Admission
 from common.settings import Settings
 from common.web import create_base_app
 from tests.helpers.gateway import rider_body
@@ -147,3 +147,18 @@ async def test_a_burst_that_drains_is_admitted_a_standing_queue_is_shed(aiohttp_
     assert {(await t).status for t in standing} == {200}
     # Drained: a request is admitted again.
     assert (await client.get("/work")).status == 200
+
+    # Soon after a refusal, a crowd beyond the limit is the refused coming
+    # back: no burst allowance. Later it is a burst again.
+    release.clear()
+    handled = 0
+    again = await fill(floor)
+    await assert_overloaded(await client.get("/work"))
+    assert handled == floor
+    release.set()
+    assert {(await t).status for t in again} == {200}
+    release.clear()
+    clock.now += SHED_MEMORY_S
+    later = await fill(floor + 5)
+    release.set()
+    assert {(await t).status for t in later} == {200}
