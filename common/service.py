@@ -20,6 +20,12 @@ from .settings import Settings, SettingsError
 logger = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=Settings)
+# Connections the kernel holds for the process before it accepts them (capped
+# by net.core.somaxconn). At aiohttp's 128, a thousand clients connecting at
+# once overflow it: the kernel drops their handshakes, and each waits out
+# TCP's retransmission backoff (1, 3, 7, 15 s) before its first request is
+# even read, which no admission control inside the process can see.
+LISTEN_BACKLOG = 4096
 
 
 def _bound(host: str, port: int) -> socket.socket:
@@ -27,7 +33,7 @@ def _bound(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(1024)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -69,6 +75,7 @@ def serve(settings_type: type[S], create_app: Callable[[S], web.Application]) ->
             **listen,
             access_log=None,
             print=None,
+            backlog=LISTEN_BACKLOG,
             shutdown_timeout=5.0,
             loop=loop_factory() if loop_factory else None,
             handler_cancellation=True,
