@@ -409,8 +409,11 @@ async def test_a_gateway_restart_keeps_the_ops_account_and_the_sessions(stack):
         stack.compose("up", "--detach", "--wait", "--force-recreate", "gateway", timeout=300)
         assert stack.ops_account() == account
         assert "credentials kept" in stack.logs("init")
+    # A new container: the connections kept alive to the old one are gone.
+    async with aiohttp.ClientSession() as session:
         again = await client(session, stack)
         await again.login(*account)
+        rider.session = session
         assert (await rider.get("/v1/me")).status == 200
 
 
