@@ -20,7 +20,7 @@ class Row:
     p99_ms: float | None
     errors: int
     baseline: str | None = None
-    number: int = 0  # the scenario's number in docs/performance.md (1-9)
+    number: int = 0  # the scenario's number in docs/performance.md (1-10)
     unit: str = "requests/s"
     target: str | None = None
     met: bool | None = None

@@ -9,15 +9,24 @@ round reads the whole stream through a consumer group of its own.
     python -m bench.streamrate fill   REDIS_URL STREAM N
     python -m bench.streamrate raw    REDIS_URL STREAM GROUP N
     python -m bench.streamrate runner REDIS_URL STREAM GROUP N [--record] [--batch B]
+    python -m bench.streamrate compare [--events N] [--rounds R] [--servers durable,memory]
+                                       [--before OTHER_SOURCE_TREE]
 
 Each measuring command prints one JSON line: {"events", "seconds", "rate"}.
+`compare` starts its own embedded servers (durable: AOF with fsync always;
+in-memory: no AOF), fills each once and runs R alternating rounds of the
+bare client and the runner on it, each in a process of its own; it prints
+every round and the ratio of the sums (the machine is noisy: read every
+round, not the best).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import os
 import subprocess
 import sys
 import time
@@ -100,6 +109,7 @@ async def raw(url: str, stream: str, group: str, n: int) -> dict:
     client = await Bare(url).open()
     await client.call(_pack("XGROUP", "CREATE", stream, group, "0"))
     read = _pack("XREADGROUP", "GROUP", group, "bare", "COUNT", RAW_BATCH, "STREAMS", stream, ">")
+    gc.freeze()  # as the runner's side does, like a service process (common.service)
     handled = 0
     cpu0 = time.process_time()
     started = time.perf_counter()
@@ -108,7 +118,8 @@ async def raw(url: str, stream: str, group: str, n: int) -> dict:
         if not reply:
             break
         ids = [entry[0] for entry in reply[0][1]]
-        await client.call(_pack(b"XACK", stream.encode(), group.encode(), *ids))
+        # Packed by hiredis (C), as the runner packs its acks.
+        await client.call(hiredis.pack_command((b"XACK", stream, group, *ids)))
         handled += len(ids)
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu0
@@ -134,6 +145,8 @@ async def runner(url: str, stream: str, group: str, n: int, record: bool, batch:
     consumer = StreamConsumer(redis, stream, group, "runner", handler, batch=batch,
                               block_ms=100, claim_idle_ms=60_000, record_deliveries=record)
     await redis.xgroup_create(stream, group, id="0")
+    # A service process freezes what its startup made (common.service.serve).
+    gc.freeze()
     cpu0 = time.process_time()
     started = time.perf_counter()
     await consumer.run()
@@ -153,15 +166,80 @@ def run_fill(url: str, stream: str, n: int) -> None:
         raise RuntimeError(f"streamrate fill failed: {out.stderr[-3000:]}")
 
 
-def run_side(kind: str, url: str, stream: str, group: str, n: int, *extra: str) -> dict:
-    """One measurement in a process of its own (the runner alone in it)."""
+def run_side(kind: str, url: str, stream: str, group: str, n: int, *extra: str,
+             root: Path = ROOT) -> dict:
+    """One measurement in a process of its own (the runner alone in it);
+    `root`: the source tree to run it from (another version of the runner)."""
     out = subprocess.run(
         [sys.executable, "-m", "bench.streamrate", kind, url, stream, group, str(n), *extra],
-        capture_output=True, text=True, timeout=120 + n / 10_000, cwd=ROOT,
+        capture_output=True, text=True, timeout=120 + n / 10_000, cwd=root,
     )
     if out.returncode != 0:
         raise RuntimeError(f"streamrate {kind} failed: {out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _side(kind: str, server, group: str, events: int, root: Path = ROOT) -> dict:
+    """run_side(), with the server's CPU per event beside the client's."""
+    cpu0 = _cpu_s(server.process.pid)
+    result = run_side(kind, server.url, STREAM, group, events, root=root)
+    result["server_us_per_event"] = (_cpu_s(server.process.pid) - cpu0) / events * 1e6
+    return result
+
+
+def _line(name: str, x: dict) -> str:
+    return (f"{name} {x['rate']:>9,.0f}/s (cpu us/event {x['cpu_us_per_event']:.2f}, "
+            f"server {x['server_us_per_event']:.2f})")
+
+
+def compare(events: int, rounds: int, servers: list[str], before: Path | None = None) -> list[dict]:
+    import tempfile
+
+    from common.embedded import EmbeddedRedis, free_port
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="streamrate-") as tmp:
+        for kind in servers:
+            extra = ["--appendonly", "no"] if kind == "memory" else []
+            server = EmbeddedRedis(Path(tmp) / kind, port=free_port(), extra_args=extra).start()
+            try:
+                run_fill(server.url, STREAM, events)
+                raw_rounds, runner_rounds, before_rounds = [], [], []
+                for r in range(rounds):
+                    a = _side("raw", server, f"raw{r}", events)
+                    b = _side("runner", server, f"runner{r}", events)
+                    raw_rounds.append(a)
+                    runner_rounds.append(b)
+                    line = (f"{kind:7} round {r + 1}: {_line('bare', a)}  {_line('runner', b)}  "
+                            f"ratio {b['rate'] / a['rate']:.3f}  pending {b.get('pending', 0)}")
+                    if before is not None:
+                        c = _side("runner", server, f"before{r}", events, root=before)
+                        before_rounds.append(c)
+                        line += f"  {_line('before', c)} ratio {c['rate'] / a['rate']:.3f}"
+                    print(line, flush=True)
+                bare = sum(x["events"] for x in raw_rounds) / sum(x["seconds"] for x in raw_rounds)
+                run = (sum(x["events"] for x in runner_rounds)
+                       / sum(x["seconds"] for x in runner_rounds))
+                summary = {"server": kind, "bare": round(bare), "runner": round(run),
+                           "ratio": round(run / bare, 3),
+                           "bare_rounds": [round(x["rate"]) for x in raw_rounds],
+                           "runner_rounds": [round(x["rate"]) for x in runner_rounds]}
+                if before_rounds:
+                    prior = (sum(x["events"] for x in before_rounds)
+                             / sum(x["seconds"] for x in before_rounds))
+                    summary.update(before=round(prior), before_ratio=round(prior / bare, 3),
+                                   before_rounds=[round(x["rate"]) for x in before_rounds])
+                print(json.dumps(summary), flush=True)
+                out.append(summary)
+            finally:
+                server.stop()
+    return out
 
 
 def _loop() -> None:
@@ -174,6 +252,17 @@ def _loop() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:
+        c = argparse.ArgumentParser(prog="python -m bench.streamrate compare")
+        c.add_argument("--events", type=int, default=300_000)
+        c.add_argument("--rounds", type=int, default=3)
+        c.add_argument("--servers", default="durable,memory")
+        c.add_argument("--before", type=Path, default=None,
+                       help="another source tree whose runner runs beside in each round")
+        ca = c.parse_args(argv[1:])
+        compare(ca.events, ca.rounds, ca.servers.split(","), ca.before)
+        return
     p = argparse.ArgumentParser()
     p.add_argument("kind", choices=("fill", "raw", "runner"))
     p.add_argument("url")

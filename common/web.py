@@ -18,6 +18,7 @@ from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import errors, metrics
+from .admission import Admission
 from .settings import Settings
 from .tracing import (
     clean_request_id,
@@ -376,15 +377,17 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         headers[name] = value
 
 
-def create_base_app(settings: Settings) -> web.Application:
+def create_base_app(settings: Settings, admission: Admission | None = None) -> web.Application:
     """An application with the shared middleware and the operations routes.
 
     Services add their own routes, cleanup contexts and readiness checks
-    (`app[READY_CHECKS]["redis"] = ...`).
+    (`app[READY_CHECKS]["redis"] = ...`). `admission` (common/admission.py)
+    goes first, so a request it sheds costs no more than its own answer.
     """
-    app = web.Application(
-        middlewares=[edge_middleware(settings.service)], client_max_size=MAX_BODY
-    )
+    middlewares = [edge_middleware(settings.service)]
+    if admission is not None and admission.max_limit:
+        middlewares.insert(0, admission.middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[READY_CHECKS] = {}
     app.on_response_prepare.append(security_headers)

@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from common import errors, keys, metrics
+from common.admission import Admission
 from common.internal import auth_headers as internal_auth_headers
 from common.redisconn import REDIS, check_redis_ready, redis_ctx
 from common.service import serve
@@ -107,6 +108,11 @@ async def refresh_stream_gauges(app: web.Application) -> None:
 
 
 OPERATIONS_PATHS = ("/metrics", "/readyz", "/healthz")
+# Neither counted nor shed by the in-flight limit: routes that wait by design
+# (the offers long poll, the live event streams; bounded by LONG_POLLS_MAX,
+# SSE_MAX) and the ops views, which must answer while the system is overloaded.
+UNMETERED_ROUTES = ("/v1/driver/offers/next", "/v1/trips/{id}/events")
+UNMETERED_PREFIXES = ("/v1/ops/",)
 
 
 def _local_port(request: web.Request) -> int | None:
@@ -175,7 +181,9 @@ def check_ops_account(settings: GatewaySettings) -> None:
 
 def create_app(settings: GatewaySettings) -> web.Application:
     check_ops_account(settings)
-    app = create_base_app(settings)
+    admission = Admission(settings.service, settings.max_in_flight,
+                          settings.admission_delay_ms / 1000, exempt=UNMETERED_ROUTES, exempt_prefixes=UNMETERED_PREFIXES)
+    app = create_base_app(settings, admission)
     app.middlewares.append(operations_only)
     app.middlewares.append(metrics_refresh)
     auth = internal_auth_headers(settings)

@@ -43,6 +43,15 @@ class GatewaySettings(Settings):
     # then one probe call decides whether it closes again.
     breaker_failures: int = env("BREAKER_FAILURES", 5)
     breaker_cooldown_s: float = env("BREAKER_COOLDOWN_S", 2.0)
+    # Admission (common/admission.py): at most max_in_flight requests in
+    # flight in this process, and once in flight has stayed for half a second
+    # above (measured completion rate x admission_delay_ms, 32 at least), at
+    # most that; beyond, a request is answered 503 /problems/overloaded with
+    # Retry-After at once instead of waiting its turn. Long polls, live
+    # streams and the operations routes are not counted. MAX_IN_FLIGHT=0
+    # turns admission off.
+    max_in_flight: int = env("MAX_IN_FLIGHT", 128)
+    admission_delay_ms: float = env("ADMISSION_DELAY_MS", 40.0)
     # Pooled connections per upstream.
     upstream_connections: int = env("UPSTREAM_CONNECTIONS", 200)
     # Idempotency records of POST /v1/trips live this long.

@@ -27,7 +27,7 @@ ERROR_TEXT = {
     422: "Well-formed JSON that fails validation, or a query parameter out of range; "
     "`errors` lists every field.",
     429: "Rate limited; `Retry-After` says when to retry.",
-    503: "A dependency is down; `Retry-After` set.",
+    503: "A dependency is down, or the gateway is overloaded (`/problems/overloaded`, answered at once, nothing done); `Retry-After` set.",
     504: "A dependency did not answer in time.",
 }
 RETRY_STATUSES = (429, 503, 504)

@@ -2,7 +2,9 @@
 
 - `consumer`: `StreamConsumer`, one consumer of a consumer group on one
   stream (read, handle, ack, reclaim, dead-letter, leave the group).
-- `entries`: the `Entry` a handler gets, and the lean read and ack of a batch.
+- `entries`: the `Entry` a handler gets, and the lean read and ack of a batch
+  (`ConsumerPipe`: reads and acks written back to back on a consumer's own
+  connection).
 - `deliveries`: what became of each delivery of an entry (the records the
   trip timeline shows) and the move to the dead-letter stream.
 - `admin`: groups and streams: create a group, remove the consumers that

@@ -9,6 +9,12 @@ the batch in hand and then leaves the group (XGROUP DELCONSUMER, only with
 nothing pending; `admin.remove_consumers`). Handlers must be idempotent: an
 entry can be delivered again after a crash between its effect and its ack;
 the prelude's `first_time()` and `keys.seen()` make that easy inside a script.
+
+On a standalone server `run()` reads and acks on a connection of its own
+(`entries.ConsumerPipe`): while a busy stream's batch is handled the next
+read is already on the wire, and the batch's ack goes out with the read
+after it, its reply taken with the next batch's. Redis Cluster clients take
+the pool path (a read ahead, each ack awaited).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from ..logs import Outage
 from ..timeutil import now_ms
 from . import deliveries
 from .admin import ensure_group, remove_consumers
-from .entries import Entry, Handler, read_lean, xack_packed
+from .entries import ConsumerPipe, Entry, Handler, read_lean, xack_packed
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +85,9 @@ class StreamConsumer:
             self.redis.connection_pool.connection_kwargs.get("decode_responses")
         )
         self._acked = metrics.EVENTS_CONSUMED.labels(self.group, "acked")
+        # run() on a standalone client: reads and acks on a connection of
+        # the consumer's own, written without waiting for their replies.
+        self._pipe: ConsumerPipe | None = None
 
     # --- lifecycle -------------------------------------------------------
     def stop(self) -> None:
@@ -94,10 +103,14 @@ class StreamConsumer:
         backoff = ERROR_BACKOFF_S
         # One line when Redis goes, one when it is back (self.outage: for tests).
         outage = self.outage = Outage(logger, f"consumer {self.consumer} on {self.stream}")
+        if self._lean:
+            self._pipe = ConsumerPipe(self.redis, self.stream, self.group, self.consumer,
+                                      self.batch, self.block_ms, self._decode, self._confirmed)
+        step = self._step_piped if self._pipe is not None else self._step_ahead
         try:
             while not self._stopping.is_set():
                 try:
-                    await self._step_ahead()
+                    await step()
                     backoff = ERROR_BACKOFF_S
                     outage.ok()
                 except asyncio.CancelledError:
@@ -134,9 +147,17 @@ class StreamConsumer:
             if self._ahead is not None:
                 self._ahead.cancel()
                 self._ahead = None
+            if self._pipe is not None:
+                await self._pipe.reset()
             raise
         # Stopped: finish what is in hand, the batch read ahead included.
-        await self._finish_ahead()
+        if self._pipe is not None:
+            try:
+                await self._settle()
+            finally:
+                await self._pipe.reset()
+        else:
+            await self._finish_ahead()
         await self._leave_group()
 
     async def _leave_group(self) -> None:
@@ -195,6 +216,60 @@ class StreamConsumer:
             self._ahead = asyncio.ensure_future(self._read(block=False))
         await self._handle_batch(entries)
         return len(entries)
+
+    async def _step_piped(self) -> int:
+        """`_step_ahead()` on the consumer's pipe. While a full batch is
+        handled, the read of the next is on the wire; after it, its ack and
+        the read after next are written together (one write; on a durable
+        server, one fsync for both). No reply is awaited but the one of the
+        read whose entries come next."""
+        pipe = self._pipe
+        if self._claim_due():
+            await self._settle()
+            claimed = await self.reclaim()
+            if claimed:
+                return claimed
+        if not pipe.reading:
+            await pipe.send(read=True, block=True)
+        entries = await pipe.take()
+        if not entries:
+            return 0
+        # Without BLOCK: an empty answer costs nothing, the next step then
+        # blocks as usual, and a stop never waits on it.
+        ahead = len(entries) >= self.batch and not self._stopping.is_set()
+        if ahead and not pipe.reading:
+            await pipe.send(read=True)
+        done = await self._handle(entries)
+        ack = None
+        if done:
+            if self.record_deliveries:
+                await self._ack(done)
+            else:
+                ack = [e.id for e in done]
+        await pipe.send(ack=ack, read=ahead and not self._stopping.is_set())
+        return len(entries)
+
+    async def _settle(self) -> None:
+        """Take every reply the pipe still owes: handle the entries of a
+        read in flight (and ack them), confirm the acks."""
+        pipe = self._pipe
+        while pipe.owing:
+            try:
+                entries = await pipe.take()
+                if entries:
+                    done = await self._handle(entries)
+                    if done:
+                        await self._ack(done)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Left pending; reclaimed by idle time.
+                logger.exception("consumer %s on %s failed", self.consumer, self.stream)
+                return
+
+    def _confirmed(self, count: int) -> None:
+        self.stats.handled += count
+        self._acked.inc(count)
 
     async def _finish_ahead(self) -> None:
         ahead, self._ahead = self._ahead, None
@@ -257,6 +332,13 @@ class StreamConsumer:
         return len(entries)
 
     async def _handle_batch(self, entries: list[Entry]) -> None:
+        done = await self._handle(entries)
+        if done:
+            await self._ack(done)
+
+    async def _handle(self, entries: list[Entry]) -> list[Entry]:
+        """Record the deliveries, run the handler on each entry; the
+        entries to acknowledge (the failed and the dead-lettered are not)."""
         if self.record_deliveries:
             now = now_ms()
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -286,9 +368,7 @@ class StreamConsumer:
                 skipped = skipped or set()
                 skipped.add(entry.id)
                 await self._failed(entry, exc)
-        done = entries if skipped is None else [e for e in entries if e.id not in skipped]
-        if done:
-            await self._ack(done)
+        return entries if skipped is None else [e for e in entries if e.id not in skipped]
 
     async def _failed(self, entry: Entry, exc: Exception) -> None:
         self.stats.failed += 1

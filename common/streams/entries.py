@@ -1,8 +1,10 @@
 """The stream entries a consumer hands to its handler, and the lean
-wire-level read and acknowledgement of a batch of them."""
+wire-level read and acknowledgement of a batch of them (through the pool,
+or pipelined on a consumer's own connection: `ConsumerPipe`)."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -104,6 +106,11 @@ async def read_lean(redis, stream: str, group: str, consumer: str, count: int,
         *wait, b"STREAMS", stream, b">",
         **({NEVER_DECODE: True} if decode else {}),
     )
+    return entries_of(reply, stream, decode)
+
+
+def entries_of(reply, stream: str, decode: bool) -> list[Entry]:
+    """The entries of an XREADGROUP reply of one stream read undecoded."""
     if not reply:
         return []
     # RESP2: [[stream, entries]]; RESP3: {stream: entries}.
@@ -130,3 +137,91 @@ async def xack_packed(redis, stream: str, group: str, ids: list[str]) -> None:
         raise
     finally:
         await pool.release(conn)
+
+
+class ConsumerPipe:
+    """A consumer's own connection, on which its reads and acks are written
+    back to back without waiting for their replies: the read of the next
+    batch goes out before the batch in hand is handled, and its ack after,
+    so the server works through both while this process handles the next.
+
+    Replies come back in the order written; `_owed` says what each one is:
+    the count of ids of an XACK (confirmed through `on_acked`) or `_READ`.
+    Reading the reply of a read first takes the replies of the acks written
+    before it. An ack not yet confirmed when the connection breaks leaves
+    its entries pending: they are delivered again (at least once)."""
+
+    _READ = -1
+
+    def __init__(self, redis, stream: str, group: str, consumer: str, count: int,
+                 block_ms: int, decode: bool, on_acked: Callable[[int], None]) -> None:
+        self._pool = redis.connection_pool
+        self._conn = None
+        self._owed: deque[int] = deque()
+        self._stream = stream
+        self._decode = decode
+        self._on_acked = on_acked
+        head = (b"XREADGROUP", b"GROUP", group, consumer, b"COUNT", count)
+        tail = (b"STREAMS", stream, b">")
+        self._read_now = pack_command((*head, *tail))
+        self._read_blocking = pack_command((*head, b"BLOCK", block_ms, *tail))
+        self._ack_head = (b"XACK", stream, group)
+
+    @property
+    def reading(self) -> bool:
+        """A read is written and its reply not yet taken."""
+        return self._READ in self._owed
+
+    @property
+    def owing(self) -> bool:
+        return bool(self._owed)
+
+    async def send(self, ack: list | None = None, read: bool = False,
+                   block: bool = False) -> None:
+        """Write an XACK of `ack` and/or a read (with BLOCK: `block`)."""
+        parts = []
+        if ack:
+            parts.append(pack_command((*self._ack_head, *ack)))
+        if read:
+            parts.append(self._read_blocking if block else self._read_now)
+        if not parts:
+            return
+        conn = self._conn
+        if conn is None:
+            conn = self._pool.make_connection()
+            self._conn = conn
+        try:
+            await conn.send_packed_command(parts, check_health=False)
+        except BaseException:
+            await self.reset()
+            raise
+        if ack:
+            self._owed.append(len(ack))
+        if read:
+            self._owed.append(self._READ)
+
+    async def take(self) -> list[Entry] | None:
+        """The entries of the next read written, after confirming the acks
+        written before it; None when no read is owed (acks confirmed)."""
+        owed = self._owed
+        conn = self._conn
+        try:
+            while owed:
+                reply = await conn.read_response(disable_decoding=True)
+                kind = owed.popleft()
+                if kind != self._READ:
+                    self._on_acked(kind)
+                    continue
+                return entries_of(reply, self._stream, self._decode)
+        except BaseException:
+            await self.reset()
+            raise
+        return None
+
+    async def reset(self) -> None:
+        """Drop the connection and what it owed (a broken or cancelled
+        exchange leaves it in an unknown state)."""
+        conn, self._conn = self._conn, None
+        self._owed.clear()
+        if conn is not None:
+            await conn.disconnect(nowait=True)

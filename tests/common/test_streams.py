@@ -229,3 +229,54 @@ async def test_trim_keeps_what_any_group_still_needs(redis):
     await redis.xack(STREAM, "slow-group", *ids)
     await trim_stream(redis, STREAM, keep_ms=0)
     assert [sid for sid, _ in await redis.xrange(STREAM)] == ids[6:]
+
+
+async def test_a_busy_stream_stopped_with_reads_on_the_wire_loses_nothing(redis):
+    # Full batches: the consumer keeps the next read on the wire while it
+    # handles one and writes acks without waiting for them. A stop takes
+    # every reply still owed: the entries read ahead are handled and acked.
+    ids = await publish(redis, 300)
+    handled: list[str] = []
+    c: StreamConsumer
+
+    async def handler(entry):
+        handled.append(entry.id)
+        if len(handled) == 25:
+            c.stop()
+
+    c = consumer(redis, "c1", handler, batch=10, record_deliveries=False,
+                 claim_idle_ms=60_000)
+    await c.run()
+    assert 25 < len(handled) < 300  # more than the batch in hand: those read ahead
+    assert handled == ids[: len(handled)]
+    assert c.stats.handled == len(handled)  # every ack confirmed
+    assert await pending_count(redis) == 0
+    assert await consumer_names(redis) == set()
+
+
+async def test_acks_lost_with_the_connection_are_delivered_again(redis):
+    # The consumer's own connection is killed while acks are written and not
+    # yet confirmed: their entries stay pending and come back (at least
+    # once); the consumer reconnects and nothing is left behind.
+    ids = await publish(redis, 400)
+    handled: list[str] = []
+    killed = asyncio.Event()
+
+    async def handler(entry):
+        handled.append(entry.id)
+        if len(handled) == 150 and not killed.is_set():
+            killed.set()
+            for client in await redis.client_list():
+                if client["cmd"] in ("xreadgroup", "xack"):
+                    await redis.client_kill_filter(_id=client["id"])
+
+    c = consumer(redis, "c1", handler, batch=20, record_deliveries=False,
+                 claim_idle_ms=200)
+    task = asyncio.create_task(c.run())
+    await eventually(lambda: set(handled) == set(ids), timeout=20)
+    await eventually(lambda: c.stats.handled >= 400, timeout=20)
+    c.stop()
+    await task
+    assert killed.is_set()
+    assert await pending_count(redis) == 0
+    assert c.stats.claimed > 0  # those read or acked on the killed connection
