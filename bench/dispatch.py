@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import secrets
 import statistics
 import sys
 import tempfile
@@ -158,7 +159,9 @@ async def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     redis_server = EmbeddedRedis(work / "redis", port=free_port()).start()
     load_functions(redis_server.url)
-    env = {"REDIS_URL": redis_server.url, "LOG_LEVEL": "WARNING",
+    # The services answer only callers with the internal credential (common/internal.py).
+    token = secrets.token_urlsafe(32)
+    env = {"REDIS_URL": redis_server.url, "LOG_LEVEL": "WARNING", "INTERNAL_TOKEN": token,
            "OFFER_TIMEOUT_S": "600", "TRIP_EXPIRY_S": "900"}
     trips = ServiceProcess("trip_service", env, log_path=work / "trip_service.log")
     drivers = ServiceProcess("driver_service", env, log_path=work / "driver_service.log")
@@ -167,6 +170,7 @@ async def run(args: argparse.Namespace) -> int:
         drivers.start(timeout=30)
         connector = aiohttp.TCPConnector(limit=128)
         async with aiohttp.ClientSession(connector=connector,
+                                         headers={"Authorization": f"Bearer {token}"},
                                          json_serialize=lambda o: orjson.dumps(o).decode()) as http:
             started = time.perf_counter()
             await register_drivers(http, drivers.url, args.drivers, rng)
