@@ -146,32 +146,60 @@ async def run_flow(gateway: str, redis, drivers: list[Account], riders: list[Acc
     return result
 
 
-async def _latencies(redis, start_ms: int, stop_ms: int, result: FlowResult) -> None:
-    """Per trip requested within the window: its first offer and its assignment."""
-    requested: dict[str, int] = {}
-    offered: dict[str, int] = {}
-    assigned: dict[str, int] = {}
+@dataclass
+class TripTimes:
+    """When each trip was requested, first offered and assigned, by the
+    stream entry ids of its events (the server's clock, ms), and the ids of
+    every entry read."""
+
+    requested: dict[str, int] = field(default_factory=dict)
+    offered: dict[str, int] = field(default_factory=dict)
+    assigned: dict[str, int] = field(default_factory=dict)
+    entry_ids: list[str] = field(default_factory=list)
+
+    def to_offered_ms(self) -> list[int]:
+        return [ms - self.requested[t] for t, ms in self.offered.items() if t in self.requested]
+
+    def to_assigned_ms(self) -> list[int]:
+        return [ms - self.requested[t] for t, ms in self.assigned.items() if t in self.requested]
+
+
+async def trip_times(redis, start_ms: int, stop_ms: int | None = None,
+                     trip_ids: set[str] | None = None) -> TripTimes:
+    """The region's events from `start_ms` (to `stop_ms`, else to the end),
+    of `trip_ids` only if given."""
+    times = TripTimes()
     lower = f"{start_ms}-0"
-    stream = keys.events(REGION)
+    upper = f"{stop_ms + 1}-0" if stop_ms is not None else "+"
     while True:
-        rows = await redis.xrange(stream, min=lower, count=5000)
+        rows = await redis.xrange(keys.events(REGION), min=lower, max=upper, count=5000)
         if not rows:
             break
         lower = f"({rows[-1][0]}"
         for sid, fields in rows:
+            times.entry_ids.append(sid)
             trip_id = fields.get("trip_id")
+            if trip_ids is not None and trip_id not in trip_ids:
+                continue
             ms = int(sid.split("-")[0])
             kind = fields.get("type")
             if kind == "trip.requested":
-                requested[trip_id] = ms
+                times.requested[trip_id] = ms
             elif kind == "trip.offered":
-                offered.setdefault(trip_id, ms)
+                times.offered.setdefault(trip_id, ms)
             elif kind == "trip.assigned":
-                assigned.setdefault(trip_id, ms)
-    requested = {t: ms for t, ms in requested.items() if ms <= stop_ms}
-    result.assigned = sum(1 for t, ms in assigned.items() if t in requested and ms <= stop_ms)
-    result.to_offered_ms = [offered[t] - requested[t] for t in offered if t in requested]
-    result.to_assigned_ms = [assigned[t] - requested[t] for t in assigned if t in requested]
+                times.assigned.setdefault(trip_id, ms)
+    return times
+
+
+async def _latencies(redis, start_ms: int, stop_ms: int, result: FlowResult) -> None:
+    """Per trip requested within the window: its first offer and its assignment."""
+    times = await trip_times(redis, start_ms)
+    times.requested = {t: ms for t, ms in times.requested.items() if ms <= stop_ms}
+    result.assigned = sum(1 for t, ms in times.assigned.items()
+                          if t in times.requested and ms <= stop_ms)
+    result.to_offered_ms = times.to_offered_ms()
+    result.to_assigned_ms = times.to_assigned_ms()
 
 
 def summary(result: FlowResult) -> dict:

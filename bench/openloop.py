@@ -56,7 +56,7 @@ from common.redisconn import create_redis
 from common.scripts import load as load_functions
 from deploy.processes import ServiceProcess, wait_ready
 
-from .flow import _ID, pct
+from .flow import _ID, pct, trip_times
 from .results import Row
 from .seed import CENTER, DROPOFF, Account, Client, SeedError, go_online, near, sign_up_many
 
@@ -382,32 +382,10 @@ async def _stream_latencies(redis, start_ms: int, stop_ms: int, trip_ids: set[st
     (delivered_at, acked_at): how long entries waited in the stream before
     it read them, and the share of the window it was busy (from a delivery
     to its ack, overlapping batches counted once)."""
-    requested: dict[str, int] = {}
-    offered: dict[str, int] = {}
-    assigned: dict[str, int] = {}
-    entry_ids: list[str] = []
-    lower = f"{start_ms}-0"
-    while True:
-        rows = await redis.xrange(keys.events(REGION), min=lower, max=f"{stop_ms + 1}-0",
-                                  count=5000)
-        if not rows:
-            break
-        lower = f"({rows[-1][0]}"
-        for sid, fields in rows:
-            entry_ids.append(sid)
-            trip_id = fields.get("trip_id")
-            if trip_id not in trip_ids:
-                continue
-            ms = int(sid.split("-")[0])
-            kind = fields.get("type")
-            if kind == "trip.requested":
-                requested[trip_id] = ms
-            elif kind == "trip.offered":
-                offered.setdefault(trip_id, ms)
-            elif kind == "trip.assigned":
-                assigned.setdefault(trip_id, ms)
-    result.stream_offered_ms = [offered[t] - requested[t] for t in offered if t in requested]
-    result.stream_assigned_ms = [assigned[t] - requested[t] for t in assigned if t in requested]
+    times = await trip_times(redis, start_ms, stop_ms, trip_ids)
+    entry_ids = times.entry_ids
+    result.stream_offered_ms = times.to_offered_ms()
+    result.stream_assigned_ms = times.to_assigned_ms()
     waits: list[float] = []
     spans: list[tuple[int, int]] = []
     for i in range(0, len(entry_ids), 1000):
