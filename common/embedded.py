@@ -64,10 +64,21 @@ def find_server() -> tuple[str, str | None]:
     )
 
 
+# The ports this process has handed out: the kernel may give a port closed a
+# moment ago to the next bind(0), and two services started from one process
+# (a launcher, a test) must never be given the same one.
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on 127.0.0.1 now and never handed out before by this process."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 @dataclass
