@@ -344,6 +344,11 @@ async def fail_over(cluster: EmbeddedCluster, ledger: Ledger, feed: OpsFeed | No
     # that hold no region: sign-ups and logins only).
     load_first = ledger.first_write_after(start, lambda w: w.path != "/v1/riders" and mine(w))
     await asyncio.to_thread(cluster.wait_converged, 30)
+    # The shard's primary now: when both replicas were thawed together, each
+    # may have stood for election, and the later one can win after the first
+    # was seen promoted.
+    promoted = cluster.primary(shard)
+    assert promoted is not None and promoted.port != victim.port, promoted
     node = next(t for t in cluster.topology() if t["port"] == victim.port)
     # The old primary is a replica of the new one now, with its data (the
     # writes it may have taken alone, late, are gone: lag 0 on the same offset).
