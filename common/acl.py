@@ -183,7 +183,7 @@ DRIVER_SERVICE = AclUser(
     commands=(
         *BASE_COMMANDS, *CLUSTER_COMMANDS, *PRELUDE_COMMANDS, *TRIP_SCRIPT_COMMANDS,
         # driver scripts
-        "geopos", "zrangebyscore", "zscore", "json.arrappend",
+        "geopos", "zrangebyscore", "zscore", "json.arrappend", "json.mset",
         # reads and the sweeper
         "json.mget", "time", "geosearch", "zmscore", "zrange", "zrank", "zcard",
         "zrevrange", "zrevrangebyscore", "zremrangebyscore", "hgetall", "blpop",

@@ -6,12 +6,22 @@
 -- Times are the server's clock (TIME), so every replica of every service
 -- agrees on deadlines.
 
-local _event_ids = {}
-for id in string.gmatch(ARGV[1] or '', '[^,]+') do
-  table.insert(_event_ids, id)
+-- The prelude and the libraries are the top of each Functions library, so
+-- their functions are built once, when the library is loaded, not on every
+-- call; every function starts with `_begin(ARGV)`, which sets the call's
+-- header below (one call runs at a time: these are reset by each call).
+local _event_ids, _next_event, TRACE_ID, PRODUCER = {}, 1, nil, nil
+
+local function _begin(argv)
+  _event_ids = {}
+  for id in string.gmatch(argv[1] or '', '[^,]+') do
+    _event_ids[#_event_ids + 1] = id
+  end
+  _next_event = 1
+  TRACE_ID = argv[2]
+  PRODUCER = argv[3]
 end
-local _next_event = 1
-local TRACE_ID = ARGV[2]
+
 -- Whether the caller sent `n` event ids: a script that publishes only now
 -- and then (a location fix that makes a driver available) is called with
 -- none, and answers `needs_event_ids` before it writes anything, to be
@@ -19,7 +29,6 @@ local TRACE_ID = ARGV[2]
 local function has_event_ids(n)
   return #_event_ids >= n
 end
-local PRODUCER = ARGV[3]
 
 local function now_ms()
   local t = redis.call('TIME')
