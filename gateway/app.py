@@ -120,6 +120,15 @@ def _local_port(request: web.Request) -> int | None:
     return sockname[1] if sockname else None
 
 
+async def _refresh_gauges(request: web.Request) -> None:
+    # /metrics is the base app's route; the stream gauges are fresh when scraped.
+    if request.path == "/metrics" and HANDLER_DEPS in request.app:
+        try:
+            await asyncio.wait_for(refresh_stream_gauges(request.app), METRICS_REFRESH_TIMEOUT_S)
+        except Exception as exc:  # scrape what is there even with Redis down
+            logger.warning("stream gauges not refreshed: %r", exc)
+
+
 @web.middleware
 async def operations_only(request: web.Request, handler):
     """/metrics (what the system is doing, and a Redis query per scrape) is for
@@ -127,11 +136,13 @@ async def operations_only(request: web.Request, handler):
     load balancers need no more) and names what is down to the ops role only.
     The operations listener (OPS_PORT), which the deployment keeps off the
     public network, serves these three in full without a login (so they work
-    with Redis down too) and nothing else."""
+    with Redis down too) and nothing else. Every other request passes through
+    after two comparisons (one middleware, on the hot path of every route)."""
     ops_port = request.app[SETTINGS].ops_port
     if ops_port and _local_port(request) == ops_port:
         if request.path not in OPERATIONS_PATHS:
             raise errors.NotFound("The operations listener serves /metrics, /readyz, /healthz.")
+        await _refresh_gauges(request)
         return await handler(request)
     if request.path not in ("/metrics", "/readyz") or HANDLER_DEPS not in request.app:
         return await handler(request)
@@ -141,6 +152,7 @@ async def operations_only(request: web.Request, handler):
         is_ops = principal.role == "ops"
         if not is_ops and request.path == "/metrics":
             raise errors.Forbidden("Metrics are for the ops role.")
+    await _refresh_gauges(request)
     response = await handler(request)
     if request.path == "/readyz" and not is_ops:
         if response.status == 200:
@@ -150,17 +162,6 @@ async def operations_only(request: web.Request, handler):
             type_="/problems/not-ready", headers={"Retry-After": "1"},
         )
     return response
-
-
-@web.middleware
-async def metrics_refresh(request: web.Request, handler):
-    # /metrics is the base app's route; the stream gauges are fresh when scraped.
-    if request.path == "/metrics" and HANDLER_DEPS in request.app:
-        try:
-            await asyncio.wait_for(refresh_stream_gauges(request.app), METRICS_REFRESH_TIMEOUT_S)
-        except Exception as exc:  # scrape what is there even with Redis down
-            logger.warning("stream gauges not refreshed: %r", exc)
-    return await handler(request)
 
 
 class OpsPasswordRefused(SystemExit):
@@ -185,7 +186,6 @@ def create_app(settings: GatewaySettings) -> web.Application:
                           settings.admission_delay_ms / 1000, exempt=UNMETERED_ROUTES, exempt_prefixes=UNMETERED_PREFIXES)
     app = create_base_app(settings, admission)
     app.middlewares.append(operations_only)
-    app.middlewares.append(metrics_refresh)
     auth = internal_auth_headers(settings)
     drivers = Upstream(
         "driver_service", settings.driver_service_url, settings.upstream_timeout_s, settings,

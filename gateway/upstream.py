@@ -60,10 +60,11 @@ class CircuitBreaker:
         self.failures = 0
         self.opened_at = 0.0
         self._probe_in_flight = False
+        self._gauge = metrics.CIRCUIT_STATE.labels(name)
         self._publish()
 
     def _publish(self) -> None:
-        metrics.CIRCUIT_STATE.labels(self.name).set(self.state)
+        self._gauge.set(self.state)
 
     @property
     def state_name(self) -> str:
@@ -89,12 +90,12 @@ class CircuitBreaker:
         return True
 
     def success(self) -> None:
-        if self.state != CLOSED:
-            logger.info("circuit of %s closed", self.name)
-        self.state = CLOSED
         self.failures = 0
         self._probe_in_flight = False
-        self._publish()
+        if self.state != CLOSED:  # every successful call: nothing else to do then
+            logger.info("circuit of %s closed", self.name)
+            self.state = CLOSED
+            self._publish()
 
     def failure(self) -> None:
         self.failures += 1
@@ -305,7 +306,10 @@ class Upstream:
         self, method: str, path: str, json: Any, params: dict | None, timeout: float
     ) -> Reply:
         try:
-            await asyncio.wait_for(self._slots.acquire(), timeout)
+            if self._slots.locked():
+                await asyncio.wait_for(self._slots.acquire(), timeout)
+            else:  # a free slot: taken at once, without wait_for's timer and task
+                await self._slots.acquire()
         except asyncio.TimeoutError:
             # Not the upstream's failure (the breaker is not told): a
             # half-open breaker's probe slot is given back by release().
