@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.tiers
 	$(PY) -m bench.replication
+	$(PY) -m bench.workers
 
 clean:
 	rm -rf $(VENV) .data reports .pytest_cache

@@ -169,7 +169,7 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         loop = None
     web.run_app(app, host="127.0.0.1", port=int(os.environ["PORT"]), access_log=None,
-                print=None, loop=loop)
+                print=None, loop=loop, reuse_port=os.environ.get("REUSE_PORT") == "1")
 
 
 if __name__ == "__main__":

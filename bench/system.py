@@ -28,6 +28,10 @@ class BenchSystem:
     leaf_b: ServiceProcess | None = None
     front: ServiceProcess | None = None
     ops_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    # Processes of the gateway, and of the baseline's front, sharing one port
+    # (REUSE_PORT): bench.workers compares one and two per two cores.
+    workers: int = 1
+    extra: list[ServiceProcess] = field(default_factory=list)
 
     @property
     def redis_url(self) -> str:
@@ -51,35 +55,43 @@ class BenchSystem:
         self.drivers = ServiceProcess("driver_service", env, log_path=logs / "driver_service.log")
         self.trips.start(timeout=30)
         self.drivers.start(timeout=30)
-        self.gateway = ServiceProcess(
-            "gateway",
-            {**env, "TRIP_SERVICE_URL": self.trips.url, "DRIVER_SERVICE_URL": self.drivers.url},
-            log_path=logs / "gateway.log",
-        ).start(timeout=30)
+        shared = {"REUSE_PORT": "1"} if self.workers > 1 else {}
+        gateway_env = {**env, **shared, "TRIP_SERVICE_URL": self.trips.url,
+                       "DRIVER_SERVICE_URL": self.drivers.url}
+        self.gateway = ServiceProcess("gateway", gateway_env,
+                                      log_path=logs / "gateway.log").start(timeout=30)
         base = {"REDIS_URL": self.redis.url}
         self.leaf_a = ServiceProcess("bench.baseline", base, args=["leaf"],
                                      log_path=logs / "baseline_leaf_a.log").start()
         self.leaf_b = ServiceProcess("bench.baseline", base, args=["leaf"],
                                      log_path=logs / "baseline_leaf_b.log").start()
-        self.front = ServiceProcess(
-            "bench.baseline",
-            {**base, "LEAF_A_URL": self.leaf_a.url, "LEAF_B_URL": self.leaf_b.url},
-            args=["front"],
-            log_path=logs / "baseline_front.log",
-        ).start()
+        front_env = {**base, **shared, "LEAF_A_URL": self.leaf_a.url,
+                     "LEAF_B_URL": self.leaf_b.url}
+        self.front = ServiceProcess("bench.baseline", front_env, args=["front"],
+                                    log_path=logs / "baseline_front.log").start()
+        for i in range(1, self.workers):
+            self.extra += [
+                ServiceProcess("gateway", gateway_env, port=self.gateway.port,
+                               log_path=logs / f"gateway-{i}.log").start(timeout=30),
+                ServiceProcess("bench.baseline", front_env, args=["front"], port=self.front.port,
+                               log_path=logs / f"baseline_front-{i}.log").start(),
+            ]
         wait_ready(self.gateway.url)
         return self
 
     def services(self) -> dict[str, ServiceProcess]:
-        return {"gateway": self.gateway, "trip_service": self.trips,
+        extra = {f"gateway-{i}": p for i, p in enumerate(self.extra[0::2], 1)}
+        return {"gateway": self.gateway, **extra, "trip_service": self.trips,
                 "driver_service": self.drivers}
 
     def baselines(self) -> dict[str, ServiceProcess]:
-        return {"baseline_front": self.front, "baseline_leaf_a": self.leaf_a,
+        extra = {f"baseline_front-{i}": p for i, p in enumerate(self.extra[1::2], 1)}
+        return {"baseline_front": self.front, **extra, "baseline_leaf_a": self.leaf_a,
                 "baseline_leaf_b": self.leaf_b}
 
     def stop(self) -> None:
-        for proc in (self.front, self.leaf_a, self.leaf_b, self.gateway, self.drivers, self.trips):
+        for proc in (*self.extra, self.front, self.leaf_a, self.leaf_b, self.gateway,
+                     self.drivers, self.trips):
             if proc is not None:
                 proc.stop()
         if self.redis is not None:

@@ -28,10 +28,12 @@ S = TypeVar("S", bound=Settings)
 LISTEN_BACKLOG = 4096
 
 
-def _bound(host: str, port: int) -> socket.socket:
+def _bound(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
@@ -57,12 +59,13 @@ def serve(settings_type: type[S], create_app: Callable[[S], web.Application]) ->
         loop_factory = None
     logger.info("starting %s on %s:%d", service, settings.host, settings.port)
     try:
-        listen: dict = {"host": settings.host, "port": settings.port}
+        reuse = bool(settings.reuse_port)
+        listen: dict = {"host": settings.host, "port": settings.port, "reuse_port": reuse}
         if settings.ops_port:
             # One app on two listeners; the app tells them apart by local port.
             logger.info("operations listener on %s:%d", settings.host, settings.ops_port)
-            listen = {"sock": [_bound(settings.host, settings.port),
-                               _bound(settings.host, settings.ops_port)]}
+            listen = {"sock": [_bound(settings.host, settings.port, reuse),
+                               _bound(settings.host, settings.ops_port, reuse)]}
         app = create_app(settings)
         # What startup made (modules, classes, the app) lives as long as the
         # process: out of the collector's sight, a full collection no longer

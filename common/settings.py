@@ -94,6 +94,9 @@ class Settings:
     # The operations listener (the gateway's): /metrics and /readyz in full,
     # no login; a port the deployment keeps off the public network. 0: none.
     ops_port: int = env("OPS_PORT", 0)
+    # 1: several processes of one service on one host share its ports
+    # (SO_REUSEPORT); the kernel spreads new connections among them.
+    reuse_port: int = env("REUSE_PORT", 0, choices=(0, 1))
     redis_url: str = env("REDIS_URL", "redis://127.0.0.1:6379/0", secret=True)
     # Connections per process; callers wait for a free one rather than fail.
     redis_max_connections: int = env("REDIS_MAX_CONNECTIONS", 64)
