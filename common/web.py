@@ -353,7 +353,9 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": ctype})
 
 
-# On every response, API and dashboard alike. The dashboard loads its script,
+# On every response of the gateway (the public edge: API and dashboard alike;
+# the services answer only the gateway, which does not pass their headers
+# on, so they send none of these). The dashboard loads its script,
 # style, map and data from its own origin, draws on a canvas and sets styles
 # from script only; its favicon is an empty data: URL.
 SECURITY_HEADERS = {
@@ -390,7 +392,6 @@ def create_base_app(settings: Settings, admission: Admission | None = None) -> w
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[READY_CHECKS] = {}
-    app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

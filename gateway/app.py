@@ -15,7 +15,14 @@ from common.internal import auth_headers as internal_auth_headers
 from common.redisconn import REDIS, check_redis_ready, redis_ctx
 from common.service import serve
 from common.streams import group_stats
-from common.web import READY_CHECKS, SETTINGS, create_base_app, json_response, problem_response
+from common.web import (
+    READY_CHECKS,
+    SETTINGS,
+    create_base_app,
+    json_response,
+    problem_response,
+    security_headers,
+)
 
 from .api import authenticate
 from .clientaddr import ClientAddress
@@ -185,6 +192,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     admission = Admission(settings.service, settings.max_in_flight,
                           settings.admission_delay_ms / 1000, exempt=UNMETERED_ROUTES, exempt_prefixes=UNMETERED_PREFIXES)
     app = create_base_app(settings, admission)
+    app.on_response_prepare.append(security_headers)
     app.middlewares.append(operations_only)
     auth = internal_auth_headers(settings)
     drivers = Upstream(
