@@ -16,6 +16,14 @@ draining (to half the limit or below), or within SHED_MEMORY_S of a refusal
 (the refused come back together after Retry-After); until then a burst is
 admitted up to the ceiling, which holds at once.
 
+A refusal is cheap but not free (the request is read and parsed before
+anyone can refuse it), and clients that honour Retry-After come back when it
+says: how many refusals a second a standing crowd causes is its size over
+Retry-After. So Retry-After follows the refusals: while they exceed
+REFUSALS_PER_COMPLETION of the completions it doubles (up to
+MAX_RETRY_AFTER_S), once per Retry-After (the time its effect takes to
+show), and it halves back while they stay below a quarter of that.
+
 The in-flight count is a plain integer: the event loop runs one handler step
 at a time, so no lock is needed. Routes that wait by design (long polls, live
 event streams) and the operations routes (health, readiness, metrics, the
@@ -53,6 +61,12 @@ ADMISSION_LIMIT = Gauge(
 OVERLOADED_TYPE = "/problems/overloaded"
 # Whole seconds (RFC 9110); a client that waits this long finds the burst gone.
 RETRY_AFTER_S = 1
+# Under deep overload Retry-After doubles up to this, while the refusals
+# exceed this share of the completions (a refusal costs the process about a
+# fifth of an admitted location fix: half as many refusals as completions
+# take about a tenth of its capacity).
+MAX_RETRY_AFTER_S = 8
+REFUSALS_PER_COMPLETION = 0.5
 OPERATIONS_PATHS = ("/healthz", "/readyz", "/metrics")
 # The limit never drops below this: a process just started, idle or back
 # from a stall has room to show its rate, and slow requests at a low rate (a
@@ -67,7 +81,8 @@ SMOOTHING = 0.5
 # in the time a burst of a hundred requests takes to drain on 2 busy cores).
 BURST_S = 0.5
 # After a refusal, a crowd beyond the limit is the refused clients coming back
-# after Retry-After, not a new burst: for this long no burst is admitted.
+# after Retry-After, not a new burst: for this long (with Retry-After at 1 s;
+# twice the Retry-After in force, plus BURST_S) no burst is admitted.
 SHED_MEMORY_S = 2.0 * RETRY_AFTER_S + BURST_S
 _BODY = orjson.dumps({
     "type": OVERLOADED_TYPE,
@@ -75,7 +90,10 @@ _BODY = orjson.dumps({
     "status": 503,
     "detail": "The server is at its capacity; nothing was done. Retry after the time in Retry-After.",
 })
-_HEADERS = {"Retry-After": str(RETRY_AFTER_S), "Content-Type": "application/problem+json"}
+_HEADERS = {
+    seconds: {"Retry-After": str(seconds), "Content-Type": "application/problem+json"}
+    for seconds in range(RETRY_AFTER_S, MAX_RETRY_AFTER_S + 1)
+}
 
 
 class Admission:
@@ -117,6 +135,13 @@ class Admission:
         self._last_shed = float("-inf")
         self._done = 0
         self._window_start = clock()
+        # Refusals in the current window; the Retry-After in force and when
+        # it last changed.
+        self._refused = 0
+        self.refusal_rate = 0.0
+        self.retry_after_s = RETRY_AFTER_S
+        self._retry_set_at = self._window_start
+        self._shed_memory_s = SHED_MEMORY_S
         self._exempt = frozenset(OPERATIONS_PATHS) | frozenset(exempt)
         self._prefixes = exempt_prefixes
         # Per route resource: its shed counter, or None when exempt. Decided
@@ -132,12 +157,30 @@ class Admission:
         return SHED_REQUESTS.labels(self.service, path)
 
     def _follow(self, now: float) -> None:
-        """A window ended: the limit is the rate it measured x the target delay."""
-        window = self._done / (now - self._window_start)
+        """A window ended: the limit is the rate it measured x the target delay;
+        Retry-After follows the refusals."""
+        elapsed = now - self._window_start
+        window = self._done / elapsed
         self.rate = window if not self.rate else self.rate + SMOOTHING * (window - self.rate)
         self.limit = min(self.max_limit, max(self.min_limit, int(self.rate * self.target_delay_s)))
+        refused = self._refused / elapsed
+        self.refusal_rate += SMOOTHING * (refused - self.refusal_rate)
         self._done = 0
+        self._refused = 0
         self._window_start = now
+        if now - self._retry_set_at < self.retry_after_s:
+            return  # the last change has not had the time to show
+        wanted = self.retry_after_s
+        if self.refusal_rate > REFUSALS_PER_COMPLETION * self.rate:
+            wanted = min(MAX_RETRY_AFTER_S, self.retry_after_s * 2)
+        elif self.refusal_rate < REFUSALS_PER_COMPLETION / 4 * self.rate:
+            wanted = max(RETRY_AFTER_S, self.retry_after_s // 2)
+        if wanted != self.retry_after_s:
+            logger.warning("Retry-After %d s (was %d): %.0f refusals/s, %.0f completions/s",
+                           wanted, self.retry_after_s, self.refusal_rate, self.rate)
+            self.retry_after_s = wanted
+            self._shed_memory_s = 2.0 * wanted + BURST_S
+        self._retry_set_at = now
 
     def _overloaded(self) -> bool:
         """An arrival finds the limit reached: overload at the ceiling, once in
@@ -146,7 +189,7 @@ class Admission:
         if self._full_since is None:
             self._full_since = now
         if (self.in_flight < self.max_limit and now - self._full_since < BURST_S
-                and now - self._last_shed >= SHED_MEMORY_S):
+                and now - self._last_shed >= self._shed_memory_s):
             return False
         if not self._episode_shed:
             logger.warning("overloaded: %d requests in flight for %.1f s; shedding beyond %d "
@@ -170,8 +213,10 @@ class Admission:
         if self.in_flight >= self.limit and self._overloaded():
             shed.inc()
             self._episode_shed += 1
+            self._refused += 1
             rid = clean_request_id(request.headers.get("X-Request-ID")) or new_trace_id()[:16]
-            return web.Response(body=_BODY, status=503, headers={**_HEADERS, "X-Request-ID": rid})
+            return web.Response(body=_BODY, status=503,
+                                headers={**_HEADERS[self.retry_after_s], "X-Request-ID": rid})
         self.in_flight += 1
         try:
             return await handler(request)

@@ -162,3 +162,47 @@ async def test_a_burst_that_drains_is_admitted_a_standing_queue_is_shed(aiohttp_
     later = await fill(floor + 5)
     release.set()
     assert {(await t).status for t in later} == {200}
+
+
+async def test_retry_after_grows_with_the_refusals_and_comes_back(aiohttp_client):
+    """Refused clients come back when Retry-After says: while refusals
+    outnumber half the completions it doubles (once per Retry-After), and it
+    halves back once they are few."""
+    clock = Clock()
+    admission = Admission("retry-test", 4, 0.01, clock=clock)
+    app = create_base_app(Settings(service="retry-test"), admission)
+    release = asyncio.Event()
+
+    async def work(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="done")
+
+    app.router.add_get("/work", work)
+    client = await aiohttp_client(app)
+
+    async def crowd(refusals: int) -> list[str]:
+        """The ceiling in flight, `refusals` more refused; then all finish."""
+        release.clear()
+        held = [asyncio.create_task(client.get("/work")) for _ in range(4)]
+        await eventually(lambda: admission.in_flight == 4)
+        refused = [await client.get("/work") for _ in range(refusals)]
+        assert {r.status for r in refused} <= {503}
+        release.set()
+        assert {(await t).status for t in held} == {200}
+        return [r.headers["Retry-After"] for r in refused]
+
+    assert set(await crowd(10)) == {"1"}
+    # A second later (one Retry-After), the refusals had outnumbered the
+    # completions: the next completion doubles it.
+    clock.now += 1.0
+    assert set(await crowd(10)) == {"1"}
+    assert admission.retry_after_s == 2
+    assert set(await crowd(1)) == {"2"}
+    # Only completions from now on: it halves back, not before two seconds.
+    for _ in range(40):
+        clock.now += 0.25
+        assert (await client.get("/work")).status == 200
+        if admission.retry_after_s == 1:
+            break
+    assert admission.retry_after_s == 1
+    assert set(await crowd(1)) == {"1"}
