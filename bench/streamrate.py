@@ -145,8 +145,12 @@ async def runner(url: str, stream: str, group: str, n: int, record: bool, batch:
     consumer = StreamConsumer(redis, stream, group, "runner", handler, batch=batch,
                               block_ms=100, claim_idle_ms=60_000, record_deliveries=record)
     await redis.xgroup_create(stream, group, id="0")
-    # A service process freezes what its startup made (common.service.serve).
-    gc.freeze()
+    # As a service process settles its heap once started (common.service.serve).
+    try:
+        from common.service import settle_heap
+    except ImportError:  # an older tree (--before) that only froze it
+        settle_heap = gc.freeze
+    settle_heap()
     cpu0 = time.process_time()
     started = time.perf_counter()
     await consumer.run()
