@@ -19,6 +19,7 @@ import pytest
 from common.embedded import EmbeddedRedis, free_port
 from tests.client import PASSWORD, ApiClient, driver_body, rider_body
 from tests.harness import System
+from tests.waiting import eventually
 
 LOGIN_LIMIT = 3
 SIGNUPS_PER_ADDR = 5
@@ -111,8 +112,9 @@ async def test_a_long_poll_flood_by_one_driver_leaves_other_drivers_unharmed(htt
             flooder.get("/v1/driver/offers/next", params={"wait": "10"}, timeout=30)
         ))
         await asyncio.sleep(1 / 45)
-    # The measurement runs while polls are still coming in and open.
-    await asyncio.sleep(0.5)
+    # The measurement goes on while the polls are open: 20 more calls.
+    enough = len(latencies) + 20
+    await eventually(lambda: len(latencies) >= enough, timeout=30)
     flooding = False
     await measurer
     poll_replies = await asyncio.gather(*polls)
@@ -182,7 +184,8 @@ async def test_a_sign_up_flood_does_not_slow_logins(http, system):
             await asyncio.sleep(0.2)
 
     flooder = asyncio.create_task(flood())
-    await asyncio.sleep(0.5)
+    # The flood is on: two waves answered.
+    await eventually(lambda: len(codes) >= 80, timeout=60)
     during = statistics.median([await login_ms() for _ in range(9)])
     stop.set()
     await flooder
