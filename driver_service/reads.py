@@ -204,11 +204,15 @@ class DriverReads:
 
     async def open_offer(self, driver_id: str) -> dict | None:
         """The driver's open offer, if it is still open on the trip too."""
-        raw = await self.redis.execute_command("JSON.GET", keys.driver(driver_id), "$.offer")
-        values = orjson.loads(raw) if raw else []
-        if not values:
+        # Two paths: `$.id` tells a missing driver from one without an offer
+        # (a document stores no null `offer`).
+        raw = await self.redis.execute_command(
+            "JSON.GET", keys.driver(driver_id), "$.id", "$.offer"
+        )
+        values = orjson.loads(raw) if raw else {}
+        if not values.get("$.id"):
             raise errors.NotFound("No such driver.")
-        offer = values[0]
+        offer = (values.get("$.offer") or [None])[0]
         if not offer or offer["expires_ms"] <= time.time() * 1000:
             return None
         raw = await self.redis.execute_command(

@@ -100,7 +100,7 @@ class TripStore:
                 errors=[{"field": "trip_id", "message": "must be in the rider's region"}]
             )
         surge = (await self.surges(region.name, surge_cell(pickup["lat"], pickup["lon"])))[product]
-        doc = document.new_trip(trip_id, region.name, rider_id, product, pickup, dropoff, surge)
+        doc = document.new_trip(trip_id, rider_id, product, pickup, dropoff, surge)
         reply = await self.scripts.call(
             S.REQUEST_TRIP, S.RequestKeys.of(trip_id, rider_id, product),
             S.RequestArgs(doc=orjson.dumps(doc).decode(),
@@ -365,7 +365,8 @@ class TripStore:
         for trip_id in trip_ids:
             doc = docs.get(trip_id)
             if doc is not None:
-                item = {k: doc[k] for k in ACTIVE_TRIP_FIELDS if doc.get(k) is not None}
+                full = document.derived(doc)
+                item = {k: full[k] for k in ACTIVE_TRIP_FIELDS if full.get(k) is not None}
                 item["trip_id"] = item.pop("id")
                 if doc["status"] == "requested":
                     item.pop("driver_id", None)

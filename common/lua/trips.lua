@@ -16,11 +16,13 @@ local function load_doc(key)
   return cjson.decode(raw)
 end
 
--- Set one top-level field (nil deletes it) in the stored document and in the
--- decoded copy the script works on.
+-- Set one top-level field in the stored document and in the decoded copy the
+-- script works on. nil or null deletes it: a document keeps no null members
+-- (each member costs memory, and a missing member reads as null).
 local function jset(key, doc, field, value)
-  if value == nil then
+  if value == nil or value == cjson.null then
     redis.call('JSON.DEL', key, '$.' .. field)
+    value = nil
   else
     redis.call('JSON.SET', key, '$.' .. field, cjson.encode(value))
   end
@@ -40,6 +42,19 @@ local function contains(list, value)
     if item == value then return true end
   end
   return false
+end
+
+-- A driver who declined, let an offer expire or cancelled is never offered
+-- the trip again. The list exists only once someone refused (older documents
+-- carry an empty one).
+local function refuse(key, doc, driver_id)
+  if is_null(doc.refused) then
+    redis.call('JSON.SET', key, '$.refused', cjson.encode({driver_id}))
+    doc.refused = {driver_id}
+  else
+    redis.call('JSON.ARRAPPEND', key, '$.refused', cjson.encode(driver_id))
+    table.insert(doc.refused, driver_id)
+  end
 end
 
 local function hdecr(hash_key, field)

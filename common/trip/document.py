@@ -5,6 +5,13 @@ are listed in `PUBLIC_FIELDS`; the rest are bookkeeping for the scripts:
 `requested_ms`/`expires_ms`/`started_ms` (server clock), `cell` (surge cell
 of the pickup), `offer` (the open offer, at most one), `refused` (drivers who
 declined, let an offer expire or cancelled: never offered this trip again).
+
+Every member of a RedisJSON object costs memory, and an object of more than
+16 members twice the table: a document holds no null or empty member (an
+absent `offer` is no open offer, an absent `refused` nobody refused) and
+nothing derivable. `region` comes from the id and `requested_at` from
+`requested_ms` (`derived`). Documents written before kept `region`,
+`requested_at`, `refused: []` and `offer: null`; they read the same.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from typing import Any
 
 from common.fares import FARE_MODELS, estimate_duration_s
 from common.geo import haversine_m, surge_cell
+from common.ids import region_of
+from common.timeutil import iso
 
 PUBLIC_FIELDS = (
     "id",
@@ -59,13 +68,12 @@ def quote(product: str, pickup: dict, dropoff: dict, surge) -> dict:
 
 
 def new_trip(
-    trip_id: str, region: str, rider_id: str, product: str, pickup: dict, dropoff: dict, surge
+    trip_id: str, rider_id: str, product: str, pickup: dict, dropoff: dict, surge
 ) -> dict:
     """The document before the script stamps the server times on it."""
     q = quote(product, pickup, dropoff, surge)
     return {
         "id": trip_id,
-        "region": region,
         "status": "requested",
         "rider_id": rider_id,
         "product": product,
@@ -76,9 +84,21 @@ def new_trip(
         "distance_m": q["distance_m"],
         "duration_s": q["duration_s"],
         "cell": surge_cell(pickup["lat"], pickup["lon"]),
-        "refused": [],
-        "offer": None,
     }
+
+
+def requested_at(doc: dict) -> str:
+    return doc.get("requested_at") or iso(doc["requested_ms"])
+
+
+def derived(doc: dict) -> dict:
+    """The document with the fields it does not store (`region`,
+    `requested_at`): what the views and the cold store read."""
+    out = dict(doc)
+    out.setdefault("region", region_of(doc["id"]))
+    if "requested_ms" in doc:
+        out["requested_at"] = requested_at(doc)
+    return out
 
 
 def same_request(doc: dict, rider_id: str, product: str, pickup: dict, dropoff: dict) -> bool:
@@ -93,6 +113,8 @@ def same_request(doc: dict, rider_id: str, product: str, pickup: dict, dropoff: 
 def render(doc: dict[str, Any], queue_position: int | None = None) -> dict[str, Any]:
     """The trip object of the API (plus `driver_id`) from the document."""
     out = {k: doc[k] for k in PUBLIC_FIELDS if doc.get(k) is not None}
+    if "requested_at" not in out and "requested_ms" in doc:
+        out["requested_at"] = iso(doc["requested_ms"])
     if doc.get("status") == "requested":
         out.pop("driver_id", None)
         if queue_position is not None:

@@ -17,7 +17,7 @@ leave_queue(t, {pending = K.pending, pickups = K.pickups, demand = K.demand, exp
 local data = {}
 if holder ~= '' then
   jset(K.trip, t, 'offer', cjson.null)
-  redis.call('JSON.ARRAPPEND', K.trip, '$.refused', cjson.encode(holder))
+  refuse(K.trip, t, holder)
   redis.call('ZREM', K.offer_deadlines, trip_id)
   local dk = {driver = K.driver, geo = K.geo, supply = K.supply, offers = K.offers}
   local d = load_doc(dk.driver)

@@ -17,7 +17,7 @@ if doc.status == 'requested' then
     stage = 'offered'
     jset(K.trip, doc, 'offer', cjson.null)
     -- It was offered to them: they hear 409 about it, not 404 (related()).
-    redis.call('JSON.ARRAPPEND', K.trip, '$.refused', cjson.encode(freed))
+    refuse(K.trip, doc, freed)
   end
 else
   freed = doc.driver_id
