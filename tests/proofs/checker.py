@@ -26,6 +26,7 @@ import orjson
 from redis.asyncio.cluster import RedisCluster
 
 from common import keys
+from common.events import trip_event_items
 
 from tests.proofs.load import RANK, Ledger
 
@@ -149,8 +150,9 @@ async def snapshot(redis) -> dict[str, Any]:
                             "subjects": {}, "idem": {}, "sessions": {}}
     for k in trip_keys:
         doc = _loads(next(replies))
-        events = [orjson.loads(x) for x in next(replies)]
+        raw_events = next(replies)
         if doc is not None:
+            events = trip_event_items(raw_events, doc["id"], doc)
             snap["trips"][doc["id"]] = doc
             snap["trip_events"][doc["id"]] = events
     for k in driver_keys:
