@@ -15,6 +15,7 @@ import orjson
 from .ids import new_ulid
 from .timeutil import iso, now_ms
 from .tracing import new_trace_id, trace_id_var
+from .trip.document import expand
 from .trip.statemachine import TERMINAL, TRIP_EVENTS
 
 VERSION = 1
@@ -108,6 +109,7 @@ def _cjson_point(p: dict) -> dict:
 def requested_data(trip: dict[str, Any], occurred_ms: int) -> dict[str, Any]:
     """The data of `trip.requested`, as the event carried it, from the trip
     (its document or its public view: both show the request)."""
+    trip = expand(trip)
     data = {k: trip[k] for k in REQUEST_FIELDS}
     data["pickup"] = _cjson_point(trip["pickup"])
     data["dropoff"] = _cjson_point(trip["dropoff"])

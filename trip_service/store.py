@@ -182,7 +182,7 @@ class TripStore:
         raws = await self.redis.execute_command(
             "JSON.MGET", *[keys.trip(t) for t in trip_ids], "$"
         )
-        return [orjson.loads(raw)[0] for raw in raws if raw]
+        return [document.expand(orjson.loads(raw)[0]) for raw in raws if raw]
 
     async def _cold_trip(self, trip_id: str) -> dict | None:
         return await self.cold.trip(trip_id) if self.cold is not None else None

@@ -10,10 +10,22 @@ local function reply_err(code, detail)
   return {'err', code, detail}
 end
 
+-- A trip's request (pickup, dropoff, fare estimate, surge, distance,
+-- duration) is one member holding its JSON text (common/trip/document.py,
+-- PACKED): its fields come to the top of the decoded copy. Never written
+-- back: no script changes a request (jset writes single members).
+local function expand_request(doc)
+  if type(doc.request) == 'string' then
+    for k, v in pairs(cjson.decode(doc.request)) do doc[k] = v end
+    doc.request = nil
+  end
+  return doc
+end
+
 local function load_doc(key)
   local raw = redis.call('JSON.GET', key)
   if not raw then return nil end
-  return cjson.decode(raw)
+  return expand_request(cjson.decode(raw))
 end
 
 -- Set one top-level field in the stored document and in the decoded copy the

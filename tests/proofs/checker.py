@@ -27,6 +27,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from common import keys
 from common.events import trip_event_items
+from common.trip.document import expand
 
 from tests.proofs.load import RANK, Ledger
 
@@ -152,6 +153,7 @@ async def snapshot(redis) -> dict[str, Any]:
         doc = _loads(next(replies))
         raw_events = next(replies)
         if doc is not None:
+            doc = expand(doc)
             events = trip_event_items(raw_events, doc["id"], doc)
             snap["trips"][doc["id"]] = doc
             snap["trip_events"][doc["id"]] = events

@@ -1,6 +1,7 @@
 """The compact stored shapes: a trip's event list reads back as the events the
-stream carried, and documents written in the older, fuller shape (nulls,
-empty lists, `region`, `requested_at`) still work."""
+stream carried, a trip's request is one packed member that every reader
+sees expanded, and documents written in the older, fuller shape (every field
+at the top, nulls, empty lists, `region`, `requested_at`) still work."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import orjson
 from common import ids, keys
 from common.events import trip_event_item, trip_event_items
 from common.timeutil import iso
+from common.trip.document import REQUEST_FIELDS, expand
 
 from tests.helpers.services import DROPOFF, near
 
@@ -86,8 +88,11 @@ async def test_documents_of_the_older_shape_still_work(rig):
     trip = await rig.request(near())
     doc = await rig.doc(trip["id"])
     assert "offer" not in doc and "refused" not in doc and "region" not in doc
-    older = {**doc, "region": "sf", "requested_at": iso(doc["requested_ms"]),
+    assert isinstance(doc["request"], str) and "pickup" not in doc
+    # Every field at the top, as documents were written before.
+    older = {**expand(doc), "region": "sf", "requested_at": iso(doc["requested_ms"]),
              "refused": [], "offer": None}
+    assert "request" not in older and older["pickup"] == trip["pickup"]
     await rig.redis.execute_command("JSON.SET", keys.trip(trip["id"]), "$",
                                     orjson.dumps(older).decode())
     d1 = await rig.new_driver(near(0.001), online=False)
@@ -105,6 +110,10 @@ async def test_documents_of_the_older_shape_still_work(rig):
     assert (await rig.accept(d2, trip["id"])).status == 200
     view = await rig.trip(trip["id"])
     assert view["status"] == "assigned" and view["requested_at"] == trip["requested_at"]
+    assert {k: view[k] for k in REQUEST_FIELDS} == {k: trip[k] for k in REQUEST_FIELDS}
+    # Its timeline's request event reads the request from the top.
+    body = await (await rig.trips.get(f"/internal/trips/{trip['id']}/timeline")).json()
+    assert body["events"][0]["data"]["pickup"] == trip["pickup"]
     driver = await rig.driver(d1)
     assert driver["region"] == "sf" and driver["rating"] is None and driver["ratings"] == 0
     assert driver["available"] is True
@@ -114,11 +123,12 @@ async def test_new_documents_hold_no_null_or_derivable_member(rig):
     trip = await rig.request(near(), rider_id=ids.new_id(ids.RIDER, "sf"))
     doc = await rig.doc(trip["id"])
     assert None not in doc.values()
-    assert not {"region", "requested_at", "refused", "offer"} & doc.keys()
-    assert len(doc) <= 16
+    assert not {"region", "requested_at", "refused", "offer", *REQUEST_FIELDS} & doc.keys()
+    assert len(doc) <= 8
     view = await rig.trip(trip["id"])
     assert view["requested_at"] == iso(doc["requested_ms"])
     assert view["dropoff"] == DROPOFF
+    assert {k: view[k] for k in REQUEST_FIELDS} == orjson.loads(doc["request"])
     driver_id = await rig.new_driver(near(0.001))
     d = await rig.driver_doc(driver_id)
     assert None not in d.values() and "region" not in d and len(d) <= 16

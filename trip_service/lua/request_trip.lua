@@ -7,7 +7,7 @@ local active = redis.call('GET', K.rider_active)
 if active then
   return reply_err('conflict', 'the rider already has an active trip: ' .. active)
 end
-local doc = cjson.decode(A.doc)
+local doc = expand_request(cjson.decode(A.doc))
 local now = now_ms()
 redis.call('JSON.SET', K.trip, '$', A.doc)
 jset(K.trip, doc, 'requested_ms', now)
