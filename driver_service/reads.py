@@ -271,6 +271,7 @@ class DriverReads:
             if driver is None:
                 raise errors.NotFound("No driver is assigned to this trip.")
             self._trip_drivers.put(trip_id, trip["driver_id"])
+        driver = document.expand(driver)
         location = driver.get("location")
         eta = None
         if trip["status"] == Status.ASSIGNED and location:

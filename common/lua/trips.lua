@@ -106,7 +106,10 @@ local function wait_again(doc, pickups_key)
   redis.call('GEOADD', pickups_key, doc.pickup.lon, doc.pickup.lat, doc.id)
 end
 
-local function leave_queue(doc, q)
+-- Leaving the queue, the trip drops its expiry time too (a member less in
+-- the document for the rest of its life): a driver's cancel sets a fresh one.
+local function leave_queue(key, doc, q)
+  jset(key, doc, 'expires_ms', nil)
   redis.call('ZREM', q.pending, doc.id)
   redis.call('ZREM', q.pickups, doc.id)
   hdecr(q.demand, doc.cell)

@@ -11,6 +11,7 @@ from common import ids, keys
 from common.events import trip_event_item, trip_event_items
 from common.timeutil import iso
 from common.trip.document import REQUEST_FIELDS, expand
+from driver_service import document as driver_document
 
 from tests.helpers.services import DROPOFF, near
 
@@ -98,7 +99,7 @@ async def test_documents_of_the_older_shape_still_work(rig):
     d1 = await rig.new_driver(near(0.001), online=False)
     d_doc = await rig.driver_doc(d1)
     await rig.redis.execute_command("JSON.SET", keys.driver(d1), "$", orjson.dumps({
-        **d_doc, "region": "sf", "rating": None, "rating_count": 0, "rating_sum": 0,
+        **driver_document.expand(d_doc), "region": "sf", "rating": None, "rating_count": 0, "rating_sum": 0,
         "offer": None, "trip_id": None, "supply_cell": None,
     }).decode())
     await rig.status(d1, "online")
@@ -116,7 +117,8 @@ async def test_documents_of_the_older_shape_still_work(rig):
     assert body["events"][0]["data"]["pickup"] == trip["pickup"]
     driver = await rig.driver(d1)
     assert driver["region"] == "sf" and driver["rating"] is None and driver["ratings"] == 0
-    assert driver["available"] is True
+    assert driver["available"] is True and driver["first_name"] == "Dee"
+    assert driver["registered_at"] == orjson.loads(d_doc["profile"])["registered_at"]
 
 
 async def test_new_documents_hold_no_null_or_derivable_member(rig):
@@ -131,5 +133,17 @@ async def test_new_documents_hold_no_null_or_derivable_member(rig):
     assert {k: view[k] for k in REQUEST_FIELDS} == orjson.loads(doc["request"])
     driver_id = await rig.new_driver(near(0.001))
     d = await rig.driver_doc(driver_id)
-    assert None not in d.values() and "region" not in d and len(d) <= 16
-    assert (await rig.driver(driver_id))["region"] == "sf"
+    assert None not in d.values() and "region" not in d and len(d) <= 8
+    assert not {"first_name", "last_name", "car", "registered_at"} & d.keys()
+    view = await rig.driver(driver_id)
+    assert view["region"] == "sf" and view["first_name"] == "Dee"
+    assert view["car"]["plate"] == "7ABC123" and view["registered_at"].endswith("Z")
+    # Registering again with the same details is the same driver.
+    r = await rig.drivers.post("/internal/drivers", json={
+        "driver_id": driver_id, "first_name": "Dee", "last_name": "Driver",
+        "car": view["car"], "product": "standard"})
+    assert r.status == 200, await r.text()
+    r = await rig.drivers.post("/internal/drivers", json={
+        "driver_id": driver_id, "first_name": "Other", "last_name": "Driver",
+        "car": view["car"], "product": "standard"})
+    assert r.status == 409, await r.text()

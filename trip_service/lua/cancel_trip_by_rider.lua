@@ -11,7 +11,7 @@ local now = now_ms()
 local freed = ''
 local stage = doc.status
 if doc.status == 'requested' then
-  leave_queue(doc, {pending = K.pending, pickups = K.pickups, demand = K.demand, expiry = K.expiry})
+  leave_queue(K.trip, doc, {pending = K.pending, pickups = K.pickups, demand = K.demand, expiry = K.expiry})
   if not is_null(doc.offer) then
     freed = doc.offer.driver_id
     stage = 'offered'
