@@ -28,6 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from common import keys
 from common.events import trip_event_items
 from common.trip.document import expand
+from driver_service.document import expand as expand_driver
 
 from tests.proofs.load import RANK, Ledger
 
@@ -160,7 +161,7 @@ async def snapshot(redis) -> dict[str, Any]:
     for k in driver_keys:
         doc = _loads(next(replies))
         if doc is not None:
-            snap["drivers"][doc["id"]] = doc
+            snap["drivers"][doc["id"]] = expand_driver(doc)
     for k in account_keys:
         snap["accounts"][k] = _loads(next(replies))
     for k in subject_keys:
