@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -212,6 +213,7 @@ async def measure(n_drivers: int, n_trips: int, seed: int = 9) -> dict:
             await redis.aclose()
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:
