@@ -327,13 +327,15 @@ def _memory_rows(memory: dict, rss: dict[str, int]) -> list[Row]:
     trips = memory.get("trips") or {}
     drivers = memory.get("drivers") or {}
     mib = {k: round(v / 2**20, 1) for k, v in rss.items()}
+    t_parts, d_parts = trips.get("parts_b") or {}, drivers.get("parts_b") or {}
     return [
-        Row(f"memory: {trips.get('used_memory_per_trip_b', 0):,} B of Redis per waiting trip "
-            f"(document {trips.get('document_b', 0):,} B)", None, None, None, None, 0,
-            number=9, unit="bytes", extra=trips),
-        Row(f"memory: {drivers.get('used_memory_per_driver_b', 0):,} B of Redis per online "
-            f"driver (document {drivers.get('document_b', 0):,} B)", None, None, None, None, 0,
-            number=9, unit="bytes", extra=drivers),
+        Row(f"memory: {trips.get('used_memory_b', 0):,} B of Redis per waiting trip "
+            f"(document {t_parts.get('document', 0):,} B, event list "
+            f"{t_parts.get('event_list', 0):,} B, stream {t_parts.get('stream', 0):,} B)",
+            None, None, None, None, 0, number=9, unit="bytes", extra=trips),
+        Row(f"memory: {drivers.get('used_memory_b', 0):,} B of Redis per online driver "
+            f"(document {d_parts.get('document', 0):,} B, stream {d_parts.get('stream', 0):,} B)",
+            None, None, None, None, 0, number=9, unit="bytes", extra=drivers),
         Row("memory: MiB resident under load: " + ", ".join(
             f"{k.split('_')[0]} {v:.0f}" for k, v in mib.items()),
             None, None, None, None, 0, number=9, unit="MiB", extra=mib),

@@ -13,7 +13,7 @@ seeded directly through the services' own stores and scripts
   waiting (of a product whose other drivers are all busy, so the freed
   driver is the one who gets it);
 - memory: `used_memory` deltas per driver and per trip, with MEMORY USAGE of
-  their documents and their share of each index and of the event stream.
+  each part (bench/memory.py, which `python -m bench.memory` runs alone).
 
 Seeding runs with `appendfsync everysec` to be quick; every measurement runs
 with `always`. After each sample the state is put back (the offer declined,
@@ -38,10 +38,9 @@ from common.streams import Entry
 from driver_service.settings import DriverSettings
 from trip_service.settings import TripSettings
 
-REGION = "sf"
-# Inner part of the default region, so searches are not cut by its edges.
-BOUNDS = (37.715, -122.50, 37.815, -122.37)
-CAR = {"make": "Toyota", "model": "Prius", "color": "white", "plate": "SCALE1", "seats": 4}
+from . import memory
+from .memory import CAR, REGION, point as _point
+
 SEED_CONCURRENCY = 64
 
 
@@ -74,10 +73,6 @@ class Sample:
                 "out_of_reach": self.out_of_reach}
 
 
-def _point(rng: random.Random) -> tuple[float, float]:
-    return (round(rng.uniform(BOUNDS[0], BOUNDS[2]), 6), round(rng.uniform(BOUNDS[1], BOUNDS[3]), 6))
-
-
 class ScaleBench:
     def __init__(self, work_dir: Path, samples: int, rng: random.Random) -> None:
         self.work_dir = work_dir
@@ -104,25 +99,32 @@ class ScaleBench:
         out: list[Sample] = []
         try:
             online = 0
-            mem0 = await self._used()
+            # Memory (scenario 9) with bench/memory.py's functions, over the
+            # last seeding alone: the samples between seedings leave trips
+            # and drivers of their own behind.
             for n in driver_counts:
+                last = n == driver_counts[-1]
+                before = await memory.Snapshot.take(redis, memory.driver_shared("standard"))
                 t0 = time.monotonic()
                 await self._seed_drivers(n - online, "standard")
-                online = n
                 log(f"scale: {n:,} drivers online (seeded in {time.monotonic() - t0:.0f} s)")
-                if n == driver_counts[-1]:
-                    self.memory["drivers"] = await self._driver_memory(n, await self._used() - mem0)
+                if last:
+                    self.memory["drivers"] = await memory.driver_memory(
+                        redis, before, "standard", n - online)
+                online = n
                 out.append(await self._geosearch_3km(n))
                 out.append(await self._new_trip_samples(n))
             waiting = 0
-            mem1 = await self._used()
             for n in pending_counts:
+                last = n == pending_counts[-1]
+                before = await memory.Snapshot.take(redis, memory.trip_shared("xl"))
                 t0 = time.monotonic()
                 await self._seed_pending(n - waiting, "xl")
-                waiting = n
                 log(f"scale: {n:,} trips waiting (seeded in {time.monotonic() - t0:.0f} s)")
-                if n == pending_counts[-1]:
-                    self.memory["trips"] = await self._trip_memory(n, await self._used() - mem1)
+                if last:
+                    self.memory["trips"] = await memory.trip_memory(
+                        redis, before, "xl", n - waiting, self.rng)
+                waiting = n
                 out.append(await self._freed_driver_samples(n, "xl"))
         finally:
             await redis.aclose()
@@ -145,34 +147,15 @@ class ScaleBench:
 
     async def _seed_drivers(self, n: int, product: str) -> None:
         await self._fsync("everysec")
-        store = self.drivers
-
-        async def make(i: int) -> None:
-            driver_id = ids.new_id(ids.DRIVER, REGION)
-            await store.register(driver_id, "Scale", f"D{i}", CAR, product)
-            lat, lon = _point(self.rng)
-            await store.update_location(driver_id, lat, lon, None, None)
-            await store.go_online(driver_id)
-
         try:
-            await self._bounded(n, make)
+            await memory.seed_drivers(self.drivers, n, product, self.rng, self._bounded)
         finally:
             await self._fsync("always")
 
     async def _seed_pending(self, n: int, product: str) -> None:
         await self._fsync("everysec")
-
-        async def make(i: int) -> None:
-            rider = ids.new_id(ids.RIDER, REGION)
-            lat, lon = _point(self.rng)
-            dlat, dlon = _point(self.rng)
-            doc = await self.trips.request(rider, product, {"lat": lat, "lon": lon},
-                                           {"lat": dlat, "lon": dlon}, None)
-            # What a running dispatcher learnt from the trip's request event.
-            self.drivers.remember_trip(doc["id"], product, rider)
-
         try:
-            await self._bounded(n, make)
+            await memory.seed_trips(self.trips, self.drivers, n, product, self.rng, self._bounded)
         finally:
             await self._fsync("always")
 
@@ -249,46 +232,3 @@ class ScaleBench:
                 sample.out_of_reach += 1
             await self.drivers.go_offline(driver_id)
         return sample
-
-    # --- memory -------------------------------------------------------------
-    async def _used(self) -> int:
-        return int((await self.redis.info("memory"))["used_memory"])
-
-    async def _usage(self, key: str) -> int:
-        return int(await self.redis.memory_usage(key, samples=0) or 0)
-
-    async def _driver_memory(self, n: int, delta: int) -> dict:
-        some = await self.redis.zrange(keys.geo(REGION, "standard"), 0, 49)
-        docs = [await self._usage(keys.driver(d)) for d in some]
-        stream = await self._usage(keys.events(REGION))
-        entries = await self.redis.xlen(keys.events(REGION))
-        geo = await self._usage(keys.geo(REGION, "standard"))
-        return {
-            "drivers": n,
-            "used_memory_per_driver_b": round(delta / n),
-            "document_b": round(statistics.fmean(docs)) if docs else None,
-            "geo_index_per_driver_b": round(geo / n),
-            "stream_b_per_event": round(stream / max(entries, 1)),
-            "events_per_driver": 2,
-        }
-
-    async def _trip_memory(self, n: int, delta: int) -> dict:
-        product = "xl"
-        some = await self.redis.zrange(keys.pending(REGION, product), 0, 49)
-        docs = [await self._usage(keys.trip(t)) for t in some]
-        lists = [await self._usage(keys.trip_events(t)) for t in some]
-        pending = await self._usage(keys.pending(REGION, product))
-        pickups = await self._usage(keys.pickups(REGION, product))
-        expiry = await self._usage(keys.expiry_deadlines(REGION))
-        stream = await self._usage(keys.events(REGION))
-        entries = await self.redis.xlen(keys.events(REGION))
-        return {
-            "trips": n,
-            "used_memory_per_trip_b": round(delta / max(n, 1)),
-            "document_b": round(statistics.fmean(docs)) if docs else None,
-            "event_list_b": round(statistics.fmean(lists)) if lists else None,
-            "ranking_per_trip_b": round(pending / max(n, 1)),
-            "pickups_geo_per_trip_b": round(pickups / max(n, 1)),
-            "expiry_per_trip_b": round(expiry / max(n, 1)),
-            "stream_b_per_event": round(stream / max(entries, 1)),
-        }

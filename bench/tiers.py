@@ -30,6 +30,7 @@ import aiohttp
 
 import redis as redis_sync
 from common import ids, keys
+from common.events import trip_event_stream_id
 from common.embedded import EmbeddedRedis, free_port
 from common.embedded_pg import EmbeddedPostgres
 from common.redisconn import create_redis
@@ -135,7 +136,7 @@ async def soak_and_reads(system: System, admin_url: str, soak_s: float, warm_s: 
                 hot_bytes.append(
                     (admin.memory_usage(keys.trip(trip_id)) or 0)
                     + (admin.memory_usage(keys.trip_events(trip_id)) or 0)
-                    + sum(admin.memory_usage(keys.deliveries("sf", json.loads(x)["stream_id"]))
+                    + sum(admin.memory_usage(keys.deliveries("sf", trip_event_stream_id(x)))
                           or 0 for x in items))
 
         say(f"warm-up {warm_s:.0f} s ...")

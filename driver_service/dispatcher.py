@@ -103,7 +103,7 @@ class Dispatcher:
         if driver is None or not document.is_available(driver):
             return None
         loc = driver["location"]
-        return Around(driver_id, driver["region"], driver["product"], loc["lat"], loc["lon"])
+        return Around(driver_id, ids.region_of(driver_id), driver["product"], loc["lat"], loc["lon"])
 
     async def dispatch(self, trip_ids: Iterable[str], around: Around | None = None,
                        known: dict | None = None) -> int:

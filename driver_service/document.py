@@ -5,37 +5,57 @@ open offer; exactly then it is in the GEO index of its product and counted in
 the supply of its cell (`supply_cell`). `offer` is the open offer (at most
 one), `trip_id` the trip the driver holds. `rating` is the average of the
 riders' stars (`rating_sum` / `rating_count`), null before the first.
+
+Every node of a RedisJSON document costs memory (common/trip/document.py
+says how much), so a document holds no null or zero member: a missing
+`offer`, `trip_id`, `location`, `rating` is none yet, a missing count zero,
+and `region` comes from the id. The profile (`PROFILE_FIELDS`: names, car,
+registered_at), fixed at registration, is one member `profile` holding its
+JSON text: no script reads it, `expand` brings it to the top for Python.
+Documents written before carried every field at the top, with nulls and
+zeros; they read the same.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
+from common.ids import region_of
 from common.trip.statemachine import WITH_DRIVER
 
 
-def new_driver(driver_id: str, region: str, first_name: str, last_name: str, car: dict,
+# The member holding the profile's JSON text, and what it holds
+# (registered_at is stamped into it by register_driver.lua).
+PROFILE = "profile"
+PROFILE_FIELDS = ("first_name", "last_name", "car", "registered_at")
+
+
+def new_driver(driver_id: str, first_name: str, last_name: str, car: dict,
                product: str) -> dict:
+    profile = {"first_name": first_name, "last_name": last_name, "car": car}
     return {
         "id": driver_id,
-        "region": region,
-        "first_name": first_name,
-        "last_name": last_name,
-        "car": car,
+        PROFILE: orjson.dumps(profile).decode(),
         "product": product,
         "status": "offline",
-        "rating": None,
-        "rating_count": 0,
-        "rating_sum": 0,
-        "location": None,
-        "cell": None,
-        "supply_cell": None,
-        "offer": None,
-        "trip_id": None,
     }
 
 
+def expand(doc: dict) -> dict:
+    """The document with its profile's fields at the top (a document of the
+    older shape, or one expanded already, as it is)."""
+    packed = doc.get(PROFILE)
+    if not isinstance(packed, str):
+        return doc
+    out = {k: v for k, v in doc.items() if k != PROFILE}
+    out.update(orjson.loads(packed))
+    return out
+
+
 def same_registration(doc: dict, first_name: str, last_name: str, car: dict, product: str) -> bool:
+    doc = expand(doc)
     return (
         doc.get("first_name") == first_name
         and doc.get("last_name") == last_name
@@ -54,9 +74,10 @@ def is_available(doc: dict) -> bool:
 
 
 def render(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = expand(doc)
     out = {
         "id": doc["id"],
-        "region": doc.get("region"),
+        "region": region_of(doc["id"]),
         "first_name": doc["first_name"],
         "last_name": doc["last_name"],
         "car": doc["car"],

@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 from redis.exceptions import ResponseError
 
-from common import keys
+from common import ids, keys
 from common.fares import PRODUCTS
 from common.models import OPS_LIST_LIMIT
 from common.settings import Settings
@@ -34,7 +34,7 @@ def position(doc: dict) -> dict | None:
     loc = doc["location"]
     item = {
         "driver_id": doc["id"],
-        "region": doc.get("region"),
+        "region": ids.region_of(doc["id"]),
         "product": doc["product"],
         "status": "available",
         "location": {"lat": loc["lat"], "lon": loc["lon"]},

@@ -123,7 +123,7 @@ class DriverReads:
 
     async def trip_doc(self, trip_id: str) -> dict | None:
         raw = await self.redis.execute_command("JSON.GET", keys.trip(trip_id))
-        return orjson.loads(raw) if raw else None
+        return trip_document.expand(orjson.loads(raw)) if raw else None
 
     async def trip_docs(self, trip_ids: list[str]) -> dict[str, dict]:
         """Documents of trips of one region, in one round trip."""
@@ -132,7 +132,8 @@ class DriverReads:
         raws = await self.redis.execute_command(
             "JSON.MGET", *[keys.trip(t) for t in trip_ids], "$"
         )
-        return {t: orjson.loads(raw)[0] for t, raw in zip(trip_ids, raws) if raw}
+        return {t: trip_document.expand(orjson.loads(raw)[0])
+                for t, raw in zip(trip_ids, raws) if raw}
 
     async def get(self, driver_id: str) -> dict:
         self._region(driver_id, ids.DRIVER, "driver")
@@ -204,11 +205,15 @@ class DriverReads:
 
     async def open_offer(self, driver_id: str) -> dict | None:
         """The driver's open offer, if it is still open on the trip too."""
-        raw = await self.redis.execute_command("JSON.GET", keys.driver(driver_id), "$.offer")
-        values = orjson.loads(raw) if raw else []
-        if not values:
+        # Two paths: `$.id` tells a missing driver from one without an offer
+        # (a document stores no null `offer`).
+        raw = await self.redis.execute_command(
+            "JSON.GET", keys.driver(driver_id), "$.id", "$.offer"
+        )
+        values = orjson.loads(raw) if raw else {}
+        if not values.get("$.id"):
             raise errors.NotFound("No such driver.")
-        offer = values[0]
+        offer = (values.get("$.offer") or [None])[0]
         if not offer or offer["expires_ms"] <= time.time() * 1000:
             return None
         raw = await self.redis.execute_command(
@@ -254,7 +259,7 @@ class DriverReads:
             raws = await self.redis.execute_command(
                 "JSON.MGET", keys.trip(trip_id), keys.driver(known), "$"
             )
-            trip = orjson.loads(raws[0])[0] if raws[0] else None
+            trip = trip_document.expand(orjson.loads(raws[0])[0]) if raws[0] else None
             if trip is not None and trip.get("driver_id") == known and raws[1]:
                 driver = orjson.loads(raws[1])[0]
         else:
@@ -266,6 +271,7 @@ class DriverReads:
             if driver is None:
                 raise errors.NotFound("No driver is assigned to this trip.")
             self._trip_drivers.put(trip_id, trip["driver_id"])
+        driver = document.expand(driver)
         location = driver.get("location")
         eta = None
         if trip["status"] == Status.ASSIGNED and location:

@@ -35,8 +35,8 @@ class DriverStore(DriverReads):
     # --- drivers -------------------------------------------------------
     async def register(self, driver_id: str, first_name: str, last_name: str, car: dict,
                        product: str) -> tuple[dict, bool]:
-        region = self.driver_region(driver_id)
-        doc = document.new_driver(driver_id, region.name, first_name, last_name, car, product)
+        self.driver_region(driver_id)
+        doc = document.new_driver(driver_id, first_name, last_name, car, product)
         reply = await self.scripts.call(
             S.REGISTER_DRIVER, S.RegisterKeys.of(driver_id),
             S.RegisterArgs(doc=orjson.dumps(doc).decode()),

@@ -33,6 +33,7 @@ from prometheus_client import Counter, Gauge
 from redis.exceptions import OutOfMemoryError
 
 from common import ids, keys
+from common.events import trip_event_items
 from common.scripts import Scripts
 from common.streams import Entry, read_deliveries, safe_trim_id
 from common.timeutil import now_ms, parse_iso
@@ -158,7 +159,7 @@ class Archiver:
                 await self._drop(trip_id, None, [], None)
                 continue
             doc = orjson.loads(raw)
-            events = [orjson.loads(x) for x in items]
+            events = trip_event_items(items, trip_id, doc)
             if doc.get("status") not in ("completed", "cancelled", "expired"):
                 logger.error("trip %s is due to go cold but is %s", trip_id, doc.get("status"))
                 ARCHIVE_RESULTS.labels("not_finished").inc()

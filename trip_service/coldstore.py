@@ -24,6 +24,9 @@ from typing import Any
 import asyncpg
 import orjson
 
+from common import ids
+from common.trip.document import requested_at
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -131,9 +134,9 @@ def _trip_row(copy: HotCopy) -> tuple:
     rating = doc.get("rating") or {}
     assigned = _ts(doc.get("assigned_at"))
     return (
-        doc["id"], doc["region"], doc["rider_id"], doc.get("driver_id"), doc["product"],
+        doc["id"], ids.region_of(doc["id"]), doc["rider_id"], doc.get("driver_id"), doc["product"],
         doc["status"], doc.get("cancelled_by"), int(doc["requested_ms"]),
-        _ts(doc["requested_at"]), assigned,
+        _ts(requested_at(doc)), assigned,
         round(assigned.timestamp() * 1000) if assigned else None, _ts(_ended_at(doc)),
         Decimal(fare["amount"]) if fare.get("amount") else None, fare.get("currency"),
         rating.get("stars"), copy.raw,

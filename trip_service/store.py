@@ -8,6 +8,7 @@ from decimal import Decimal
 import orjson
 
 from common import errors, ids, keys
+from common.events import trip_event_items
 from common.fares import PRODUCTS
 from common.geo import surge_cell
 from common.pagination import SAME_SCORE_SLACK, decode_cursor, encode_cursor
@@ -100,7 +101,7 @@ class TripStore:
                 errors=[{"field": "trip_id", "message": "must be in the rider's region"}]
             )
         surge = (await self.surges(region.name, surge_cell(pickup["lat"], pickup["lon"])))[product]
-        doc = document.new_trip(trip_id, region.name, rider_id, product, pickup, dropoff, surge)
+        doc = document.new_trip(trip_id, rider_id, product, pickup, dropoff, surge)
         reply = await self.scripts.call(
             S.REQUEST_TRIP, S.RequestKeys.of(trip_id, rider_id, product),
             S.RequestArgs(doc=orjson.dumps(doc).decode(),
@@ -181,7 +182,7 @@ class TripStore:
         raws = await self.redis.execute_command(
             "JSON.MGET", *[keys.trip(t) for t in trip_ids], "$"
         )
-        return [orjson.loads(raw)[0] for raw in raws if raw]
+        return [document.expand(orjson.loads(raw)[0]) for raw in raws if raw]
 
     async def _cold_trip(self, trip_id: str) -> dict | None:
         return await self.cold.trip(trip_id) if self.cold is not None else None
@@ -237,17 +238,27 @@ class TripStore:
         """The trip's events as stored, `[{stream_id, event}]`, hot or cold
         (what an SSE client is sent first)."""
         self.region_of_trip(trip_id)
-        raw = await self.redis.lrange(keys.trip_events(trip_id), 0, -1)
+        doc, raw = await self._hot_events(trip_id)
         if raw:
-            return [orjson.loads(x) for x in raw]
+            return trip_event_items(raw, trip_id, doc)
         cold = await self.cold.events(trip_id) if self.cold is not None else []
         return [{"stream_id": sid, "event": env} for sid, env, _ in cold]
 
+    async def _hot_events(self, trip_id: str) -> tuple[dict | None, list]:
+        """The document and the event list, read together (one slot): the
+        list's `trip.requested` reads its data from the document (which holds
+        the request unchanged: no transaction needed)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.execute_command("JSON.GET", keys.trip(trip_id))
+            pipe.lrange(keys.trip_events(trip_id), 0, -1)
+            raw_doc, raw = await pipe.execute()
+        return (orjson.loads(raw_doc) if raw_doc else None), raw
+
     async def timeline(self, trip_id: str) -> dict:
         r = self.region_of_trip(trip_id)
-        if await self.redis.exists(keys.trip(trip_id)):
-            raw = await self.redis.lrange(keys.trip_events(trip_id), 0, -1)
-            items = [orjson.loads(x) for x in raw]
+        doc, raw = await self._hot_events(trip_id)
+        if doc is not None:
+            items = trip_event_items(raw, trip_id, doc)
             deliveries = await asyncio.gather(
                 *(read_deliveries(self.redis, r, item["stream_id"]) for item in items)
             )
@@ -365,7 +376,8 @@ class TripStore:
         for trip_id in trip_ids:
             doc = docs.get(trip_id)
             if doc is not None:
-                item = {k: doc[k] for k in ACTIVE_TRIP_FIELDS if doc.get(k) is not None}
+                full = document.derived(doc)
+                item = {k: full[k] for k in ACTIVE_TRIP_FIELDS if full.get(k) is not None}
                 item["trip_id"] = item.pop("id")
                 if doc["status"] == "requested":
                     item.pop("driver_id", None)

@@ -66,9 +66,12 @@ local function emit(stream_key, trip_events_key, etype, trip_id, driver_id, data
     return redis.error_reply('ERR script ran out of event ids')
   end
   _next_event = _next_event + 1
+  ms = ms or now_ms()
+  data = data or {}
+  -- `version` is common/events.py's VERSION, which the trip's list implies.
   local env = {
-    id = id, type = etype, version = 1, occurred_at = iso(ms or now_ms()),
-    producer = PRODUCER, trace_id = TRACE_ID, data = data or {},
+    id = id, type = etype, version = 1, occurred_at = iso(ms),
+    producer = PRODUCER, trace_id = TRACE_ID, data = data,
   }
   if trip_id and trip_id ~= '' then env.trip_id = trip_id end
   if driver_id and driver_id ~= '' then env.driver_id = driver_id end
@@ -76,8 +79,12 @@ local function emit(stream_key, trip_events_key, etype, trip_id, driver_id, data
   local sid = redis.call('XADD', stream_key, '*', 'type', etype,
     'trip_id', trip_id or '', 'driver_id', driver_id or '', 'env', encoded)
   if trip_events_key then
-    redis.call('RPUSH', trip_events_key,
-      '{"stream_id":"' .. sid .. '","event":' .. encoded .. '}')
+    -- Only what the list's key and the trip document do not hold
+    -- (common/events.py, trip_event_item): the request's data is the
+    -- document's, the trip id the key's.
+    local item = {sid, id, etype, ms, PRODUCER, TRACE_ID, driver_id or ''}
+    if etype ~= 'trip.requested' and next(data) ~= nil then item[8] = data end
+    redis.call('RPUSH', trip_events_key, cjson.encode(item))
   end
   return sid
 end

@@ -10,17 +10,31 @@ local function reply_err(code, detail)
   return {'err', code, detail}
 end
 
+-- A trip's request (pickup, dropoff, fare estimate, surge, distance,
+-- duration) is one member holding its JSON text (common/trip/document.py,
+-- PACKED): its fields come to the top of the decoded copy. Never written
+-- back: no script changes a request (jset writes single members).
+local function expand_request(doc)
+  if type(doc.request) == 'string' then
+    for k, v in pairs(cjson.decode(doc.request)) do doc[k] = v end
+    doc.request = nil
+  end
+  return doc
+end
+
 local function load_doc(key)
   local raw = redis.call('JSON.GET', key)
   if not raw then return nil end
-  return cjson.decode(raw)
+  return expand_request(cjson.decode(raw))
 end
 
--- Set one top-level field (nil deletes it) in the stored document and in the
--- decoded copy the script works on.
+-- Set one top-level field in the stored document and in the decoded copy the
+-- script works on. nil or null deletes it: a document keeps no null members
+-- (each member costs memory, and a missing member reads as null).
 local function jset(key, doc, field, value)
-  if value == nil then
+  if value == nil or value == cjson.null then
     redis.call('JSON.DEL', key, '$.' .. field)
+    value = nil
   else
     redis.call('JSON.SET', key, '$.' .. field, cjson.encode(value))
   end
@@ -40,6 +54,19 @@ local function contains(list, value)
     if item == value then return true end
   end
   return false
+end
+
+-- A driver who declined, let an offer expire or cancelled is never offered
+-- the trip again. The list exists only once someone refused (older documents
+-- carry an empty one).
+local function refuse(key, doc, driver_id)
+  if is_null(doc.refused) then
+    redis.call('JSON.SET', key, '$.refused', cjson.encode({driver_id}))
+    doc.refused = {driver_id}
+  else
+    redis.call('JSON.ARRAPPEND', key, '$.refused', cjson.encode(driver_id))
+    table.insert(doc.refused, driver_id)
+  end
 end
 
 local function hdecr(hash_key, field)
@@ -79,7 +106,10 @@ local function wait_again(doc, pickups_key)
   redis.call('GEOADD', pickups_key, doc.pickup.lon, doc.pickup.lat, doc.id)
 end
 
-local function leave_queue(doc, q)
+-- Leaving the queue, the trip drops its expiry time too (a member less in
+-- the document for the rest of its life): a driver's cancel sets a fresh one.
+local function leave_queue(key, doc, q)
+  jset(key, doc, 'expires_ms', nil)
   redis.call('ZREM', q.pending, doc.id)
   redis.call('ZREM', q.pickups, doc.id)
   hdecr(q.demand, doc.cell)

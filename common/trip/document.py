@@ -5,14 +5,39 @@ are listed in `PUBLIC_FIELDS`; the rest are bookkeeping for the scripts:
 `requested_ms`/`expires_ms`/`started_ms` (server clock), `cell` (surge cell
 of the pickup), `offer` (the open offer, at most one), `refused` (drivers who
 declined, let an offer expire or cancelled: never offered this trip again).
+
+Every node of a RedisJSON document costs memory (an object some 130 B, each
+member 10 B beside its value, a nested object as much again, and an object
+of more than 8 members a table twice as large, more than 16 twice again). So:
+
+- a document holds no null or empty member (an absent `offer` is no open
+  offer, an absent `refused` nobody refused) and nothing derivable: `region`
+  comes from the id and `requested_at` from `requested_ms` (`derived`);
+- the request (`REQUEST_FIELDS`: pickup, dropoff, fare estimate, surge,
+  distance, duration), fixed when the trip is requested and never changed,
+  is one member `request` holding its JSON text, not six members and three
+  nested objects. No script writes into it; they read it through
+  `load_doc` (common/lua/trips.lua), Python through `expand`, so both see
+  the fields at the top as before.
+
+Documents written before kept every field at the top, `region`,
+`requested_at`, `refused: []` and `offer: null`; they read the same.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from common.fares import FARE_MODELS, estimate_duration_s
 from common.geo import haversine_m, surge_cell
+from common.ids import region_of
+from common.timeutil import iso
+
+# The member holding the request's JSON text, and what it holds.
+PACKED = "request"
+REQUEST_FIELDS = ("pickup", "dropoff", "fare_estimate", "surge", "distance_m", "duration_s")
 
 PUBLIC_FIELDS = (
     "id",
@@ -59,29 +84,55 @@ def quote(product: str, pickup: dict, dropoff: dict, surge) -> dict:
 
 
 def new_trip(
-    trip_id: str, region: str, rider_id: str, product: str, pickup: dict, dropoff: dict, surge
+    trip_id: str, rider_id: str, product: str, pickup: dict, dropoff: dict, surge
 ) -> dict:
     """The document before the script stamps the server times on it."""
     q = quote(product, pickup, dropoff, surge)
-    return {
-        "id": trip_id,
-        "region": region,
-        "status": "requested",
-        "rider_id": rider_id,
-        "product": product,
+    request = {
         "pickup": pickup,
         "dropoff": dropoff,
         "fare_estimate": q["fare"],
         "surge": q["surge"],
         "distance_m": q["distance_m"],
         "duration_s": q["duration_s"],
+    }
+    return {
+        "id": trip_id,
+        "status": "requested",
+        "rider_id": rider_id,
+        "product": product,
+        PACKED: orjson.dumps(request).decode(),
         "cell": surge_cell(pickup["lat"], pickup["lon"]),
-        "refused": [],
-        "offer": None,
     }
 
 
+def expand(doc: dict) -> dict:
+    """The document with its request's fields at the top (a document of the
+    older shape, or one expanded already, as it is)."""
+    packed = doc.get(PACKED)
+    if not isinstance(packed, str):
+        return doc
+    out = {k: v for k, v in doc.items() if k != PACKED}
+    out.update(orjson.loads(packed))
+    return out
+
+
+def requested_at(doc: dict) -> str:
+    return doc.get("requested_at") or iso(doc["requested_ms"])
+
+
+def derived(doc: dict) -> dict:
+    """The document with the fields it does not store (`region`,
+    `requested_at`): what the views and the cold store read."""
+    out = dict(expand(doc))
+    out.setdefault("region", region_of(doc["id"]))
+    if "requested_ms" in doc:
+        out["requested_at"] = requested_at(doc)
+    return out
+
+
 def same_request(doc: dict, rider_id: str, product: str, pickup: dict, dropoff: dict) -> bool:
+    doc = expand(doc)
     return (
         doc.get("rider_id") == rider_id
         and doc.get("product") == product
@@ -92,7 +143,10 @@ def same_request(doc: dict, rider_id: str, product: str, pickup: dict, dropoff: 
 
 def render(doc: dict[str, Any], queue_position: int | None = None) -> dict[str, Any]:
     """The trip object of the API (plus `driver_id`) from the document."""
+    doc = expand(doc)
     out = {k: doc[k] for k in PUBLIC_FIELDS if doc.get(k) is not None}
+    if "requested_at" not in out and "requested_ms" in doc:
+        out["requested_at"] = iso(doc["requested_ms"])
     if doc.get("status") == "requested":
         out.pop("driver_id", None)
         if queue_position is not None:

@@ -20,7 +20,7 @@ local now = now_ms()
 if now >= t.offer.expires_ms then
   return reply_err('conflict', 'the offer expired at ' .. t.offer.expires_at)
 end
-leave_queue(t, {pending = K.pending, pickups = K.pickups, demand = K.demand, expiry = K.expiry})
+leave_queue(K.trip, t, {pending = K.pending, pickups = K.pickups, demand = K.demand, expiry = K.expiry})
 redis.call('ZREM', K.offer_deadlines, t.id)
 jset(K.trip, t, 'offer', cjson.null)
 jset(K.trip, t, 'driver_id', driver_id)

@@ -16,7 +16,7 @@ if now >= t.offer.expires_ms then
   return reply_err('conflict', 'the offer expired at ' .. t.offer.expires_at)
 end
 jset(K.trip, t, 'offer', cjson.null)
-redis.call('JSON.ARRAPPEND', K.trip, '$.refused', cjson.encode(driver_id))
+refuse(K.trip, t, driver_id)
 redis.call('ZREM', K.offer_deadlines, t.id)
 wait_again(t, K.pickups)
 if holds_offer(d, t.id) then clear_driver_offer(dk, d) end

@@ -17,7 +17,7 @@ if t and one_of(A.sources, t.status) and not is_null(t.offer) then
   if t.offer.expires_ms > now then return reply_err('not_due', 'not due yet') end
   redis.call('ZREM', K.offer_deadlines, trip_id)
   jset(K.trip, t, 'offer', cjson.null)
-  redis.call('JSON.ARRAPPEND', K.trip, '$.refused', cjson.encode(driver_id))
+  refuse(K.trip, t, driver_id)
   wait_again(t, K.pickups)
   local d = load_doc(dk.driver)
   if holds_offer(d, trip_id) then

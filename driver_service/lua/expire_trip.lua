@@ -13,11 +13,11 @@ end
 local holder = ''
 if not is_null(t.offer) then holder = t.offer.driver_id end
 if holder ~= A.holder then return reply_err('retry', 'the offer changed') end
-leave_queue(t, {pending = K.pending, pickups = K.pickups, demand = K.demand, expiry = K.expiry})
+leave_queue(K.trip, t, {pending = K.pending, pickups = K.pickups, demand = K.demand, expiry = K.expiry})
 local data = {}
 if holder ~= '' then
   jset(K.trip, t, 'offer', cjson.null)
-  redis.call('JSON.ARRAPPEND', K.trip, '$.refused', cjson.encode(holder))
+  refuse(K.trip, t, holder)
   redis.call('ZREM', K.offer_deadlines, trip_id)
   local dk = {driver = K.driver, geo = K.geo, supply = K.supply, offers = K.offers}
   local d = load_doc(dk.driver)

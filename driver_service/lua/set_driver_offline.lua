@@ -27,7 +27,7 @@ if offer_trip ~= '' then
   clear_driver_offer(dk, d)
   if trip_offered_to(t, d.id) then
     jset(K.offer_trip, t, 'offer', cjson.null)
-    redis.call('JSON.ARRAPPEND', K.offer_trip, '$.refused', cjson.encode(d.id))
+    refuse(K.offer_trip, t, d.id)
     redis.call('ZREM', K.offer_deadlines, t.id)
     wait_again(t, K.pickups)
     emit(K.events, K.offer_trip_events, 'trip.offer_declined', t.id, d.id,

@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 
 from common import keys
-from common.events import PUBLIC_TRIP_TYPES, TERMINAL_TYPES
+from common.events import PUBLIC_TRIP_TYPES, TERMINAL_TYPES, trip_event_items
 
 from .. import models, serializers
 from ..api import ANY_ROLE, Api, Call, Header, Response
@@ -64,7 +64,11 @@ async def trip_events(call: Call) -> web.StreamResponse:
     with call.deps.sse_slots.hold(call.caller.token_hash):
         sub = hub.subscribe(trip_id)
         try:
-            past = await call.deps.redis.lrange(keys.trip_events(trip_id), 0, -1)
+            # The view holds the request, which the list's trip.requested
+            # leaves to the document.
+            past = trip_event_items(
+                await call.deps.redis.lrange(keys.trip_events(trip_id), 0, -1), trip_id, trip
+            )
             finished = trip.get("status") in ("completed", "cancelled", "expired")
             if not past and finished:
                 past = await _cold_event_items(call, trip_id)
@@ -80,12 +84,11 @@ async def trip_events(call: Call) -> web.StreamResponse:
             hub.unsubscribe(sub)
 
 
-async def _cold_event_items(call: Call, trip_id: str) -> list[bytes]:
+async def _cold_event_items(call: Call, trip_id: str) -> list[dict]:
     """A finished trip no longer in Redis: its events from trip_service's
-    cold store, in the form of the hot list."""
+    cold store, `[{stream_id, event}]`."""
     reply = await call.deps.upstreams.trips.get(f"/internal/trips/{trip_id}/events")
-    items = (reply.body or {}).get("items") or []
-    return [orjson.dumps(item) for item in items]
+    return (reply.body or {}).get("items") or []
 
 
 async def _send_trip_events(stream, sub, past: list, after, finished: bool, everything: bool):
@@ -93,8 +96,7 @@ async def _send_trip_events(stream, sub, past: list, after, finished: bool, ever
     all of them for ops (`everything`), the trip's public story for its rider
     and driver."""
     sent = after
-    for raw in past:
-        item = orjson.loads(raw)
+    for item in past:
         event = item.get("event") or {}
         order = parse_stream_id(item.get("stream_id"))
         if event.get("type") in TERMINAL_TYPES:

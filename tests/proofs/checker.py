@@ -26,6 +26,9 @@ import orjson
 from redis.asyncio.cluster import RedisCluster
 
 from common import keys
+from common.events import trip_event_items
+from common.trip.document import expand
+from driver_service.document import expand as expand_driver
 
 from tests.proofs.load import RANK, Ledger
 
@@ -149,14 +152,16 @@ async def snapshot(redis) -> dict[str, Any]:
                             "subjects": {}, "idem": {}, "sessions": {}}
     for k in trip_keys:
         doc = _loads(next(replies))
-        events = [orjson.loads(x) for x in next(replies)]
+        raw_events = next(replies)
         if doc is not None:
+            doc = expand(doc)
+            events = trip_event_items(raw_events, doc["id"], doc)
             snap["trips"][doc["id"]] = doc
             snap["trip_events"][doc["id"]] = events
     for k in driver_keys:
         doc = _loads(next(replies))
         if doc is not None:
-            snap["drivers"][doc["id"]] = doc
+            snap["drivers"][doc["id"]] = expand_driver(doc)
     for k in account_keys:
         snap["accounts"][k] = _loads(next(replies))
     for k in subject_keys:

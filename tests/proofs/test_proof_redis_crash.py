@@ -26,6 +26,7 @@ import pytest
 from common import keys
 from common.ids import TRIP, new_id
 from common.redisconn import create_redis
+from common.trip.document import expand
 from tests.waiting import eventually
 
 from tests.proofs.checker import check
@@ -215,7 +216,7 @@ async def test_the_checker_notices_each_kind_of_damage(crash_system, ledger):
         assert any(trip_id in x and "ranking entry left" in x for x in report.inconsistent), \
             report.summary()
 
-        doc = orjson.loads(await redis.execute_command("JSON.GET", key))
+        doc = expand(orjson.loads(await redis.execute_command("JSON.GET", key)))
         stray = {**doc, "id": new_id(TRIP, "sf"), "dropoff": {"lat": 37.8, "lon": -122.4}}
         await redis.execute_command("JSON.SET", keys.trip(stray["id"]), "$", orjson.dumps(stray))
         report = await check(redis, ledger)

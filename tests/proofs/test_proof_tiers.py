@@ -19,6 +19,7 @@ import pytest
 
 import redis as redis_sync
 from common import keys
+from common.events import trip_event_stream_id
 from tests.client import driver_body, rider_body
 from tests.proofs.support import (
     CENTER,
@@ -96,12 +97,10 @@ async def test_soak_redis_memory_stays_flat_as_trips_go_cold(soak_system):
             trip_id = finished[-1][0]
             items = admin.lrange(keys.trip_events(trip_id), 0, -1)
             if items:
-                import orjson
-
                 hot_trip_bytes.append(
                     (admin.memory_usage(keys.trip(trip_id)) or 0)
                     + (admin.memory_usage(keys.trip_events(trip_id)) or 0)
-                    + sum(admin.memory_usage(keys.deliveries("sf", orjson.loads(x)["stream_id"]))
+                    + sum(admin.memory_usage(keys.deliveries("sf", trip_event_stream_id(x)))
                           or 0 for x in items)
                 )
 

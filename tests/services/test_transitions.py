@@ -42,7 +42,7 @@ async def _status_is(rig, trip_id, status):
 
 async def _driver_free(rig, driver_id):
     d = await rig.driver_doc(driver_id)
-    return d["trip_id"] is None and d["offer"] is None
+    return d.get("trip_id") is None and d.get("offer") is None
 
 
 async def snapshot(rig: Rig, trip_id: str, driver_id: str) -> dict:
@@ -133,7 +133,7 @@ async def test_accept_assigns_and_updates_indexes(rig):
     assert await r.hgetall(keys.trip_status_counts("sf")) == {"assigned": "1"}
     assert await r.zscore(keys.driver_trips(driver_id), trip_id) is not None
     d = await rig.driver_doc(driver_id)
-    assert d["trip_id"] == trip_id and d["offer"] is None and d["supply_cell"] is None
+    assert d["trip_id"] == trip_id and d.get("offer") is None and d.get("supply_cell") is None
     assert await r.llen(keys.offers(driver_id)) == 0
     # The winner repeating the accept gets 200 again, and nothing happens.
     n = await r.xlen(keys.events("sf"))
@@ -214,7 +214,7 @@ async def test_driver_cancel_requeues_in_place_and_never_reoffers(rig, stage):
     second = await rig.new_driver(near(0.001))
     offer = await rig.offered(second)
     assert offer["trip_id"] == trip_id
-    assert (await rig.driver_doc(driver_id))["offer"] is None
+    assert (await rig.driver_doc(driver_id)).get("offer") is None
     assert "trip.driver_cancelled" in await rig.types_of(trip_id)
 
 

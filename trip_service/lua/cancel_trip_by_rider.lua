@@ -11,13 +11,13 @@ local now = now_ms()
 local freed = ''
 local stage = doc.status
 if doc.status == 'requested' then
-  leave_queue(doc, {pending = K.pending, pickups = K.pickups, demand = K.demand, expiry = K.expiry})
+  leave_queue(K.trip, doc, {pending = K.pending, pickups = K.pickups, demand = K.demand, expiry = K.expiry})
   if not is_null(doc.offer) then
     freed = doc.offer.driver_id
     stage = 'offered'
     jset(K.trip, doc, 'offer', cjson.null)
     -- It was offered to them: they hear 409 about it, not 404 (related()).
-    redis.call('JSON.ARRAPPEND', K.trip, '$.refused', cjson.encode(freed))
+    refuse(K.trip, doc, freed)
   end
 else
   freed = doc.driver_id
