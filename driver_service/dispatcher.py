@@ -57,6 +57,15 @@ class Around:
     lon: float
 
 
+def ordered_by(entry: Entry) -> tuple[str, ...]:
+    """The consumer's order keys for an entry: its trip and its driver.
+    Entries of one trip or of one driver are handled in stream order; the
+    others of a batch at once (the offer script checks both sides, so two
+    offers at once can never book one trip or one driver twice)."""
+    fields = entry.fields
+    return tuple(k for k in (fields.get("trip_id"), fields.get("driver_id")) if k)
+
+
 class Dispatcher:
     def __init__(self, store: DriverStore, settings: Settings) -> None:
         self.store = store
