@@ -71,6 +71,14 @@ class Dispatcher:
         self.store = store
         self.settings = settings
         self.offers_made = 0
+        # Offers in flight in this process: the passes of a batch run at once
+        # (`ordered_by`), and a pass leaves a trip or a driver that another is
+        # offering now to that one, as it would find them offered had it run
+        # after it. Without this, passes at once all reach for the same
+        # nearest driver and oldest trip, and all but one try again. (Across
+        # processes the offer script alone decides.)
+        self._trips_in_flight: set[str] = set()
+        self._drivers_in_flight: set[str] = set()
 
     # --- the consumer handler --------------------------------------------
     async def handle(self, entry: Entry) -> None:
@@ -195,36 +203,60 @@ class Dispatcher:
     async def offer_trip(self, trip: dict, depth: int = 0) -> tuple[str | None, str]:
         """Offer one waiting trip to the nearest eligible driver:
         (driver id, "ok"), or (None, why): NOBODY in range could take it, or
-        the trip is no longer waiting ("trip_gone", "trip_offered").
+        the trip is no longer waiting ("trip_gone", "trip_offered"; also
+        while another pass of this process is offering it).
 
         The offer script answers `older_waiting` when an older trip waits
         within reach of the chosen driver: that trip is served first (it may
         well take this driver), then this one goes on."""
+        trip_id = trip["id"]
+        if trip_id in self._trips_in_flight:
+            return None, "trip_offered"
+        self._trips_in_flight.add(trip_id)
+        try:
+            return await self._offer_trip(trip, depth)
+        finally:
+            self._trips_in_flight.discard(trip_id)
+
+    async def _offer_trip(self, trip: dict, depth: int) -> tuple[str | None, str]:
         excluded = set(trip.get("refused") or ())
         pass_over: list[str] = []
         attempts = 0
+        in_flight = self._drivers_in_flight
         async for candidate in self._eligible(trip, excluded):
-            while attempts < MAX_OFFER_ATTEMPTS:
+            driver_id = candidate.driver_id
+            outcome = "driver_busy"
+            while attempts < MAX_OFFER_ATTEMPTS and driver_id not in in_flight:
                 attempts += 1
-                outcome, detail = await self.store.offer(trip, candidate, pass_over)
+                in_flight.add(driver_id)
+                try:
+                    outcome, detail = await self.store.offer(trip, candidate, pass_over)
+                finally:
+                    in_flight.discard(driver_id)
                 if outcome != "older_waiting":
                     break
+                if detail in self._trips_in_flight:
+                    # Being offered by another pass: its offer decides.
+                    pass_over.append(detail)
+                    continue
                 older = await self.store.trip_doc(detail)
                 if (depth < MAX_OLDER_DEPTH and is_waiting(older)
-                        and candidate.driver_id not in older.get("refused", ())):
+                        and driver_id not in older.get("refused", ())):
                     await self.offer_trip(older, depth + 1)
                 else:
                     pass_over.append(detail)
             else:
-                return None, NOBODY
+                if attempts >= MAX_OFFER_ATTEMPTS:
+                    return None, NOBODY
             if outcome == "ok":
                 self.offers_made += 1
-                return candidate.driver_id, outcome
+                return driver_id, outcome
             if outcome in ("trip_gone", "trip_offered"):
                 return None, outcome
-            # driver_busy (taken meanwhile, maybe by the older trip) or
-            # refused: try the next one.
-            excluded.add(candidate.driver_id)
+            # driver_busy (taken meanwhile, maybe by the older trip, or being
+            # offered another trip by a pass of this process) or refused:
+            # try the next one.
+            excluded.add(driver_id)
         return None, NOBODY
 
     async def rematch(self, region: str) -> int:

@@ -6,9 +6,12 @@ import asyncio
 import random
 from dataclasses import replace
 
+import pytest
+
 from common import ids, keys
 from common.streams import StreamConsumer, ensure_group
 from driver_service.app import DISPATCHER, STORE, Workers
+from driver_service.dispatcher import Dispatcher
 from driver_service.dispatcher import ordered_by as dispatch_order
 from driver_service.app import create_app as create_driver_app
 
@@ -302,12 +305,18 @@ async def test_two_sweepers_expire_each_offer_once(make_rig):
 
 
 class BatchDispatcher:
-    """The dispatch consumer group driven by hand, a batch at a time, on
-    the rig's dispatcher; how many entries it handled at once."""
+    """The dispatch consumer group driven by hand, a batch at a time; the
+    entries are handed in turn to `dispatchers` dispatchers (two: as two
+    replicas would, each knowing only its own offers in flight, so that
+    only the offer script stands between their offers). Counts how many
+    entries were handled at once."""
 
-    def __init__(self, rig) -> None:
+    def __init__(self, rig, dispatchers: int) -> None:
         self.rig = rig
-        self.dispatcher = rig.driver_app[DISPATCHER]
+        self.dispatchers = [rig.driver_app[DISPATCHER]] + [
+            Dispatcher(rig.driver_app[STORE], rig.settings) for _ in range(dispatchers - 1)
+        ]
+        self.handed = 0
         self.running = self.most = 0
         self.consumer = StreamConsumer(
             rig.redis, keys.events("sf"), keys.GROUP_DISPATCH, "batch", self.handle,
@@ -317,8 +326,9 @@ class BatchDispatcher:
     async def handle(self, entry) -> None:
         self.running += 1
         self.most = max(self.most, self.running)
+        self.handed += 1
         try:
-            await self.dispatcher.handle(entry)
+            await self.dispatchers[self.handed % len(self.dispatchers)].handle(entry)
         finally:
             self.running -= 1
 
@@ -331,13 +341,14 @@ class BatchDispatcher:
         assert await self.consumer.step() == unread
 
 
-async def test_trips_dispatched_at_once_never_share_a_driver(make_rig):
+@pytest.mark.parametrize("dispatchers", [1, 2])
+async def test_trips_dispatched_at_once_never_share_a_driver(make_rig, dispatchers):
     # Twelve trips and three drivers in one batch, every trip within reach
     # of every driver: the passes run at once reach for the same few drivers.
     rig = await make_rig(Workers(dispatch=False))
     drivers = [await rig.new_driver(near(0.001 * i)) for i in range(3)]
     trips = [await rig.request(near(0.0005 * i, 0.0005)) for i in range(12)]
-    batch = BatchDispatcher(rig)
+    batch = BatchDispatcher(rig, dispatchers)
     await batch.step()
     assert batch.most > 2  # handled at once, not one after another
     offers, peak = replay_offers(await rig.events())
@@ -353,12 +364,13 @@ async def test_trips_dispatched_at_once_never_share_a_driver(make_rig):
     await check_indexes(rig)
 
 
-async def test_drivers_freed_at_once_never_share_a_trip(make_rig):
+@pytest.mark.parametrize("dispatchers", [1, 2])
+async def test_drivers_freed_at_once_never_share_a_trip(make_rig, dispatchers):
     # One trip waits, nobody in reach; then six drivers come online near it
     # and their events are handled at once: each pass offers the trip.
     rig = await make_rig(Workers(dispatch=False))
     trip = await rig.request(near())
-    batch = BatchDispatcher(rig)
+    batch = BatchDispatcher(rig, dispatchers)
     await batch.step()
     drivers = [await rig.new_driver(near(0.0005 * i)) for i in range(6)]
     await batch.step()
