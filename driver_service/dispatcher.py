@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from common import errors, ids
+from common import ids
 from common.fares import PRODUCTS
 from common.settings import Settings
 from common.streams import Entry
@@ -141,14 +141,15 @@ class Dispatcher:
         made = 0
         around_id = around.driver_id if around is not None else None
         around_open = around is not None
-        ordered = candidates if len(candidates) == 1 else rank_order(await self._scores(candidates))
+        # Read before any offer of this pass: the offer script re-checks.
         docs = {known["id"]: known} if known is not None else {}
-        docs.update(await self._docs([t for t in ordered if t not in docs]))
+        docs.update(await self._docs([t for t in candidates if t not in docs]))
+        ordered = (candidates if len(candidates) == 1
+                   else rank_order(await self._scores(candidates, docs)))
         for trip_id in ordered:
             only_near = trip_id not in explicit
             if only_near and not around_open:
                 continue
-            # Read before any offer of this pass: the offer script re-checks.
             trip = docs.get(trip_id)
             if not is_waiting(trip):
                 continue
@@ -172,14 +173,14 @@ class Dispatcher:
             docs.update(await self.store.trip_docs(members))
         return docs
 
-    async def _scores(self, trip_ids: list[str]) -> dict[str, float]:
+    async def _scores(self, trip_ids: list[str], docs: dict[str, dict]) -> dict[str, float]:
+        """Rank scores of the trips (those gone have none), by their queue,
+        which their documents, read already, name."""
         by_queue: dict[tuple[str, str], list[str]] = {}
         for trip_id in trip_ids:
-            try:
-                f = await self.store.trip_facts(trip_id)
-            except errors.NotFound:
-                continue
-            by_queue.setdefault((f.region, f.product), []).append(trip_id)
+            doc = docs.get(trip_id)
+            if doc is not None:
+                by_queue.setdefault((ids.region_of(trip_id), doc["product"]), []).append(trip_id)
         scores: dict[str, float] = {}
         for (region, product), members in by_queue.items():
             scores.update(await self.store.ranks(region, product, members))
