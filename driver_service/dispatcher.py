@@ -16,6 +16,7 @@ it is still waiting", so a redelivered event changes nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ from .store import DriverStore
 logger = logging.getLogger(__name__)
 
 NOBODY = "nobody"
+# How long this process remembers having offered a driver a trip (for the
+# searches begun before: see `_eligible`).
+OFFERED_KEPT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +75,18 @@ class Dispatcher:
         self.store = store
         self.settings = settings
         self.offers_made = 0
-        # Offers in flight in this process: the passes of a batch run at once
-        # (`ordered_by`), and a pass leaves a trip or a driver that another is
-        # offering now to that one, as it would find them offered had it run
-        # after it. Without this, passes at once all reach for the same
-        # nearest driver and oldest trip, and all but one try again. (Across
-        # processes the offer script alone decides.)
-        self._trips_in_flight: set[str] = set()
-        self._drivers_in_flight: set[str] = set()
+        # Offers in flight in this process, each with a future of whether
+        # it was made: the passes of a batch run at once (`ordered_by`), and
+        # a pass that comes to a trip or a driver another is offering waits
+        # for that offer, then goes on as if it had run after it (the trip or
+        # driver taken, or still free). Without this, passes at once all
+        # reach for the same nearest driver and oldest trip, and all but one
+        # try again. (Across processes the offer script alone decides.)
+        self._trips_in_flight: dict[str, asyncio.Future] = {}
+        self._drivers_in_flight: dict[str, asyncio.Future] = {}
+        # When this process last offered each driver a trip (loop time): a
+        # search that began before it answered with the driver still free.
+        self._offered_at: dict[str, float] = {}
 
     # --- the consumer handler --------------------------------------------
     async def handle(self, entry: Entry) -> None:
@@ -192,54 +200,79 @@ class Dispatcher:
         region = ids.region_of(trip["id"])
         pickup = trip["pickup"]
         first = await self.store.first_radius(region, trip["product"])
-        for radius in radius_steps(self.settings.dispatch_radius_m, first):
+        radii = radius_steps(self.settings.dispatch_radius_m, first)
+        clock = asyncio.get_running_loop().time
+        offered_at = self._offered_at
+        i = 0
+        while i < len(radii):
+            searched = clock()
+            count = search_count(len(excluded))
+            before = len(excluded)
             found = await self.store.search_drivers(
-                region, trip["product"], pickup["lat"], pickup["lon"], radius,
-                search_count(len(excluded)),
+                region, trip["product"], pickup["lat"], pickup["lon"], radii[i], count,
             )
             for candidate in eligible(found, excluded):
-                if candidate.driver_id not in excluded:
-                    yield candidate
+                driver_id = candidate.driver_id
+                if driver_id in excluded:
+                    continue
+                if offered_at.get(driver_id, -1.0) >= searched:
+                    # Offered a trip by another pass since this search.
+                    excluded.add(driver_id)
+                    continue
+                yield candidate
+            # The widest ring answered in full and its drivers were taken
+            # meanwhile (passes at once): more may wait beyond its COUNT.
+            if not (i == len(radii) - 1 and len(found) >= count and len(excluded) > before):
+                i += 1
 
     async def offer_trip(self, trip: dict, depth: int = 0) -> tuple[str | None, str]:
         """Offer one waiting trip to the nearest eligible driver:
         (driver id, "ok"), or (None, why): NOBODY in range could take it, or
         the trip is no longer waiting ("trip_gone", "trip_offered"; also
-        while another pass of this process is offering it).
+        when another pass of this process offered it meanwhile).
 
         The offer script answers `older_waiting` when an older trip waits
         within reach of the chosen driver: that trip is served first (it may
         well take this driver), then this one goes on."""
         trip_id = trip["id"]
-        if trip_id in self._trips_in_flight:
-            return None, "trip_offered"
-        self._trips_in_flight.add(trip_id)
+        in_flight = self._trips_in_flight
+        while (pending := in_flight.get(trip_id)) is not None:
+            if await asyncio.shield(pending):
+                return None, "trip_offered"
+        done = in_flight[trip_id] = asyncio.get_running_loop().create_future()
+        offered_to = None
         try:
-            return await self._offer_trip(trip, depth)
+            offered_to, why = await self._offer_trip(trip, depth)
+            return offered_to, why
         finally:
-            self._trips_in_flight.discard(trip_id)
+            del in_flight[trip_id]
+            done.set_result(offered_to is not None)
 
     async def _offer_trip(self, trip: dict, depth: int) -> tuple[str | None, str]:
         excluded = set(trip.get("refused") or ())
         pass_over: list[str] = []
         attempts = 0
         in_flight = self._drivers_in_flight
+        loop = asyncio.get_running_loop()
         async for candidate in self._eligible(trip, excluded):
             driver_id = candidate.driver_id
             outcome = "driver_busy"
-            while attempts < MAX_OFFER_ATTEMPTS and driver_id not in in_flight:
+            while attempts < MAX_OFFER_ATTEMPTS:
+                pending = in_flight.get(driver_id)
+                if pending is not None:
+                    if await asyncio.shield(pending):
+                        break  # offered another trip meanwhile: driver_busy
+                    continue
                 attempts += 1
-                in_flight.add(driver_id)
+                done = in_flight[driver_id] = loop.create_future()
+                outcome = "error"
                 try:
                     outcome, detail = await self.store.offer(trip, candidate, pass_over)
                 finally:
-                    in_flight.discard(driver_id)
+                    del in_flight[driver_id]
+                    done.set_result(outcome == "ok")
                 if outcome != "older_waiting":
                     break
-                if detail in self._trips_in_flight:
-                    # Being offered by another pass: its offer decides.
-                    pass_over.append(detail)
-                    continue
                 older = await self.store.trip_doc(detail)
                 if (depth < MAX_OLDER_DEPTH and is_waiting(older)
                         and driver_id not in older.get("refused", ())):
@@ -247,10 +280,10 @@ class Dispatcher:
                 else:
                     pass_over.append(detail)
             else:
-                if attempts >= MAX_OFFER_ATTEMPTS:
-                    return None, NOBODY
+                return None, NOBODY
             if outcome == "ok":
                 self.offers_made += 1
+                self._note_offered(driver_id)
                 return driver_id, outcome
             if outcome in ("trip_gone", "trip_offered"):
                 return None, outcome
@@ -259,6 +292,18 @@ class Dispatcher:
             # try the next one.
             excluded.add(driver_id)
         return None, NOBODY
+
+    def _note_offered(self, driver_id: str) -> None:
+        offered_at = self._offered_at
+        now = asyncio.get_running_loop().time()
+        offered_at.pop(driver_id, None)
+        offered_at[driver_id] = now
+        # Oldest first (insertion order): a search lasts well under this.
+        while offered_at:
+            oldest = next(iter(offered_at))
+            if offered_at[oldest] > now - OFFERED_KEPT_S:
+                break
+            del offered_at[oldest]
 
     async def rematch(self, region: str) -> int:
         """Safety net, run by the sweeper: drivers move, so a trip nobody was
