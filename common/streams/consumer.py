@@ -362,11 +362,29 @@ class StreamConsumer:
                     for args in self._delivery_records(entries):
                         pipe.execute_command(*args)
                     await pipe.execute()
-        if self.ordered_by is None or len(entries) == 1:
-            ok = [await self._handle_one(entry) for entry in entries]
-        else:
+        if self.ordered_by is not None and len(entries) > 1:
             ok = await self._handle_concurrently(entries)
-        return [e for e, acked in zip(entries, ok) if acked]
+            return [e for e, acked in zip(entries, ok) if acked]
+        # One after another, kept lean: a busy stream's batch is thousands.
+        handler = self.handler
+        max_deliveries = self.max_deliveries
+        # ids of the entries not to acknowledge now (failed, or dead-lettered
+        # with their own ack); None while every entry succeeds.
+        skipped: set[str] | None = None
+        for entry in entries:
+            if entry.attempts <= max_deliveries:
+                try:
+                    await handler(entry)
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    await self._failed(entry, exc)
+            else:
+                await self._dead_letter_overdelivered(entry)
+            skipped = skipped or set()
+            skipped.add(entry.id)
+        return entries if skipped is None else [e for e in entries if e.id not in skipped]
 
     async def _handle_concurrently(self, entries: list[Entry]) -> list[bool]:
         """`_handle_one` on every entry, each as soon as the entries before
@@ -397,9 +415,7 @@ class StreamConsumer:
         """The handler on one entry (dead-lettered past `max_deliveries`):
         whether to acknowledge it now."""
         if entry.attempts > self.max_deliveries:
-            await self.dead_letter(
-                entry, f"delivered {entry.attempts} times without an acknowledgement"
-            )
+            await self._dead_letter_overdelivered(entry)
             return False
         try:
             await self.handler(entry)
@@ -409,6 +425,11 @@ class StreamConsumer:
             await self._failed(entry, exc)
             return False
         return True
+
+    async def _dead_letter_overdelivered(self, entry: Entry) -> None:
+        await self.dead_letter(
+            entry, f"delivered {entry.attempts} times without an acknowledgement"
+        )
 
     async def _failed(self, entry: Entry, exc: Exception) -> None:
         self.stats.failed += 1
