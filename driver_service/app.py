@@ -17,6 +17,7 @@ from common.streams import StreamConsumer
 from common.web import READY_CHECKS, SETTINGS, create_base_app
 
 from .dispatcher import Dispatcher
+from .dispatcher import ordered_by as dispatch_order
 from .handlers import POLLER, STORE, add_routes
 from .maintenance import TRIM_INTERVAL_S, StreamMaintenance
 from .offers import BLOCKING_POOL_SIZE, BLOCKING_SOCKET_TIMEOUT_S, OfferPoller
@@ -67,7 +68,8 @@ async def blocking_ctx(app: web.Application) -> AsyncIterator[None]:
     await blocking.aclose()
 
 
-def _consumers(app: web.Application, group: str, handler) -> list[StreamConsumer]:
+def _consumers(app: web.Application, group: str, handler,
+               ordered_by=None) -> list[StreamConsumer]:
     settings: DriverSettings = app[SETTINGS]
     return [
         StreamConsumer(
@@ -80,13 +82,17 @@ def _consumers(app: web.Application, group: str, handler) -> list[StreamConsumer
             block_ms=CONSUMER_BLOCK_MS,
             claim_idle_ms=settings.claim_idle_ms,
             max_deliveries=settings.max_deliveries,
+            ordered_by=ordered_by,
         )
         for region in settings.regions
     ]
 
 
 def _dispatch_workers(app: web.Application) -> list:
-    app[DISPATCH_CONSUMERS] = _consumers(app, keys.GROUP_DISPATCH, app[DISPATCHER].handle)
+    # Entries of different trips and drivers are handled at once: their
+    # offers share the server's fsyncs instead of each waiting its own.
+    app[DISPATCH_CONSUMERS] = _consumers(app, keys.GROUP_DISPATCH, app[DISPATCHER].handle,
+                                         ordered_by=dispatch_order)
     return app[DISPATCH_CONSUMERS]
 
 

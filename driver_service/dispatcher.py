@@ -16,11 +16,12 @@ it is still waiting", so a redelivered event changes nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from common import errors, ids
+from common import ids
 from common.fares import PRODUCTS
 from common.settings import Settings
 from common.streams import Entry
@@ -44,6 +45,9 @@ from .store import DriverStore
 logger = logging.getLogger(__name__)
 
 NOBODY = "nobody"
+# How long this process remembers having offered a driver a trip (for the
+# searches begun before: see `_eligible`).
+OFFERED_KEPT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +61,32 @@ class Around:
     lon: float
 
 
+def ordered_by(entry: Entry) -> tuple[str, ...]:
+    """The consumer's order keys for an entry: its trip and its driver.
+    Entries of one trip or of one driver are handled in stream order; the
+    others of a batch at once (the offer script checks both sides, so two
+    offers at once can never book one trip or one driver twice)."""
+    fields = entry.fields
+    return tuple(k for k in (fields.get("trip_id"), fields.get("driver_id")) if k)
+
+
 class Dispatcher:
     def __init__(self, store: DriverStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
         self.offers_made = 0
+        # Offers in flight in this process, each with a future of whether
+        # it was made: the passes of a batch run at once (`ordered_by`), and
+        # a pass that comes to a trip or a driver another is offering waits
+        # for that offer, then goes on as if it had run after it (the trip or
+        # driver taken, or still free). Without this, passes at once all
+        # reach for the same nearest driver and oldest trip, and all but one
+        # try again. (Across processes the offer script alone decides.)
+        self._trips_in_flight: dict[str, asyncio.Future] = {}
+        self._drivers_in_flight: dict[str, asyncio.Future] = {}
+        # When this process last offered each driver a trip (loop time): a
+        # search that began before it answered with the driver still free.
+        self._offered_at: dict[str, float] = {}
 
     # --- the consumer handler --------------------------------------------
     async def handle(self, entry: Entry) -> None:
@@ -124,14 +149,15 @@ class Dispatcher:
         made = 0
         around_id = around.driver_id if around is not None else None
         around_open = around is not None
-        ordered = candidates if len(candidates) == 1 else rank_order(await self._scores(candidates))
+        # Read before any offer of this pass: the offer script re-checks.
         docs = {known["id"]: known} if known is not None else {}
-        docs.update(await self._docs([t for t in ordered if t not in docs]))
+        docs.update(await self._docs([t for t in candidates if t not in docs]))
+        ordered = (candidates if len(candidates) == 1
+                   else rank_order(await self._scores(candidates, docs)))
         for trip_id in ordered:
             only_near = trip_id not in explicit
             if only_near and not around_open:
                 continue
-            # Read before any offer of this pass: the offer script re-checks.
             trip = docs.get(trip_id)
             if not is_waiting(trip):
                 continue
@@ -155,14 +181,14 @@ class Dispatcher:
             docs.update(await self.store.trip_docs(members))
         return docs
 
-    async def _scores(self, trip_ids: list[str]) -> dict[str, float]:
+    async def _scores(self, trip_ids: list[str], docs: dict[str, dict]) -> dict[str, float]:
+        """Rank scores of the trips (those gone have none), by their queue,
+        which their documents, read already, name."""
         by_queue: dict[tuple[str, str], list[str]] = {}
         for trip_id in trip_ids:
-            try:
-                f = await self.store.trip_facts(trip_id)
-            except errors.NotFound:
-                continue
-            by_queue.setdefault((f.region, f.product), []).append(trip_id)
+            doc = docs.get(trip_id)
+            if doc is not None:
+                by_queue.setdefault((ids.region_of(trip_id), doc["product"]), []).append(trip_id)
         scores: dict[str, float] = {}
         for (region, product), members in by_queue.items():
             scores.update(await self.store.ranks(region, product, members))
@@ -174,35 +200,82 @@ class Dispatcher:
         region = ids.region_of(trip["id"])
         pickup = trip["pickup"]
         first = await self.store.first_radius(region, trip["product"])
-        for radius in radius_steps(self.settings.dispatch_radius_m, first):
+        radii = radius_steps(self.settings.dispatch_radius_m, first)
+        clock = asyncio.get_running_loop().time
+        offered_at = self._offered_at
+        i = 0
+        while i < len(radii):
+            searched = clock()
+            count = search_count(len(excluded))
+            before = len(excluded)
             found = await self.store.search_drivers(
-                region, trip["product"], pickup["lat"], pickup["lon"], radius,
-                search_count(len(excluded)),
+                region, trip["product"], pickup["lat"], pickup["lon"], radii[i], count,
             )
             for candidate in eligible(found, excluded):
-                if candidate.driver_id not in excluded:
-                    yield candidate
+                driver_id = candidate.driver_id
+                if driver_id in excluded:
+                    continue
+                if offered_at.get(driver_id, -1.0) >= searched:
+                    # Offered a trip by another pass since this search.
+                    excluded.add(driver_id)
+                    continue
+                yield candidate
+            # The widest ring answered in full and its drivers were taken
+            # meanwhile (passes at once): more may wait beyond its COUNT.
+            if not (i == len(radii) - 1 and len(found) >= count and len(excluded) > before):
+                i += 1
 
     async def offer_trip(self, trip: dict, depth: int = 0) -> tuple[str | None, str]:
         """Offer one waiting trip to the nearest eligible driver:
         (driver id, "ok"), or (None, why): NOBODY in range could take it, or
-        the trip is no longer waiting ("trip_gone", "trip_offered").
+        the trip is no longer waiting ("trip_gone", "trip_offered"; also
+        when another pass of this process offered it meanwhile).
 
         The offer script answers `older_waiting` when an older trip waits
         within reach of the chosen driver: that trip is served first (it may
         well take this driver), then this one goes on."""
+        trip_id = trip["id"]
+        in_flight = self._trips_in_flight
+        while (pending := in_flight.get(trip_id)) is not None:
+            if await asyncio.shield(pending):
+                return None, "trip_offered"
+        done = in_flight[trip_id] = asyncio.get_running_loop().create_future()
+        offered_to = None
+        try:
+            offered_to, why = await self._offer_trip(trip, depth)
+            return offered_to, why
+        finally:
+            del in_flight[trip_id]
+            done.set_result(offered_to is not None)
+
+    async def _offer_trip(self, trip: dict, depth: int) -> tuple[str | None, str]:
         excluded = set(trip.get("refused") or ())
         pass_over: list[str] = []
         attempts = 0
+        in_flight = self._drivers_in_flight
+        loop = asyncio.get_running_loop()
         async for candidate in self._eligible(trip, excluded):
+            driver_id = candidate.driver_id
+            outcome = "driver_busy"
             while attempts < MAX_OFFER_ATTEMPTS:
+                pending = in_flight.get(driver_id)
+                if pending is not None:
+                    if await asyncio.shield(pending):
+                        break  # offered another trip meanwhile: driver_busy
+                    continue
                 attempts += 1
-                outcome, detail = await self.store.offer(trip, candidate, pass_over)
+                done = in_flight[driver_id] = loop.create_future()
+                outcome = "error"
+                try:
+                    outcome, detail = await self.store.offer(trip, candidate, pass_over)
+                finally:
+                    del in_flight[driver_id]
+                    done.set_result(outcome == "ok")
                 if outcome != "older_waiting":
                     break
                 older = await self.store.trip_doc(detail)
                 if (depth < MAX_OLDER_DEPTH and is_waiting(older)
-                        and candidate.driver_id not in older.get("refused", ())):
+                        and driver_id not in older.get("refused", ())):
                     await self.offer_trip(older, depth + 1)
                 else:
                     pass_over.append(detail)
@@ -210,13 +283,27 @@ class Dispatcher:
                 return None, NOBODY
             if outcome == "ok":
                 self.offers_made += 1
-                return candidate.driver_id, outcome
+                self._note_offered(driver_id)
+                return driver_id, outcome
             if outcome in ("trip_gone", "trip_offered"):
                 return None, outcome
-            # driver_busy (taken meanwhile, maybe by the older trip) or
-            # refused: try the next one.
-            excluded.add(candidate.driver_id)
+            # driver_busy (taken meanwhile, maybe by the older trip, or being
+            # offered another trip by a pass of this process) or refused:
+            # try the next one.
+            excluded.add(driver_id)
         return None, NOBODY
+
+    def _note_offered(self, driver_id: str) -> None:
+        offered_at = self._offered_at
+        now = asyncio.get_running_loop().time()
+        offered_at.pop(driver_id, None)
+        offered_at[driver_id] = now
+        # Oldest first (insertion order): a search lasts well under this.
+        while offered_at:
+            oldest = next(iter(offered_at))
+            if offered_at[oldest] > now - OFFERED_KEPT_S:
+                break
+            del offered_at[oldest]
 
     async def rematch(self, region: str) -> int:
         """Safety net, run by the sweeper: drivers move, so a trip nobody was

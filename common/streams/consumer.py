@@ -13,14 +13,23 @@ the prelude's `first_time()` and `keys.seen()` make that easy inside a script.
 On a standalone server `run()` reads and acks on a connection of its own
 (`entries.ConsumerPipe`): while a busy stream's batch is handled the next
 read is already on the wire, and the batch's ack goes out with the read
-after it, its reply taken with the next batch's. Redis Cluster clients take
-the pool path (a read ahead, each ack awaited).
+after it, its reply taken with the next batch's. The delivery records go out
+on it too, before the handler runs, and the ack records with the ack: the
+handler waits for none of them (on a durable server, for none of their
+fsyncs). Redis Cluster clients take the pool path (a read ahead, each
+record and ack awaited).
+
+With `ordered_by` (the keys an entry must keep its order with, e.g. its
+trip and its driver), the entries of a batch that share no key are handled
+at once, so their writes share the server's fsyncs; entries of one key are
+handled in stream order, each after the one before it is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +75,10 @@ class StreamConsumer:
     claim_idle_ms: int = 10_000
     max_deliveries: int = 5
     record_deliveries: bool = True
+    # The keys an entry must be handled in order with (e.g. its trip and its
+    # driver): the entries of a batch that share none are handled at once,
+    # so their writes share the server's fsyncs. None: one after another.
+    ordered_by: Callable[[Entry], Iterable[str]] | None = None
     stats: ConsumerStats = field(default_factory=ConsumerStats)
 
     def __post_init__(self) -> None:
@@ -149,6 +162,7 @@ class StreamConsumer:
                 self._ahead = None
             if self._pipe is not None:
                 await self._pipe.reset()
+                self._pipe = None
             raise
         # Stopped: finish what is in hand, the batch read ahead included.
         if self._pipe is not None:
@@ -156,6 +170,7 @@ class StreamConsumer:
                 await self._settle()
             finally:
                 await self._pipe.reset()
+                self._pipe = None
         else:
             await self._finish_ahead()
         await self._leave_group()
@@ -219,10 +234,11 @@ class StreamConsumer:
 
     async def _step_piped(self) -> int:
         """`_step_ahead()` on the consumer's pipe. While a full batch is
-        handled, the read of the next is on the wire; after it, its ack and
-        the read after next are written together (one write; on a durable
-        server, one fsync for both). No reply is awaited but the one of the
-        read whose entries come next."""
+        handled, the read of the next is on the wire (with the batch's
+        delivery records); after it, its ack (with its records) and the read
+        after next are written together (one write; on a durable server, one
+        fsync for all). No reply is awaited but the one of the read whose
+        entries come next."""
         pipe = self._pipe
         if self._claim_due():
             await self._settle()
@@ -237,16 +253,16 @@ class StreamConsumer:
         # Without BLOCK: an empty answer costs nothing, the next step then
         # blocks as usual, and a stop never waits on it.
         ahead = len(entries) >= self.batch and not self._stopping.is_set()
-        if ahead and not pipe.reading:
-            await pipe.send(read=True)
-        done = await self._handle(entries)
-        ack = None
-        if done:
-            if self.record_deliveries:
-                await self._ack(done)
-            else:
-                ack = [e.id for e in done]
-        await pipe.send(ack=ack, read=ahead and not self._stopping.is_set())
+        # The delivery records go out with the read ahead, unawaited: the
+        # handler does not wait for their fsync, and they reach the server
+        # before anything the handler writes.
+        await pipe.send(writes=self._delivery_records(entries),
+                        read=ahead and not pipe.reading)
+        done = await self._handle(entries, recorded=True)
+        # The ack (and its records) with the next read: confirmed when that
+        # read's reply is taken; lost with the connection, it is redelivered.
+        await pipe.send(ack=[e.id for e in done], writes=self._ack_records(done),
+                        read=ahead and not self._stopping.is_set())
         return len(entries)
 
     async def _settle(self) -> None:
@@ -257,9 +273,7 @@ class StreamConsumer:
             try:
                 entries = await pipe.take()
                 if entries:
-                    done = await self._handle(entries)
-                    if done:
-                        await self._ack(done)
+                    await self._handle_batch(entries)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -336,39 +350,86 @@ class StreamConsumer:
         if done:
             await self._ack(done)
 
-    async def _handle(self, entries: list[Entry]) -> list[Entry]:
-        """Record the deliveries, run the handler on each entry; the
-        entries to acknowledge (the failed and the dead-lettered are not)."""
-        if self.record_deliveries:
-            now = now_ms()
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for entry in entries:
-                    record = {"consumer": self.consumer, "attempts": entry.attempts,
-                              "delivered_at": now}
-                    self._record(pipe, entry, "", orjson.dumps(record))
-                await pipe.execute()
+    async def _handle(self, entries: list[Entry], recorded: bool = False) -> list[Entry]:
+        """Record the deliveries (unless `recorded`), run the handler on each
+        entry; the entries to acknowledge (the failed and the dead-lettered
+        are not)."""
+        if self.record_deliveries and not recorded:
+            if self._pipe is not None:
+                await self._pipe.send(writes=self._delivery_records(entries))
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for args in self._delivery_records(entries):
+                        pipe.execute_command(*args)
+                    await pipe.execute()
+        if self.ordered_by is not None and len(entries) > 1:
+            ok = await self._handle_concurrently(entries)
+            return [e for e, acked in zip(entries, ok) if acked]
+        # One after another, kept lean: a busy stream's batch is thousands.
         handler = self.handler
         max_deliveries = self.max_deliveries
         # ids of the entries not to acknowledge now (failed, or dead-lettered
         # with their own ack); None while every entry succeeds.
         skipped: set[str] | None = None
         for entry in entries:
-            if entry.attempts > max_deliveries:
-                await self.dead_letter(
-                    entry, f"delivered {entry.attempts} times without an acknowledgement"
-                )
-                skipped = skipped or set()
-                skipped.add(entry.id)
-                continue
-            try:
-                await handler(entry)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                skipped = skipped or set()
-                skipped.add(entry.id)
-                await self._failed(entry, exc)
+            if entry.attempts <= max_deliveries:
+                try:
+                    await handler(entry)
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    await self._failed(entry, exc)
+            else:
+                await self._dead_letter_overdelivered(entry)
+            skipped = skipped or set()
+            skipped.add(entry.id)
         return entries if skipped is None else [e for e in entries if e.id not in skipped]
+
+    async def _handle_concurrently(self, entries: list[Entry]) -> list[bool]:
+        """`_handle_one` on every entry, each as soon as the entries before
+        it that share one of its keys (`ordered_by`) are done."""
+        last: dict[str, asyncio.Task] = {}
+        tasks = []
+        for entry in entries:
+            keys_ = list(self.ordered_by(entry))
+            before = {last[k] for k in keys_ if k in last}
+            task = asyncio.ensure_future(self._handle_after(before, entry))
+            for k in keys_:
+                last[k] = task
+            tasks.append(task)
+        # Every entry's outcome first: a failure (the server gone) must not
+        # leave the others running unowned.
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return outcomes
+
+    async def _handle_after(self, before: set[asyncio.Task], entry: Entry) -> bool:
+        if before:
+            await asyncio.wait(before)
+        return await self._handle_one(entry)
+
+    async def _handle_one(self, entry: Entry) -> bool:
+        """The handler on one entry (dead-lettered past `max_deliveries`):
+        whether to acknowledge it now."""
+        if entry.attempts > self.max_deliveries:
+            await self._dead_letter_overdelivered(entry)
+            return False
+        try:
+            await self.handler(entry)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._failed(entry, exc)
+            return False
+        return True
+
+    async def _dead_letter_overdelivered(self, entry: Entry) -> None:
+        await self.dead_letter(
+            entry, f"delivered {entry.attempts} times without an acknowledgement"
+        )
 
     async def _failed(self, entry: Entry, exc: Exception) -> None:
         self.stats.failed += 1
@@ -386,17 +447,21 @@ class StreamConsumer:
             await self.dead_letter(entry, reason)
         elif self.record_deliveries:
             async with self.redis.pipeline(transaction=False) as pipe:
-                self._record(pipe, entry, "error", reason)
+                for args in self._record(entry, "error", reason):
+                    pipe.execute_command(*args)
                 await pipe.execute()
 
     async def _ack(self, entries: list[Entry]) -> None:
         ids = [e.id for e in entries]
+        if self._pipe is not None:
+            # Confirmed (and counted) when the next reply is taken.
+            await self._pipe.send(ack=ids, writes=self._ack_records(entries))
+            return
         if self.record_deliveries:
-            now = now_ms()
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.xack(self.stream, self.group, *ids)
-                for entry in entries:
-                    self._record(pipe, entry, "acked_at", now)
+                for args in self._ack_records(entries):
+                    pipe.execute_command(*args)
                 await pipe.execute()
         elif self._lean:
             await xack_packed(self.redis, self.stream, self.group, ids)
@@ -405,10 +470,32 @@ class StreamConsumer:
         self.stats.handled += len(ids)
         self._acked.inc(len(ids))
 
-    def _record(self, target, entry: Entry, suffix: str, value) -> None:
+    def _delivery_records(self, entries: list[Entry]) -> list[tuple]:
+        """The commands recording the delivery of `entries` (none without
+        `record_deliveries`)."""
+        if not self.record_deliveries:
+            return []
+        now = now_ms()
+        out: list[tuple] = []
+        for entry in entries:
+            record = {"consumer": self.consumer, "attempts": entry.attempts,
+                      "delivered_at": now}
+            out += self._record(entry, "", orjson.dumps(record))
+        return out
+
+    def _ack_records(self, entries: list[Entry]) -> list[tuple]:
+        if not self.record_deliveries:
+            return []
+        now = now_ms()
+        out: list[tuple] = []
+        for entry in entries:
+            out += self._record(entry, "acked_at", now)
+        return out
+
+    def _record(self, entry: Entry, suffix: str, value) -> tuple[tuple, tuple]:
         name = f"{self.group}|{entry.attempts}"
-        deliveries.record(target, self.region, entry.id,
-                          f"{name}|{suffix}" if suffix else name, value)
+        return deliveries.record_commands(self.region, entry.id,
+                                          f"{name}|{suffix}" if suffix else name, value)
 
     async def dead_letter(self, entry: Entry, reason: str) -> None:
         """Move an entry to the dead-letter stream and ack it, atomically."""

@@ -20,12 +20,11 @@ from .entries import Entry
 DELIVERY_RECORD_TTL_S = 7 * 86400
 
 
-def record(target, region: str, stream_id: str, name: str, value) -> None:
-    """Queue one field of an entry's record on `target` (a pipeline): `name`
-    is `group|attempt`, with a `|acked_at` or `|error` suffix for the outcome."""
+def record_commands(region: str, stream_id: str, name: str, value) -> tuple[tuple, tuple]:
+    """The commands writing one field of an entry's record: `name` is
+    `group|attempt`, with a `|acked_at` or `|error` suffix for the outcome."""
     key = keys.deliveries(region, stream_id)
-    target.hset(key, name, value)
-    target.expire(key, DELIVERY_RECORD_TTL_S)
+    return ("HSET", key, name, value), ("EXPIRE", key, DELIVERY_RECORD_TTL_S)
 
 
 def record_dead(target, region: str, stream_id: str, group: str, reason: str,

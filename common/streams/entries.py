@@ -140,18 +140,21 @@ async def xack_packed(redis, stream: str, group: str, ids: list[str]) -> None:
 
 
 class ConsumerPipe:
-    """A consumer's own connection, on which its reads and acks are written
-    back to back without waiting for their replies: the read of the next
-    batch goes out before the batch in hand is handled, and its ack after,
-    so the server works through both while this process handles the next.
+    """A consumer's own connection, on which its reads, acks and delivery
+    records are written back to back without waiting for their replies: the
+    read of the next batch goes out before the batch in hand is handled, and
+    its ack after, so the server works through both while this process
+    handles the next.
 
     Replies come back in the order written; `_owed` says what each one is:
-    the count of ids of an XACK (confirmed through `on_acked`) or `_READ`.
-    Reading the reply of a read first takes the replies of the acks written
-    before it. An ack not yet confirmed when the connection breaks leaves
-    its entries pending: they are delivered again (at least once)."""
+    `_READ` (the entries of a read), the count of ids of an XACK (confirmed
+    through `on_acked`), or `_WRITE` (a record; its reply only checked).
+    Reading the reply of a read first takes the replies written before it.
+    An ack not yet confirmed when the connection breaks leaves its entries
+    pending: they are delivered again (at least once)."""
 
     _READ = -1
+    _WRITE = 0
 
     def __init__(self, redis, stream: str, group: str, consumer: str, count: int,
                  block_ms: int, decode: bool, on_acked: Callable[[int], None]) -> None:
@@ -177,11 +180,15 @@ class ConsumerPipe:
         return bool(self._owed)
 
     async def send(self, ack: list | None = None, read: bool = False,
-                   block: bool = False) -> None:
-        """Write an XACK of `ack` and/or a read (with BLOCK: `block`)."""
+                   block: bool = False, writes: list[tuple] | None = None) -> None:
+        """Write an XACK of `ack`, then the commands `writes` (argument
+        tuples: records whose replies are only checked), then a read (with
+        BLOCK: `block`), in one write."""
         parts = []
         if ack:
             parts.append(pack_command((*self._ack_head, *ack)))
+        if writes:
+            parts.extend(pack_command(args) for args in writes)
         if read:
             parts.append(self._read_blocking if block else self._read_now)
         if not parts:
@@ -195,20 +202,27 @@ class ConsumerPipe:
         except BaseException:
             await self.reset()
             raise
+        owed = self._owed
         if ack:
-            self._owed.append(len(ack))
+            owed.append(len(ack))
+        if writes:
+            owed.extend([self._WRITE] * len(writes))
         if read:
-            self._owed.append(self._READ)
+            owed.append(self._READ)
 
     async def take(self) -> list[Entry] | None:
         """The entries of the next read written, after confirming the acks
-        written before it; None when no read is owed (acks confirmed)."""
+        and records written before it; None when no read is owed (acks and
+        records confirmed). An error reply (of a record too) raises, and
+        drops the connection with what it owed."""
         owed = self._owed
         conn = self._conn
         try:
             while owed:
                 reply = await conn.read_response(disable_decoding=True)
                 kind = owed.popleft()
+                if kind == self._WRITE:
+                    continue
                 if kind != self._READ:
                     self._on_acked(kind)
                     continue

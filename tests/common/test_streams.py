@@ -280,3 +280,52 @@ async def test_acks_lost_with_the_connection_are_delivered_again(redis):
     assert killed.is_set()
     assert await pending_count(redis) == 0
     assert c.stats.claimed > 0  # those read or acked on the killed connection
+
+
+async def test_entries_of_different_keys_are_handled_at_once_in_order_per_key(redis):
+    # Trips 0, 1, 2, 0, 1, 2, ...: three keys, four entries each, one batch.
+    ids = await publish(redis, 12)
+    key_of = {sid: f"trp_sf_{i % 3}" for i, sid in enumerate(ids)}
+    running: set[str] = set()
+    most = 0
+    log: list[tuple[str, str]] = []
+
+    async def handler(entry):
+        nonlocal most
+        key = key_of[entry.id]
+        assert all(key_of[other] != key for other in running)  # one at a time per key
+        running.add(entry.id)
+        most = max(most, len(running))
+        log.append(("start", entry.id))
+        for _ in range(3):  # a few round trips' worth of yielding
+            await asyncio.sleep(0)
+        running.discard(entry.id)
+        log.append(("end", entry.id))
+
+    c = consumer(redis, "c1", handler, batch=12, ordered_by=lambda e: [key_of[e.id]])
+    await ensure_group(redis, STREAM, GROUP)
+    assert await c.step() == 12  # one batch
+    assert most == 3  # the three keys at once, never two entries of one key
+    for k in range(3):
+        mine = [sid for sid in ids if key_of[sid] == f"trp_sf_{k}"]
+        assert [sid for what, sid in log if what == "start" and sid in mine] == mine
+    assert await pending_count(redis) == 0
+
+
+async def test_a_failure_among_concurrent_entries_leaves_only_it_pending(redis):
+    ids = await publish(redis, 6)
+
+    async def handler(entry):
+        await asyncio.sleep(0)
+        if entry.id == ids[2]:
+            raise RuntimeError("not now")
+
+    c = consumer(redis, "c1", handler, batch=6, claim_idle_ms=60_000,
+                 ordered_by=lambda e: [e.fields["trip_id"]])
+    await ensure_group(redis, STREAM, GROUP)
+    assert await c.step() == 6
+    pending = await redis.xpending_range(STREAM, GROUP, min="-", max="+", count=10)
+    assert [p["message_id"] for p in pending] == [ids[2]]
+    assert c.stats.handled == 5 and c.stats.failed == 1
+    history = await read_deliveries(redis, REGION, ids[2])
+    assert history[0]["acked_at"] is None and "RuntimeError: not now" in history[0]["error"]

@@ -6,8 +6,13 @@ import asyncio
 import random
 from dataclasses import replace
 
+import pytest
+
 from common import ids, keys
-from driver_service.app import STORE, Workers
+from common.streams import StreamConsumer, ensure_group
+from driver_service.app import DISPATCHER, STORE, Workers
+from driver_service.dispatcher import Dispatcher
+from driver_service.dispatcher import ordered_by as dispatch_order
 from driver_service.app import create_app as create_driver_app
 
 from tests.helpers.services import near
@@ -297,3 +302,84 @@ async def test_two_sweepers_expire_each_offer_once(make_rig):
     for t in trips:
         assert (await rig.types_of(t["id"])).count("trip.offer_expired") == 1
     assert all(ids.is_id(t, ids.TRIP) for t in due)
+
+
+class BatchDispatcher:
+    """The dispatch consumer group driven by hand, a batch at a time; the
+    entries are handed in turn to `dispatchers` dispatchers (two: as two
+    replicas would, each knowing only its own offers in flight, so that
+    only the offer script stands between their offers). Counts how many
+    entries were handled at once."""
+
+    def __init__(self, rig, dispatchers: int) -> None:
+        self.rig = rig
+        self.dispatchers = [rig.driver_app[DISPATCHER]] + [
+            Dispatcher(rig.driver_app[STORE], rig.settings) for _ in range(dispatchers - 1)
+        ]
+        self.handed = 0
+        self.running = self.most = 0
+        self.consumer = StreamConsumer(
+            rig.redis, keys.events("sf"), keys.GROUP_DISPATCH, "batch", self.handle,
+            batch=100, claim_idle_ms=60_000, ordered_by=dispatch_order,
+        )
+
+    async def handle(self, entry) -> None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        self.handed += 1
+        try:
+            await self.dispatchers[self.handed % len(self.dispatchers)].handle(entry)
+        finally:
+            self.running -= 1
+
+    async def step(self) -> None:
+        """Every entry not yet read, in one batch."""
+        stream = keys.events("sf")
+        await ensure_group(self.rig.redis, stream, keys.GROUP_DISPATCH)
+        groups = {g["name"]: g for g in await self.rig.redis.xinfo_groups(stream)}
+        unread = groups[keys.GROUP_DISPATCH]["lag"]
+        assert await self.consumer.step() == unread
+
+
+@pytest.mark.parametrize("dispatchers", [1, 2])
+async def test_trips_dispatched_at_once_never_share_a_driver(make_rig, dispatchers):
+    # Twelve trips and three drivers in one batch, every trip within reach
+    # of every driver: the passes run at once reach for the same few drivers.
+    rig = await make_rig(Workers(dispatch=False))
+    drivers = [await rig.new_driver(near(0.001 * i)) for i in range(3)]
+    trips = [await rig.request(near(0.0005 * i, 0.0005)) for i in range(12)]
+    batch = BatchDispatcher(rig, dispatchers)
+    await batch.step()
+    assert batch.most > 2  # handled at once, not one after another
+    offers, peak = replay_offers(await rig.events())
+    assert offers == peak == 3
+    # Each driver holds one of the trips, and each of those trips that offer.
+    held = [(await rig.driver_doc(d))["offer"]["trip_id"] for d in drivers]
+    assert len(set(held)) == 3 and set(held) <= {t["id"] for t in trips}
+    for t in trips:
+        offer = (await rig.doc(t["id"])).get("offer")
+        assert (offer is not None) == (t["id"] in held)
+        if offer is not None:
+            assert drivers[held.index(t["id"])] == offer["driver_id"]
+    await check_indexes(rig)
+
+
+@pytest.mark.parametrize("dispatchers", [1, 2])
+async def test_drivers_freed_at_once_never_share_a_trip(make_rig, dispatchers):
+    # One trip waits, nobody in reach; then six drivers come online near it
+    # and their events are handled at once: each pass offers the trip.
+    rig = await make_rig(Workers(dispatch=False))
+    trip = await rig.request(near())
+    batch = BatchDispatcher(rig, dispatchers)
+    await batch.step()
+    drivers = [await rig.new_driver(near(0.0005 * i)) for i in range(6)]
+    await batch.step()
+    assert batch.most > 2
+    offers, peak = replay_offers(await rig.events())
+    assert offers == peak == 1
+    offer = (await rig.doc(trip["id"]))["offer"]
+    assert offer["driver_id"] in drivers
+    for d in drivers:
+        held = (await rig.driver_doc(d)).get("offer")
+        assert (held is not None) == (d == offer["driver_id"])
+    await check_indexes(rig)
