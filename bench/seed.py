@@ -12,11 +12,13 @@ import asyncio
 import random
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
 from common import keys
 from common.regions import DEFAULT_REGIONS
+from common.retry import retrying
 
 from .baseline import session_key
 
@@ -63,6 +65,17 @@ def near(point: dict, meters: float, rng: random.Random) -> dict:
     return {"lat": round(point["lat"] + dlat, 6), "lon": round(point["lon"] + dlon, 6)}
 
 
+# Tries of one call that is answered "later" (429, 503...).
+SEED_ATTEMPTS = 6
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    headers: Any
+    body: Any
+
+
 class Client:
     """A thin JSON client of the gateway."""
 
@@ -84,12 +97,20 @@ class Client:
                    json: dict | None = None, params: dict | None = None,
                    expect: tuple[int, ...] = (200, 201, 204)):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.session.request(method, path, json=json, params=params,
-                                        headers=headers) as resp:
-            body = await resp.json(content_type=None) if resp.status != 204 else None
-            if resp.status not in expect:
-                raise SeedError(f"{method} {path} answered {resp.status}: {body}")
-            return resp.status, body
+
+        async def once() -> Answer:
+            async with self.session.request(method, path, json=json, params=params,
+                                            headers=headers) as resp:
+                body = await resp.json(content_type=None) if resp.status != 204 else None
+                return Answer(resp.status, resp.headers, body)
+
+        # As the API asks of a client: "later" (an overloaded gateway just
+        # after the overload scenario, a rate limit) is retried after its
+        # Retry-After.
+        answer = await retrying(attempts=SEED_ATTEMPTS)(once)
+        if answer.status not in expect:
+            raise SeedError(f"{method} {path} answered {answer.status}: {answer.body}")
+        return answer.status, answer.body
 
 
 async def sign_up(client: Client, role: str, prefix: str, product: str = "standard") -> Account:

@@ -22,7 +22,9 @@ says: how many refusals a second a standing crowd causes is its size over
 Retry-After. So Retry-After follows the refusals: while they exceed
 REFUSALS_PER_COMPLETION of the completions it doubles (up to
 MAX_RETRY_AFTER_S), once per Retry-After (the time its effect takes to
-show), and it halves back while they stay below a quarter of that.
+show), and it halves back while they stay below a quarter of that, or
+falls back to 1 s at once when no request has been refused for twice its
+value (the refused have all come back).
 
 The in-flight count is a plain integer: the event loop runs one handler step
 at a time, so no lock is needed. Routes that wait by design (long polls, live
@@ -168,6 +170,16 @@ class Admission:
         self._done = 0
         self._refused = 0
         self._window_start = now
+        if self.retry_after_s > RETRY_AFTER_S and now - self._last_shed >= self._shed_memory_s:
+            # No refusal for as long as the refused could take to come back
+            # (an idle pause too, whatever the averages say): it is over.
+            logger.warning("Retry-After back to %d s: no refusal for %.0f s",
+                           RETRY_AFTER_S, now - self._last_shed)
+            self.retry_after_s = RETRY_AFTER_S
+            self._shed_memory_s = SHED_MEMORY_S
+            self.refusal_rate = 0.0
+            self._retry_set_at = now
+            return
         if now - self._retry_set_at < self.retry_after_s:
             return  # the last change has not had the time to show
         wanted = self.retry_after_s

@@ -206,3 +206,37 @@ async def test_retry_after_grows_with_the_refusals_and_comes_back(aiohttp_client
             break
     assert admission.retry_after_s == 1
     assert set(await crowd(1)) == {"1"}
+
+
+async def test_retry_after_falls_back_once_nobody_is_refused(aiohttp_client):
+    """A pause (the crowd gone, or no traffic at all) ends a long Retry-After
+    at the first completion after it, whatever the averages of before say."""
+    clock = Clock()
+    admission = Admission("retry-idle", 4, 0.01, clock=clock)
+    app = create_base_app(Settings(service="retry-idle"), admission)
+    release = asyncio.Event()
+
+    async def work(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="done")
+
+    app.router.add_get("/work", work)
+    client = await aiohttp_client(app)
+    for _ in range(3):  # 1 -> 2 -> 4 s: refusals far above the completions
+        release.clear()
+        held = [asyncio.create_task(client.get("/work")) for _ in range(4)]
+        await eventually(lambda: admission.in_flight == 4)
+        for _ in range(20):
+            assert (await client.get("/work")).status == 503
+        clock.now += admission.retry_after_s
+        release.set()
+        await asyncio.gather(*held)
+    assert admission.retry_after_s == 8
+    # Quiet for less than twice Retry-After: unchanged.
+    clock.now += 8
+    assert (await client.get("/work")).status == 200
+    assert admission.retry_after_s == 8
+    # Twice Retry-After and more without a refusal: 1 s again.
+    clock.now += 10
+    assert (await client.get("/work")).status == 200
+    assert admission.retry_after_s == 1
