@@ -25,7 +25,7 @@ import redis
 from common.redisconn import create_redis
 
 from . import load, routes
-from .seed import seed
+from .seed import Seeded, seed
 from .system import BenchSystem
 
 
@@ -43,6 +43,20 @@ def _commands(admin: redis.Redis, requests: int) -> str:
     )
 
 
+def seed_small(system: BenchSystem) -> Seeded:
+    """The accounts and trips the view and location pairs need, a few of each
+    (as `make bench` seeds them, smaller)."""
+    async def go() -> Seeded:
+        client = create_redis(system.redis_url)
+        try:
+            return await seed(system.gateway.url, client, view=8, location=8, loop_riders=1,
+                              rng=random.Random(3))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
 def main(argv: list[str]) -> None:
     which = argv[0] if argv else "location"
     seconds = float(argv[1]) if len(argv) > 1 else 4.0
@@ -50,15 +64,7 @@ def main(argv: list[str]) -> None:
     work = Path(tempfile.mkdtemp(prefix="ridehail-cpu-"))
     system = BenchSystem(work).start()
     try:
-        async def do_seed():
-            client = create_redis(system.redis_url)
-            try:
-                return await seed(system.gateway.url, client, view=8, location=8, loop_riders=1,
-                                  rng=random.Random(3))
-            finally:
-                await client.aclose()
-
-        seeded = asyncio.run(do_seed())
+        seeded = seed_small(system)
         gw, front = system.gateway.url, system.front.url
         pair = (routes.location_pair(seeded, gw, front, random.Random(5)) if which == "location"
                 else routes.view_pair(seeded, gw, front))

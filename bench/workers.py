@@ -15,7 +15,6 @@ Rounds alternate, so the machine's noise falls on both sides alike.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import shutil
 import statistics
@@ -25,10 +24,9 @@ from pathlib import Path
 
 import psutil
 
-from common.redisconn import create_redis
 
 from . import load, routes
-from .seed import seed
+from .cpu import seed_small
 from .system import BenchSystem
 
 CONNECTIONS = (16, 32)
@@ -68,15 +66,7 @@ def main(argv: list[str]) -> None:
     system = BenchSystem(work, workers=2).start()
     ratios: dict[tuple[str, int, int], list[float]] = {}
     try:
-        async def do_seed():
-            client = create_redis(system.redis_url)
-            try:
-                return await seed(system.gateway.url, client, view=8, location=8, loop_riders=1,
-                                  rng=random.Random(3))
-            finally:
-                await client.aclose()
-
-        seeded = asyncio.run(do_seed())
+        seeded = seed_small(system)
         gw, front = system.gateway.url, system.front.url
         pairs = {"view": routes.view_pair(seeded, gw, front),
                  "location": routes.location_pair(seeded, gw, front, random.Random(5))}

@@ -164,13 +164,12 @@ async def test_a_burst_that_drains_is_admitted_a_standing_queue_is_shed(aiohttp_
     assert {(await t).status for t in later} == {200}
 
 
-async def test_retry_after_grows_with_the_refusals_and_comes_back(aiohttp_client):
-    """Refused clients come back when Retry-After says: while refusals
-    outnumber half the completions it doubles (once per Retry-After), and it
-    halves back once they are few."""
+async def held_app(aiohttp_client, service: str):
+    """An app whose `/work` waits for `release`, admitting at most 4 at once,
+    on a clock the test moves: (clock, admission, release, client)."""
     clock = Clock()
-    admission = Admission("retry-test", 4, 0.01, clock=clock)
-    app = create_base_app(Settings(service="retry-test"), admission)
+    admission = Admission(service, 4, 0.01, clock=clock)
+    app = create_base_app(Settings(service=service), admission)
     release = asyncio.Event()
 
     async def work(request: web.Request) -> web.Response:
@@ -178,7 +177,14 @@ async def test_retry_after_grows_with_the_refusals_and_comes_back(aiohttp_client
         return web.Response(text="done")
 
     app.router.add_get("/work", work)
-    client = await aiohttp_client(app)
+    return clock, admission, release, await aiohttp_client(app)
+
+
+async def test_retry_after_grows_with_the_refusals_and_comes_back(aiohttp_client):
+    """Refused clients come back when Retry-After says: while refusals
+    outnumber half the completions it doubles (once per Retry-After), and it
+    halves back once they are few."""
+    clock, admission, release, client = await held_app(aiohttp_client, "retry-test")
 
     async def crowd(refusals: int) -> list[str]:
         """The ceiling in flight, `refusals` more refused; then all finish."""
@@ -211,17 +217,7 @@ async def test_retry_after_grows_with_the_refusals_and_comes_back(aiohttp_client
 async def test_retry_after_falls_back_once_nobody_is_refused(aiohttp_client):
     """A pause (the crowd gone, or no traffic at all) ends a long Retry-After
     at the first completion after it, whatever the averages of before say."""
-    clock = Clock()
-    admission = Admission("retry-idle", 4, 0.01, clock=clock)
-    app = create_base_app(Settings(service="retry-idle"), admission)
-    release = asyncio.Event()
-
-    async def work(request: web.Request) -> web.Response:
-        await release.wait()
-        return web.Response(text="done")
-
-    app.router.add_get("/work", work)
-    client = await aiohttp_client(app)
+    clock, admission, release, client = await held_app(aiohttp_client, "retry-idle")
     for _ in range(3):  # 1 -> 2 -> 4 s: refusals far above the completions
         release.clear()
         held = [asyncio.create_task(client.get("/work")) for _ in range(4)]
