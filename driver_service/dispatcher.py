@@ -33,6 +33,7 @@ from .matching import (
     MAX_OFFER_ATTEMPTS,
     MAX_OLDER_DEPTH,
     REMATCH_BATCH,
+    REMATCH_SCANNED,
     TRIP_WAITS,
     eligible,
     is_waiting,
@@ -307,11 +308,13 @@ class Dispatcher:
 
     async def rematch(self, region: str) -> int:
         """Safety net, run by the sweeper: drivers move, so a trip nobody was
-        in range of may have one now. The oldest waiting trips are tried again."""
+        in range of may have one now. The oldest waiting trips (without an
+        offer out) are tried again."""
         made = 0
         for product in PRODUCTS:
-            for trip_id in await self.store.oldest_waiting(region, product, REMATCH_BATCH):
-                trip = await self.store.trip_doc(trip_id)
-                if is_waiting(trip) and (await self.offer_trip(trip))[0]:
+            waiting = await self.store.oldest_waiting(region, product, REMATCH_BATCH,
+                                                      REMATCH_SCANNED)
+            for trip in waiting:
+                if (await self.offer_trip(trip))[0]:
                     made += 1
         return made

@@ -47,8 +47,10 @@ MAX_OFFER_ATTEMPTS = 32
 # Older trips served first, one inside another, before giving up on order.
 MAX_OLDER_DEPTH = 4
 # The safety net re-offers this many of the oldest waiting trips per product
-# (drivers move into range without any event).
+# (drivers move into range without any event), among this many of the
+# oldest in the ranking (which also holds the trips with an offer out).
 REMATCH_BATCH = 50
+REMATCH_SCANNED = 1000
 
 # Events after which the trip waits for a driver again.
 TRIP_WAITS = frozenset({"trip.requested", "trip.offer_declined", "trip.offer_expired",

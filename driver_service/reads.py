@@ -30,6 +30,7 @@ from .matching import (
     Candidate,
     area_km2,
     first_radius,
+    is_waiting,
     radius_steps,
 )
 
@@ -189,8 +190,22 @@ class DriverReads:
         scores = await self.redis.zmscore(keys.pending(region, product), trip_ids)
         return {t: s for t, s in zip(trip_ids, scores) if s is not None}
 
-    async def oldest_waiting(self, region: str, product: str, limit: int) -> list[str]:
-        return await self.redis.zrange(keys.pending(region, product), 0, limit - 1)
+    async def oldest_waiting(self, region: str, product: str, limit: int,
+                             scanned: int) -> list[dict]:
+        """The documents of up to `limit` of the oldest trips that wait (no
+        open offer), looking at `scanned` of the ranking at most: the head
+        of a long queue holds trips with offers out, which hide nothing."""
+        found: list[dict] = []
+        start = 0
+        while len(found) < limit and start < scanned:
+            page = await self.redis.zrange(keys.pending(region, product), start,
+                                           min(start + limit, scanned) - 1)
+            if not page:
+                break
+            docs = await self.trip_docs(page)
+            found += [d for t in page if is_waiting(d := docs.get(t))]
+            start += len(page)
+        return found[:limit]
 
     # --- reads for the API -------------------------------------------------
     async def render_trip(self, doc: dict) -> dict:

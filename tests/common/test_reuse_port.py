@@ -18,10 +18,8 @@ def _healthy(url: str) -> None:
 
 def _listens(service: ServiceProcess) -> bool:
     process = psutil.Process(service.process.pid)
-    # net_connections since psutil 6; connections before (pyproject allows 5.9).
-    sockets = (getattr(process, "net_connections", None) or process.connections)("tcp")
     return any(c.status == psutil.CONN_LISTEN and c.laddr.port == service.port
-               for c in sockets)
+               for c in process.net_connections("tcp"))
 
 
 def test_two_processes_share_one_port_and_either_serves_it_alone(redis_server, tmp_path):

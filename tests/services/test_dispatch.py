@@ -8,6 +8,7 @@ import orjson
 
 from common import keys
 from common.streams import Entry
+from driver_service import dispatcher
 from driver_service.app import DISPATCHER, SWEEPER, Workers
 
 from tests.helpers.services import near
@@ -182,6 +183,24 @@ async def test_a_driver_moving_into_range_is_found_by_the_rematch(make_rig):
     d1 = await rig.new_driver(near(-0.065))  # ~7 km: out of DISPATCH_RADIUS_M
     assert await rig.next_offer(d1, wait=0.2) is None
     await rig.locate(d1, near(0.002))
+    offer = await rig.offered(d1)
+    assert offer["trip_id"] == trip["id"]
+
+
+async def test_the_rematch_looks_past_trips_with_an_offer_out(make_rig, monkeypatch):
+    # The head of the queue holds offered trips (REMATCH_BATCH of them and
+    # one more): the trip waiting behind them is still tried again.
+    monkeypatch.setattr(dispatcher, "REMATCH_BATCH", 2)
+    rig = await make_rig(offer_timeout_s=60, dispatch_radius_m=1000)
+    rig.driver_app[SWEEPER].rematch_interval_s = 0.1
+    for i in range(3):
+        holder = await rig.new_driver(near(0.001 * i))
+        offered = await rig.request(near(0.001 * i))
+        assert (await rig.offered(holder))["trip_id"] == offered["id"]
+    trip = await rig.request(near(0.03))  # ~3 km north: nobody within 1 km
+    d1 = await rig.new_driver(near(-0.02))  # ~5.5 km south of it
+    assert await rig.next_offer(d1, wait=0.3) is None
+    await rig.locate(d1, near(0.031))
     offer = await rig.offered(d1)
     assert offer["trip_id"] == trip["id"]
 
