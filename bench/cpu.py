@@ -2,7 +2,7 @@
 (gateway, services, Redis) beside its matched baseline's processes, and the
 Redis commands per request with their server time.
 
-    python -m bench.cpu location|view [seconds] [rounds]
+    python -m bench.cpu location|view|estimates|create [seconds] [rounds]
 
 Starts the benchmark's system and baselines (bench.system), seeds them like
 `make bench` does, then alternates the route and its baseline under wrk (or
@@ -43,14 +43,15 @@ def _commands(admin: redis.Redis, requests: int) -> str:
     )
 
 
-def seed_small(system: BenchSystem) -> Seeded:
-    """The accounts and trips the view and location pairs need, a few of each
-    (as `make bench` seeds them, smaller)."""
+def seed_small(system: BenchSystem, loop_riders: int = 1) -> Seeded:
+    """The accounts and trips the route pairs need, a few of each (as `make
+    bench` seeds them, smaller); the create + cancel loop wants a rider or
+    two per connection."""
     async def go() -> Seeded:
         client = create_redis(system.redis_url)
         try:
-            return await seed(system.gateway.url, client, view=8, location=8, loop_riders=1,
-                              rng=random.Random(3))
+            return await seed(system.gateway.url, client, view=8, location=8,
+                              loop_riders=loop_riders, rng=random.Random(3))
         finally:
             await client.aclose()
 
@@ -64,10 +65,16 @@ def main(argv: list[str]) -> None:
     work = Path(tempfile.mkdtemp(prefix="ridehail-cpu-"))
     system = BenchSystem(work).start()
     try:
-        seeded = seed_small(system)
+        seeded = seed_small(system, loop_riders=32 if which == "create" else 1)
         gw, front = system.gateway.url, system.front.url
-        pair = (routes.location_pair(seeded, gw, front, random.Random(5)) if which == "location"
-                else routes.view_pair(seeded, gw, front))
+        rng = random.Random(5)
+        location = routes.location_pair(seeded, gw, front, rng)
+        pair = {
+            "location": lambda: location,
+            "view": lambda: routes.view_pair(seeded, gw, front),
+            "estimates": lambda: routes.estimates_pair(seeded, gw, front, rng),
+            "create": lambda: routes.create_cancel_pair(seeded, gw, front, rng, location),
+        }[which]()
         procs = {name: psutil.Process(p.process.pid)
                  for name, p in {**system.services(), **system.baselines()}.items()}
         procs["redis"] = psutil.Process(system.redis.process.pid)
@@ -87,6 +94,8 @@ def main(argv: list[str]) -> None:
                 print(f"{which} {side}: {result.rps:,.0f} req/s; CPU us per request: {shown}; "
                       f"total {sum(per.values()):.0f}")
                 print(f"    redis: {_commands(admin, n)}")
+                if side == "route" and pair.after_round is not None:
+                    pair.after_round()
         admin.close()
     finally:
         system.stop()

@@ -30,7 +30,7 @@ async def create_trip(request: web.Request) -> web.Response:
     doc = await store.request(
         body.rider_id, body.product, body.pickup.as_dict(), body.dropoff.as_dict(), body.trip_id
     )
-    return json_response(await store.get(doc["id"]), status=201)
+    return json_response(await store.rendered(doc), status=201)
 
 
 async def get_trip(request: web.Request) -> web.Response:

@@ -62,15 +62,16 @@ class TripStore:
         return region
 
     # --- fares -----------------------------------------------------------
-    async def surges(self, region: str, cell: str) -> dict[str, Decimal]:
+    async def surges(self, region: str, cell: str,
+                     products: tuple[str, ...] = PRODUCTS) -> dict[str, Decimal]:
         """The surge of each product for a new request with its pickup in `cell`."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for product in PRODUCTS:
+            for product in products:
                 pipe.hget(keys.demand(region, product), cell)
                 pipe.hget(keys.supply(region, product), cell)
             counts = await pipe.execute()
         out = {}
-        for i, product in enumerate(PRODUCTS):
+        for i, product in enumerate(products):
             demand = int(counts[2 * i] or 0)
             supply = int(counts[2 * i + 1] or 0)
             out[product] = surge_multiplier(demand + 1, supply)
@@ -100,7 +101,8 @@ class TripStore:
             raise errors.Invalid(
                 errors=[{"field": "trip_id", "message": "must be in the rider's region"}]
             )
-        surge = (await self.surges(region.name, surge_cell(pickup["lat"], pickup["lon"])))[product]
+        cell = surge_cell(pickup["lat"], pickup["lon"])
+        surge = (await self.surges(region.name, cell, (product,)))[product]
         doc = document.new_trip(trip_id, rider_id, product, pickup, dropoff, surge)
         reply = await self.scripts.call(
             S.REQUEST_TRIP, S.RequestKeys.of(trip_id, rider_id, product),
@@ -162,17 +164,22 @@ class TripStore:
     # --- reads -----------------------------------------------------------
     async def get(self, trip_id: str) -> dict:
         """The rendered trip, with `queue_position` while requested."""
-        r = self.region_of_trip(trip_id)
+        self.region_of_trip(trip_id)
         raw = await self.redis.execute_command("JSON.GET", keys.trip(trip_id))
         if raw is None:
             cold = await self._cold_trip(trip_id)
             if cold is None:
                 raise errors.NotFound("No such trip.")
             return document.render(cold)
-        doc = orjson.loads(raw)
+        return await self.rendered(orjson.loads(raw))
+
+    async def rendered(self, doc: dict) -> dict:
+        """The trip of a document read from Redis, with `queue_position`
+        while requested."""
         position = None
         if doc["status"] == "requested":
-            rank = await self.redis.zrank(keys.pending(r, doc["product"]), trip_id)
+            pending = keys.pending(ids.region_of(doc["id"]), doc["product"])
+            rank = await self.redis.zrank(pending, doc["id"])
             position = rank + 1 if rank is not None else None
         return document.render(doc, position)
 
