@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from common.ids import region_of
+from common.packed import unpack
 from common.trip.statemachine import WITH_DRIVER
 
 
@@ -44,14 +45,8 @@ def new_driver(driver_id: str, first_name: str, last_name: str, car: dict,
 
 
 def expand(doc: dict) -> dict:
-    """The document with its profile's fields at the top (a document of the
-    older shape, or one expanded already, as it is)."""
-    packed = doc.get(PROFILE)
-    if not isinstance(packed, str):
-        return doc
-    out = {k: v for k, v in doc.items() if k != PROFILE}
-    out.update(orjson.loads(packed))
-    return out
+    """The document with its profile's fields at the top."""
+    return unpack(doc, PROFILE)
 
 
 def same_registration(doc: dict, first_name: str, last_name: str, car: dict, product: str) -> bool:

@@ -33,6 +33,7 @@ import orjson
 from common.fares import FARE_MODELS, estimate_duration_s
 from common.geo import haversine_m, surge_cell
 from common.ids import region_of
+from common.packed import unpack
 from common.timeutil import iso
 
 # The member holding the request's JSON text, and what it holds.
@@ -107,14 +108,8 @@ def new_trip(
 
 
 def expand(doc: dict) -> dict:
-    """The document with its request's fields at the top (a document of the
-    older shape, or one expanded already, as it is)."""
-    packed = doc.get(PACKED)
-    if not isinstance(packed, str):
-        return doc
-    out = {k: v for k, v in doc.items() if k != PACKED}
-    out.update(orjson.loads(packed))
-    return out
+    """The document with its request's fields at the top."""
+    return unpack(doc, PACKED)
 
 
 def requested_at(doc: dict) -> str:
